@@ -1,0 +1,37 @@
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(models.TextChoices):
+    CALL_TAKER = "call_taker", _("Operador de llamadas")
+    DISPATCHER = "dispatcher", _("Despachador")
+    SUPERVISOR = "supervisor", _("Supervisor")
+    ADMINISTRATOR = "administrator", _("Administrador")
+    DEVICE = "device", _("Dispositivo (AVL, botón de pánico, LPR)")
+    PEER = "peer", _("Estado vecino (CAD par)")
+
+
+HUMAN_ROLES = (Role.CALL_TAKER, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR)
+SERVICE_ROLES = (Role.DEVICE, Role.PEER)
+
+
+class User(AbstractUser):
+    """A person at a console, or a service account (device or peer state) that authenticates by token."""
+
+    role = models.CharField(_("rol"), max_length=20, choices=Role.choices, default=Role.CALL_TAKER)
+    center = models.ForeignKey(
+        "cad.Center",
+        verbose_name=_("centro"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="users",
+    )
+
+    @property
+    def is_service_account(self) -> bool:
+        return self.role in SERVICE_ROLES
+
+    def has_role(self, *roles: str) -> bool:
+        return self.is_active and self.role in roles

@@ -1,0 +1,94 @@
+"""Domain errors and the one API exception handler that maps them to `{message, code, fields}`."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class DomainError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message, *, code: str | None = None, status: int | None = None, fields=None):
+        super().__init__(str(message))
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.fields = fields or {}
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class UnitNotAvailable(Conflict):
+    code = "unit_not_available"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class StaleWrite(DomainError):
+    """The client wrote against an old version (If-Match / version field)."""
+
+    status = 412
+    code = "stale_write"
+
+    def __init__(self, *, current_version: int):
+        super().__init__(
+            _("El registro cambió mientras lo editaba; recargue y vuelva a intentar."),
+            fields={"version": [str(current_version)]},
+        )
+
+
+def _flatten(detail):
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [str(item) if not isinstance(item, dict | list) else _flatten(item) for item in detail]
+    return [str(detail)]
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(
+            {"message": str(exc.message), "code": exc.code, "fields": exc.fields}, status=exc.status
+        )
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(fields)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {
+            "message": str(_("Datos inválidos; revise los campos marcados.")),
+            "code": "invalid",
+            "fields": _flatten(fields),
+        }
+    else:
+        detail = getattr(exc, "detail", "")
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"message": str(detail), "code": code, "fields": {}}
+    if response.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
+        response.data["code"] = "unsupported_media_type"
+    return response

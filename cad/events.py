@@ -1,0 +1,67 @@
+"""The one publisher of domain events.
+
+`record_event` writes the event row in the caller's transaction (seq from a per-centre, per-stream
+counter locked FOR UPDATE) and broadcasts it to websocket groups only after that transaction commits:
+rolled-back work is never seen. Consoles detect gaps by `seq` and replay from the table.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cad.models import Event, EventStream
+
+logger = logging.getLogger(__name__)
+
+
+def stream_group(*, center_id: int, stream: str) -> str:
+    return f"cad.{center_id}.{stream}"
+
+
+def record_event(
+    *, type: str, center_id: int, payload: dict, stream: str = EventStream.Name.CONSOLE
+) -> Event:
+    """Append an event to the centre's stream. Must run inside the transaction of the change."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_event must run inside the transaction of the change it records")
+    counter, _ = EventStream.objects.get_or_create(center_id=center_id, name=stream)
+    EventStream.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
+    seq = EventStream.objects.select_for_update().values_list("last_seq", flat=True).get(pk=counter.pk)
+    event = Event.objects.create(
+        center_id=center_id, stream=stream, seq=seq, type=type, payload=payload, created_at=timezone.now()
+    )
+    envelope = event.envelope()
+    transaction.on_commit(lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope))
+    return event
+
+
+def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:
+    """Send a committed event to its stream's websocket group. Loss here is repaired by replay."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            stream_group(center_id=center_id, stream=stream), {"type": "cad.event", "envelope": envelope}
+        )
+    except (OSError, ConnectionError) as exc:  # Redis down: consoles resync by seq when it returns
+        logger.warning("broadcast failed", extra={"event_type": envelope["type"], "error": str(exc)})
+
+
+def events_after(*, center_id: int, stream: str, after_seq: int, limit: int) -> list[dict]:
+    """Envelopes with seq > after_seq, in order; at most `limit` (the caller resyncs beyond that)."""
+    rows = Event.objects.filter(center_id=center_id, stream=stream, seq__gt=after_seq).order_by("seq")[:limit]
+    return [event.envelope() for event in rows]
+
+
+def last_seq(*, center_id: int, stream: str) -> int:
+    return (
+        EventStream.objects.filter(center_id=center_id, name=stream)
+        .values_list("last_seq", flat=True)
+        .first()
+        or 0
+    )

@@ -1,0 +1,44 @@
+"""The one way to run work outside the request: `enqueue`.
+
+Production path (a broker is configured): the Celery task is sent after the transaction commits.
+Embedded default (no broker): the task runs on a small local thread pool after commit, so a slow task
+never blocks a request and rolled-back work never runs a task.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+logger = logging.getLogger(__name__)
+_local_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _local_pool
+    if _local_pool is None:
+        _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cad-task")
+    return _local_pool
+
+
+def _run_locally(task, kwargs: dict) -> None:
+    close_old_connections()
+    try:
+        task.run(**kwargs)
+    except Exception:  # noqa: BLE001 - a task thread must log and survive, as a Celery worker would
+        logger.exception("local task failed", extra={"task": task.name})
+    finally:
+        close_old_connections()
+
+
+def enqueue(task, **kwargs) -> None:
+    """Run `task(**kwargs)` in the background once the current transaction commits."""
+
+    def send():
+        if settings.CELERY_BROKER_URL:
+            task.apply_async(kwargs=kwargs)
+        else:
+            _pool().submit(_run_locally, task, kwargs)
+
+    transaction.on_commit(send)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InterstateConfig(AppConfig):
+    name = "interstate"
+    verbose_name = "Interconexión entre estados"

@@ -1,0 +1,1 @@
+"""Interstate escalation (NENA EIDO over REST). Models arrive with the interstate issue."""
