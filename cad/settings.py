@@ -4,9 +4,8 @@ Embedded default (nothing set): SQLite, in-process channel layer, tasks on a loc
 Production path: DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer + Celery broker).
 """
 
-from pathlib import Path
-
 import importlib.util
+from pathlib import Path
 
 import environ
 
@@ -41,6 +40,7 @@ INSTALLED_APPS = [
     "units",
     "incidents",
     "interstate",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

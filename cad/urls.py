@@ -6,6 +6,7 @@ api_v1 = [
     path("", include("incidents.urls")),
     path("", include("units.urls")),
     path("", include("geo.urls")),
+    path("", include("dashboard.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -1,0 +1,90 @@
+"""Incident reads: what each screen needs, with its joins decided here."""
+
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from cad.errors import NotFound
+from incidents.models import Assignment, Incident, IncidentStatus, IncidentType
+from units.routing import haversine_km
+
+
+def incident_list_for_console(*, center_id: int) -> QuerySet[Incident]:
+    """Open incidents, most urgent first: priority, then age."""
+    return (
+        Incident.objects.filter(center_id=center_id)
+        .exclude(status=IncidentStatus.CLOSED)
+        .select_related("state", "municipality")
+        .prefetch_related(
+            Prefetch("assignments", Assignment.objects.filter(active=True).select_related("unit"))
+        )
+        .order_by("priority_rank", "opened_at")
+    )
+
+
+def incident_get(*, folio: str, center_id: int) -> Incident:
+    """One incident with everything its detail view shows (timeline, calls, assignments)."""
+    try:
+        return (
+            Incident.objects.select_related("incident_type", "state", "municipality", "created_by")
+            .prefetch_related("timeline__by", "calls", "assignments__unit__agency")
+            .get(folio=folio, center_id=center_id)
+        )
+    except Incident.DoesNotExist:
+        raise NotFound(f"No existe el incidente {folio}.") from None
+
+
+def _compatible(candidate: Incident, incident_type: IncidentType | None, match: str) -> bool:
+    if incident_type is None or match == "any":
+        return True
+    if match == "tipo":
+        return candidate.type_code[:1] == incident_type.tipo_code
+    return candidate.type_code[:3] == incident_type.subtipo_code
+
+
+def duplicate_candidates(
+    *, center_id: int, lat: float, lon: float, incident_type: IncidentType | None = None, now=None
+) -> list[dict]:
+    """Open incidents near (lat, lon), opened within the window, of a compatible type, nearest first.
+
+    Radius, window and what "compatible" means (same subtipo, same tipo, any) are settings."""
+    now = now or timezone.now()
+    radius_m = settings.CAD["DUPLICATE_RADIUS_M"]
+    window = timedelta(minutes=settings.CAD["DUPLICATE_WINDOW_MIN"])
+    match = settings.CAD["DUPLICATE_MATCH"]
+    half_width = radius_m / 1000.0 / 111.0 * 1.5
+    lon_width = half_width / max(np.cos(np.radians(lat)), 0.2)
+    nearby = list(
+        Incident.objects.filter(
+            center_id=center_id,
+            opened_at__gte=now - window,
+            lat__gte=lat - half_width,
+            lat__lte=lat + half_width,
+            lon__gte=lon - lon_width,
+            lon__lte=lon + lon_width,
+        ).exclude(status=IncidentStatus.CLOSED)
+    )
+    nearby = [i for i in nearby if _compatible(i, incident_type, match)]
+    if not nearby:
+        return []
+    distances = (
+        haversine_km(lat, lon, np.array([i.lat for i in nearby]), np.array([i.lon for i in nearby])) * 1000
+    )
+    found = [
+        {
+            "folio": incident.folio,
+            "type_code": incident.type_code,
+            "type_name": incident.type_name,
+            "priority": incident.priority,
+            "status": incident.status,
+            "address": incident.address,
+            "opened_at": incident.opened_at.isoformat(),
+            "distance_m": round(float(distance), 1),
+        }
+        for incident, distance in zip(nearby, distances, strict=True)
+        if distance <= radius_m
+    ]
+    return sorted(found, key=lambda c: c["distance_m"])

@@ -1,0 +1,477 @@
+"""Dispatch writes: calls, incidents, notes, assignments and the unit status changes that drive them.
+
+Every function here runs in one transaction, locks what it races on, raises domain errors (cad.errors)
+and records a domain event (cad.events.record_event) that consoles receive after commit.
+"""
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cad.errors import DomainError, InvalidTransition, NotFound, StaleWrite, UnitNotAvailable
+from cad.events import record_event
+from cad.models import Center
+from incidents.models import (
+    PRIORITY_RANK,
+    Assignment,
+    AssignmentStatus,
+    Call,
+    CallDisposition,
+    FolioCounter,
+    Incident,
+    IncidentStatus,
+    IncidentType,
+    Line,
+    TimelineEntry,
+)
+from units.models import UNIT_TRANSITIONS, Unit, UnitStatus
+from units.services import set_unit_status, unit_summary
+
+
+# --- Payloads -------------------------------------------------------------------------------
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def incident_summary(incident: Incident) -> dict:
+    """The incident as the queue shows it (event payloads carry this)."""
+    return {
+        "folio": incident.folio,
+        "status": incident.status,
+        "priority": incident.priority,
+        "priority_rank": incident.priority_rank,
+        "type_code": incident.type_code,
+        "type_name": incident.type_name,
+        "lat": incident.lat,
+        "lon": incident.lon,
+        "address": incident.address,
+        "state": incident.state.name if incident.state_id else None,
+        "municipality": incident.municipality.name if incident.municipality_id else None,
+        "call_arrived_at": _iso(incident.call_arrived_at),
+        "opened_at": _iso(incident.opened_at),
+        "first_dispatched_at": _iso(incident.first_dispatched_at),
+        "first_en_route_at": _iso(incident.first_en_route_at),
+        "first_on_scene_at": _iso(incident.first_on_scene_at),
+        "closed_at": _iso(incident.closed_at),
+        "version": incident.version,
+    }
+
+
+def _timeline(
+    incident: Incident, *, kind: str, text: str, by, data: dict | None = None, at=None
+) -> TimelineEntry:
+    return TimelineEntry.objects.create(
+        incident=incident, kind=kind, text=text, by=by, data=data or {}, at=at or timezone.now()
+    )
+
+
+def _check_version(current: int, expected: int | None) -> None:
+    if expected is not None and expected != current:
+        raise StaleWrite(current_version=current)
+
+
+# --- Calls and incidents --------------------------------------------------------------------
+def next_folio(*, center: Center, year: int) -> str:
+    """MEX-2026-000123: state prefix, year, per-centre yearly sequence. Unique under concurrency."""
+    counter, _ = FolioCounter.objects.get_or_create(center=center, year=year)
+    counter = FolioCounter.objects.select_for_update().get(pk=counter.pk)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"{center.code}-{year}-{counter.last:06d}"
+
+
+def _locate(lat, lon):
+    if lat is None or lon is None:
+        return None, None
+    from geo.locator import locate
+
+    return locate(lat, lon)
+
+
+@transaction.atomic
+def take_call(
+    *,
+    center: Center,
+    by,
+    line: str,
+    disposition: str,
+    incident_type: IncidentType | None = None,
+    link_to_folio: str | None = None,
+    arrived_at: datetime | None = None,
+    answered_at: datetime | None = None,
+    caller_name: str | None = None,
+    callback_number: str | None = None,
+    **call_fields,
+) -> Call:
+    """Record a call and act on its disposition: open an incident, link it to one, or just record it.
+
+    089 tips never carry caller identity: refused here, and by a database check constraint.
+    Improcedentes are recorded, never dispatched.
+    """
+    now = timezone.now()
+    if line == Line.ANONYMOUS and (caller_name or callback_number):
+        raise DomainError(
+            _("Las denuncias 089 son anónimas: no se registran datos de quien llama."),
+            code="anonymous_line",
+            fields={
+                key: [_("No permitido en la línea 089.")]
+                for key, value in (("caller_name", caller_name), ("callback_number", callback_number))
+                if value
+            },
+        )
+    if (
+        incident_type is not None
+        and incident_type.is_improcedente
+        and disposition == CallDisposition.NEW_INCIDENT
+    ):
+        raise DomainError(
+            _("Un tipo improcedente se registra con resolución «improcedente»; no abre incidente."),
+            code="improcedente_not_dispatchable",
+            fields={"disposition": [_("Use «improcedente» para este tipo.")]},
+        )
+    if disposition == CallDisposition.NEW_INCIDENT and incident_type is None:
+        raise DomainError(
+            _("Clasifique la llamada para abrir un incidente."),
+            fields={"incident_type_code": [_("Requerido para abrir un incidente.")]},
+        )
+    call = Call.objects.create(
+        center=center,
+        line=line,
+        disposition=disposition,
+        incident_type=incident_type,
+        arrived_at=arrived_at or now,
+        answered_at=answered_at or now,
+        caller_name=caller_name or None,
+        callback_number=callback_number or None,
+        call_taker=by,
+        **call_fields,
+    )
+    if call.answered_at < call.arrived_at:
+        raise DomainError(
+            _("La hora de contestación es anterior a la de llegada."),
+            fields={"answered_at": [_("Debe ser posterior a la llegada.")]},
+        )
+    if disposition == CallDisposition.NEW_INCIDENT:
+        call.incident = open_incident(call=call, by=by)
+        call.save(update_fields=["incident"])
+    elif disposition == CallDisposition.LINKED:
+        if not link_to_folio:
+            raise DomainError(
+                _("Indique el folio del incidente a vincular."),
+                fields={"incident": [_("Requerido para vincular.")]},
+            )
+        link_call(call=call, folio=link_to_folio, by=by)
+    record_event(
+        type="call.created",
+        center_id=center.id,
+        payload={
+            "uid": str(call.uid),
+            "line": call.line,
+            "channel": call.channel,
+            "disposition": call.disposition,
+            "incident": call.incident.folio if call.incident_id else None,
+            "arrived_at": call.arrived_at.isoformat(),
+        },
+    )
+    return call
+
+
+def open_incident(*, call: Call, by) -> Incident:
+    """Open an incident from a classified call (runs inside take_call's transaction)."""
+    incident_type = call.incident_type
+    if not incident_type.active:
+        raise DomainError(
+            _("La clave %(code)s ya no está vigente en el catálogo.") % {"code": incident_type.code},
+            fields={"incident_type_code": [_("Clave retirada del catálogo.")]},
+        )
+    now = timezone.now()
+    state, municipality = _locate(call.lat, call.lon)
+    incident = Incident.objects.create(
+        folio=next_folio(center=call.center, year=timezone.localtime(now).year),
+        center=call.center,
+        incident_type=incident_type,
+        type_code=incident_type.code,
+        type_name=incident_type.name,
+        priority=incident_type.priority,
+        priority_rank=PRIORITY_RANK[incident_type.priority],
+        lat=call.lat,
+        lon=call.lon,
+        address=call.address,
+        state=state,
+        municipality=municipality,
+        narrative=call.narrative,
+        call_arrived_at=call.arrived_at,
+        call_answered_at=call.answered_at,
+        opened_at=now,
+        created_by=by,
+    )
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.CREATED,
+        by=by,
+        at=now,
+        text=_("Incidente abierto: %(code)s %(name)s")
+        % {"code": incident.type_code, "name": incident.type_name},
+        data={"call": str(call.uid), "line": call.line},
+    )
+    record_event(type="incident.created", center_id=incident.center_id, payload=incident_summary(incident))
+    return incident
+
+
+def _incident_for_update(*, folio: str, center_id: int) -> Incident:
+    try:
+        return (
+            Incident.objects.select_for_update(of=("self",))
+            .select_related("state", "municipality")
+            .get(folio=folio, center_id=center_id)
+        )
+    except Incident.DoesNotExist:
+        raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio}) from None
+
+
+def link_call(*, call: Call, folio: str, by) -> Incident:
+    incident = _incident_for_update(folio=folio, center_id=call.center_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
+    call.incident = incident
+    call.save(update_fields=["incident"])
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.CALL_LINKED,
+        by=by,
+        text=_("Llamada %(line)s vinculada") % {"line": call.line},
+        data={"call": str(call.uid)},
+    )
+    _touch(incident)
+    return incident
+
+
+def _touch(incident: Incident, fields: list[str] | None = None) -> None:
+    incident.version += 1
+    incident.save(update_fields=[*(fields or []), "version", "updated_at"])
+    record_event(type="incident.updated", center_id=incident.center_id, payload=incident_summary(incident))
+
+
+@transaction.atomic
+def add_note(*, folio: str, center_id: int, text: str, by) -> TimelineEntry:
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    entry = _timeline(incident, kind=TimelineEntry.Kind.NOTE, by=by, text=text)
+    record_event(
+        type="incident.note_added",
+        center_id=center_id,
+        payload={"folio": folio, "text": text, "by": by.get_username(), "at": entry.at.isoformat()},
+    )
+    return entry
+
+
+@transaction.atomic
+def update_incident(*, folio: str, center_id: int, by, expected_version: int | None, **changes) -> Incident:
+    """Edit location, address, narrative or type. A type change re-derives priority (with a timeline entry)."""
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    _check_version(incident.version, expected_version)
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(_("El incidente está cerrado."))
+    fields = []
+    new_type = changes.pop("incident_type", None)
+    if new_type is not None and new_type.code != incident.type_code:
+        if new_type.is_improcedente:
+            raise DomainError(
+                _("Un incidente no puede reclasificarse como improcedente; ciérrelo con esa resolución."),
+                fields={"incident_type_code": [_("Tipo improcedente.")]},
+            )
+        incident.incident_type = new_type
+        incident.type_code, incident.type_name = new_type.code, new_type.name
+        incident.priority, incident.priority_rank = new_type.priority, PRIORITY_RANK[new_type.priority]
+        fields += ["incident_type", "type_code", "type_name", "priority", "priority_rank"]
+    for key, value in changes.items():
+        setattr(incident, key, value)
+        fields.append(key)
+    if "lat" in changes or "lon" in changes:
+        incident.state, incident.municipality = _locate(incident.lat, incident.lon)
+        fields += ["state", "municipality"]
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.UPDATED,
+        by=by,
+        text=_("Datos actualizados"),
+        data={"fields": fields},
+    )
+    _touch(incident, fields)
+    return incident
+
+
+@transaction.atomic
+def close_incident(
+    *, folio: str, center_id: int, disposition: str, by, expected_version: int | None = None
+) -> Incident:
+    """Close with a disposition; units still assigned are released (available)."""
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    _check_version(incident.version, expected_version)
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(_("El incidente ya está cerrado."))
+    now = timezone.now()
+    for assignment in incident.assignments.filter(active=True).select_related("unit"):
+        unit = Unit.objects.select_for_update().get(pk=assignment.unit_id)
+        _clear_assignment(assignment, at=now)
+        set_unit_status(unit=unit, to=UnitStatus.AVAILABLE, by=by, incident=incident, at=now)
+    incident.status = IncidentStatus.CLOSED
+    incident.closed_at = now
+    incident.disposition = disposition
+    _timeline(
+        incident, kind=TimelineEntry.Kind.CLOSED, by=by, at=now, text=_("Cierre: %(d)s") % {"d": disposition}
+    )
+    incident.version += 1
+    incident.save(update_fields=["status", "closed_at", "disposition", "version", "updated_at"])
+    record_event(type="incident.closed", center_id=center_id, payload=incident_summary(incident))
+    return incident
+
+
+# --- Assignments and unit status ------------------------------------------------------------
+_ASSIGNMENT_STAGE = {
+    UnitStatus.EN_ROUTE: (AssignmentStatus.EN_ROUTE, "en_route_at"),
+    UnitStatus.ON_SCENE: (AssignmentStatus.ON_SCENE, "on_scene_at"),
+    UnitStatus.TRANSPORTING: (AssignmentStatus.TRANSPORTING, "transporting_at"),
+    UnitStatus.AT_HOSPITAL: (AssignmentStatus.AT_HOSPITAL, "at_hospital_at"),
+}
+_ON_SCENE_OR_LATER = {AssignmentStatus.ON_SCENE, AssignmentStatus.TRANSPORTING, AssignmentStatus.AT_HOSPITAL}
+
+
+def _derive_incident_status(incident: Incident) -> str:
+    """pending → dispatched → en route → on scene, from the incident's active assignments."""
+    if incident.status == IncidentStatus.CLOSED:
+        return IncidentStatus.CLOSED
+    stages = set(incident.assignments.filter(active=True).values_list("status", flat=True))
+    if not stages:
+        return IncidentStatus.PENDING
+    if stages & _ON_SCENE_OR_LATER:
+        return IncidentStatus.ON_SCENE
+    if AssignmentStatus.EN_ROUTE in stages:
+        return IncidentStatus.EN_ROUTE
+    return IncidentStatus.DISPATCHED
+
+
+def _refresh_incident(incident: Incident, *, at: datetime, extra_fields: list[str]) -> None:
+    incident.status = _derive_incident_status(incident)
+    _touch(incident, ["status", *extra_fields])
+
+
+def _clear_assignment(assignment: Assignment, *, at: datetime) -> None:
+    assignment.status = AssignmentStatus.CLEARED
+    assignment.active = False
+    assignment.cleared_at = at
+    assignment.save(update_fields=["status", "active", "cleared_at"])
+
+
+@transaction.atomic
+def assign_unit(*, folio: str, center_id: int, unit_id: int, by) -> Assignment:
+    """Dispatch a unit to an incident. Locks the unit: two dispatchers may race for it; exactly one wins
+    (the other gets UnitNotAvailable, a 409). The partial unique index on active assignments backs this."""
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
+    if incident.incident_type.is_improcedente:
+        raise InvalidTransition(_("Los improcedentes no se despachan."))
+    try:
+        unit = Unit.objects.select_for_update().get(pk=unit_id, center_id=center_id)
+    except Unit.DoesNotExist:
+        raise NotFound(
+            _("No existe la unidad %(id)s.") % {"id": unit_id}, fields={"unit_id": [_("Unidad desconocida.")]}
+        ) from None
+    if unit.status != UnitStatus.AVAILABLE:
+        raise UnitNotAvailable(
+            _("La unidad %(callsign)s no está disponible (%(status)s).")
+            % {"callsign": unit.callsign, "status": unit.get_status_display()},
+            fields={"unit_id": [unit.status]},
+        )
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            assignment = Assignment.objects.create(
+                incident=incident, unit=unit, dispatched_at=now, assigned_by=by
+            )
+    except IntegrityError:
+        raise UnitNotAvailable(
+            _("La unidad %(callsign)s ya fue asignada.") % {"callsign": unit.callsign}
+        ) from None
+    set_unit_status(unit=unit, to=UnitStatus.DISPATCHED, by=by, incident=incident, at=now)
+    extra = []
+    if incident.first_dispatched_at is None:
+        incident.first_dispatched_at = now
+        extra.append("first_dispatched_at")
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.ASSIGNED,
+        by=by,
+        at=now,
+        text=_("Unidad %(callsign)s despachada") % {"callsign": unit.callsign},
+        data={"unit_id": unit.id},
+    )
+    _refresh_incident(incident, at=now, extra_fields=extra)
+    record_event(
+        type="assignment.created",
+        center_id=center_id,
+        payload={"folio": incident.folio, "unit": unit_summary(unit, incident_folio=incident.folio)},
+    )
+    return assignment
+
+
+@transaction.atomic
+def change_unit_status(
+    *, unit_id: int, center_id: int, to: str, by, expected_version: int | None = None
+) -> Unit:
+    """A unit reports a new status. Validated against UNIT_TRANSITIONS; moves its assignment along
+    (recording the incident's first en route / on scene) or clears it when the unit becomes free."""
+    try:
+        unit = Unit.objects.select_for_update().get(pk=unit_id, center_id=center_id)
+    except Unit.DoesNotExist:
+        raise NotFound(_("No existe la unidad %(id)s.") % {"id": unit_id}) from None
+    _check_version(unit.version, expected_version)
+    if to == UnitStatus.DISPATCHED:
+        raise InvalidTransition(
+            _("Una unidad se despacha asignándola a un incidente."),
+            fields={"status": [_("Use una asignación.")]},
+        )
+    if to not in UNIT_TRANSITIONS.get(unit.status, ()):
+        raise InvalidTransition(
+            _("Cambio no permitido: %(from)s → %(to)s.")
+            % {"from": unit.get_status_display(), "to": UnitStatus(to).label},
+            fields={
+                "status": [_("Desde %(from)s no se puede pasar a %(to)s.") % {"from": unit.status, "to": to}]
+            },
+        )
+    now = timezone.now()
+    assignment = Assignment.objects.select_related("incident").filter(unit=unit, active=True).first()
+    incident = None
+    if assignment is not None:
+        incident = _incident_for_update(folio=assignment.incident.folio, center_id=center_id)
+        extra = []
+        if to in _ASSIGNMENT_STAGE:
+            stage, stamp = _ASSIGNMENT_STAGE[to]
+            assignment.status = stage
+            setattr(assignment, stamp, now)
+            assignment.save(update_fields=["status", stamp])
+            first_field = {"en_route_at": "first_en_route_at", "on_scene_at": "first_on_scene_at"}.get(stamp)
+            if first_field and getattr(incident, first_field) is None:
+                setattr(incident, first_field, now)
+                extra.append(first_field)
+        else:
+            _clear_assignment(assignment, at=now)
+        _timeline(
+            incident,
+            kind=TimelineEntry.Kind.UNIT_STATUS,
+            by=by,
+            at=now,
+            text=_("%(callsign)s: %(status)s") % {"callsign": unit.callsign, "status": UnitStatus(to).label},
+            data={"unit_id": unit.id, "status": to},
+        )
+        _refresh_incident(incident, at=now, extra_fields=extra)
+    set_unit_status(
+        unit=unit,
+        to=to,
+        by=by,
+        incident=incident if to in _ASSIGNMENT_STAGE else None,
+        at=now,
+    )
+    return unit
