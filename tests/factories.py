@@ -11,6 +11,7 @@ class CenterFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Center
         django_get_or_create = ("code",)
+        skip_postgeneration_save = True
 
     code = "MEX"
     name = "Estado de México C5"
@@ -30,7 +31,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     role = Role.DISPATCHER
     center = factory.SubFactory(CenterFactory)
-    password = factory.PostGenerationMethodCall("set_password", "test-pass-1234")
+    password = factory.django.Password("test-pass-1234")
 
 
 class IncidentTypeFactory(factory.django.DjangoModelFactory):

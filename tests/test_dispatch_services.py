@@ -1,0 +1,111 @@
+"""Dispatch services: events recorded in the transaction, status derived from units, folios."""
+
+import pytest
+from django.db import transaction
+
+from cad.errors import InvalidTransition, UnitNotAvailable
+from cad.models import Event
+from incidents import services
+from incidents.models import CallDisposition, IncidentStatus, Line
+from tests.factories import UnitFactory
+from units.models import UnitStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def _open_incident(center, by, incident_type, lat=19.29, lon=-99.65):
+    call = services.take_call(
+        center=center,
+        by=by,
+        line=Line.EMERGENCY,
+        disposition=CallDisposition.NEW_INCIDENT,
+        incident_type=incident_type,
+        lat=lat,
+        lon=lon,
+    )
+    return call.incident
+
+
+def test_assign_unit_broadcasts_only_on_commit(
+    django_capture_on_commit_callbacks, center, dispatcher, accident_type
+):
+    incident = _open_incident(center, dispatcher, accident_type)
+    unit = UnitFactory(center=center)
+    before = Event.objects.count()
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    recorded = Event.objects.filter(id__gt=0).count() - before
+    # unit.status_changed, incident.updated, assignment.created: one broadcast each, after commit.
+    assert recorded == len(callbacks) == 3
+    types = list(Event.objects.order_by("-id").values_list("type", flat=True)[:3])
+    assert sorted(types) == ["assignment.created", "incident.updated", "unit.status_changed"]
+
+
+def test_rolled_back_work_records_no_event(center, dispatcher, accident_type):
+    before = Event.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        _open_incident(center, dispatcher, accident_type)
+        raise RuntimeError("abort")
+    assert Event.objects.count() == before
+
+
+def test_incident_status_follows_its_units(center, dispatcher, accident_type):
+    incident = _open_incident(center, dispatcher, accident_type)
+    first, second = UnitFactory(center=center), UnitFactory(center=center)
+    assert incident.status == IncidentStatus.PENDING
+    for unit in (first, second):
+        services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    incident.refresh_from_db()
+    assert incident.status == IncidentStatus.DISPATCHED
+    services.change_unit_status(unit_id=first.id, center_id=center.id, to=UnitStatus.EN_ROUTE, by=dispatcher)
+    incident.refresh_from_db()
+    assert incident.status == IncidentStatus.EN_ROUTE
+    first_en_route = incident.first_en_route_at
+    services.change_unit_status(unit_id=second.id, center_id=center.id, to=UnitStatus.EN_ROUTE, by=dispatcher)
+    services.change_unit_status(unit_id=second.id, center_id=center.id, to=UnitStatus.ON_SCENE, by=dispatcher)
+    incident.refresh_from_db()
+    assert incident.status == IncidentStatus.ON_SCENE
+    assert incident.first_en_route_at == first_en_route  # the second unit does not move the first time
+    services.change_unit_status(unit_id=first.id, center_id=center.id, to=UnitStatus.AVAILABLE, by=dispatcher)
+    services.change_unit_status(
+        unit_id=second.id, center_id=center.id, to=UnitStatus.AVAILABLE, by=dispatcher
+    )
+    incident.refresh_from_db()
+    assert incident.status == IncidentStatus.PENDING  # no unit left: back in the queue
+    closed = services.close_incident(
+        folio=incident.folio, center_id=center.id, disposition="Atendido", by=dispatcher
+    )
+    assert closed.status == IncidentStatus.CLOSED and closed.closed_at is not None
+
+
+def test_busy_and_out_of_service_units_cannot_be_assigned(center, dispatcher, accident_type):
+    incident = _open_incident(center, dispatcher, accident_type)
+    other = _open_incident(center, dispatcher, accident_type, lat=19.5)
+    unit = UnitFactory(center=center)
+    services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    with pytest.raises(UnitNotAvailable):
+        services.assign_unit(folio=other.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    broken = UnitFactory(center=center, status=UnitStatus.OUT_OF_SERVICE)
+    with pytest.raises(UnitNotAvailable):
+        services.assign_unit(folio=other.folio, center_id=center.id, unit_id=broken.id, by=dispatcher)
+
+
+def test_unit_cannot_be_on_scene_before_dispatch(center, dispatcher):
+    unit = UnitFactory(center=center)
+    with pytest.raises(InvalidTransition):
+        services.change_unit_status(
+            unit_id=unit.id, center_id=center.id, to=UnitStatus.ON_SCENE, by=dispatcher
+        )
+    with pytest.raises(InvalidTransition):
+        services.change_unit_status(
+            unit_id=unit.id, center_id=center.id, to=UnitStatus.DISPATCHED, by=dispatcher
+        )
+    unit.refresh_from_db()
+    assert unit.status == UnitStatus.AVAILABLE and unit.status_changes.count() == 0
+
+
+def test_folios_carry_state_prefix_year_and_sequence(center, dispatcher, accident_type):
+    folios = [_open_incident(center, dispatcher, accident_type).folio for _ in range(3)]
+    prefix = folios[0].rsplit("-", 1)[0]
+    assert prefix.startswith("MEX-20")
+    assert [int(f.rsplit("-", 1)[1]) for f in folios] == [1, 2, 3]
