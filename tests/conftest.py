@@ -5,6 +5,16 @@ from accounts.models import Role
 from tests.factories import CenterFactory, IncidentTypeFactory, SubtypeResponsePlanFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _fresh_jurisdiction_cache():
+    """Tests roll back the boundaries the locator cached: start and end each test with an empty cache."""
+    from geo.locator import invalidate
+
+    invalidate()
+    yield
+    invalidate()
+
+
 @pytest.fixture
 def center(db):
     return CenterFactory()

@@ -107,6 +107,8 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             code="no_location",
             fields={"lat": [_("Requerido para recomendar.")]},
         )
+    if incident.incident_type.is_improcedente:
+        raise DomainError(_("Los improcedentes no se despachan."), code="improcedente_not_dispatchable", status=409)
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
     plan = response_plan_for(incident.incident_type) or {"": 1}
     busy_ids = set(incident.assignments.filter(active=True).values_list("unit_id", flat=True))

@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from cad.models import Center, Event, EventStream
+
+
+class EventStreamInline(admin.TabularInline):
+    model = EventStream
+    fields = ("name", "last_seq")
+    readonly_fields = ("last_seq",)
+    extra = 0
+
+
+@admin.register(Center)
+class CenterAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "cve_ent", "timezone")
+    search_fields = ("code", "name")
+    inlines = [EventStreamInline]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The domain-event log is append-only: readable here, never edited."""
+
+    list_display = ("created_at", "center", "stream", "seq", "type")
+    list_filter = ("center", "stream", "type")
+    search_fields = ("type", "uid")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,343 @@
+"""Demo data: a command centre with its catalogue, boundaries, agencies, stations, units and one user per
+role. Idempotent: running it again updates what exists and only adds what is missing.
+
+Demo credentials are for demonstrations only; never seed a production database with them.
+"""
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework.authtoken.models import Token
+
+from accounts.models import Role, User
+from cad.errors import DomainError
+from cad.models import Center, EventStream
+from geo.services import import_geojson_file, shipped_files
+from incidents.catalogue import (
+    CAPABILITY_NAMES,
+    DEFAULT_EDITION,
+    import_catalogue,
+    read_catalogue_csv,
+)
+from units.models import Agency, Capability, Station, Unit, UnitStatus
+
+DEFAULT_DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - documented demo password; never for production
+PASSWORD_ENV = "CAD_DEMO_PASSWORD"  # noqa: S105 - the variable name, not a secret
+RANDOM_SEED = 2026
+
+DEMO_CENTERS = {"MEX": {"name": "Estado de México C5", "cve_ent": "15"}}
+
+TOLUCA = (19.2826, -99.6557)
+ECATEPEC = (19.6018, -99.0507)
+
+# Station offsets (degrees) around each city.
+_AROUND = [(0.0, 0.0), (0.025, 0.03), (-0.03, 0.02), (0.02, -0.035)]
+
+
+@dataclass(frozen=True)
+class AgencySpec:
+    code: str
+    name: str
+    kind: str
+    speed_kmh: float
+    prefix: str
+    first_number: int
+    weight: float
+    capabilities: tuple[str, ...]
+    cities: tuple[tuple[str, tuple[float, float]], ...]
+
+
+AGENCIES = (
+    AgencySpec(
+        "PE",
+        "Policía Estatal",
+        Agency.Kind.POLICE,
+        45.0,
+        "PE",
+        101,
+        0.28,
+        ("patrol",),
+        (("Toluca", TOLUCA), ("Ecatepec", ECATEPEC)),
+    ),
+    AgencySpec(
+        "PMT",
+        "Policía Municipal Toluca",
+        Agency.Kind.POLICE,
+        45.0,
+        "PMT",
+        1,
+        0.14,
+        ("patrol",),
+        (("Toluca", TOLUCA),),
+    ),
+    AgencySpec(
+        "PME",
+        "Policía Municipal Ecatepec",
+        Agency.Kind.POLICE,
+        45.0,
+        "PME",
+        1,
+        0.14,
+        ("patrol",),
+        (("Ecatepec", ECATEPEC),),
+    ),
+    AgencySpec(
+        "ERUM",
+        "ERUM / Cruz Roja",
+        Agency.Kind.AMBULANCE,
+        50.0,
+        "AMB",
+        1,
+        0.16,
+        ("ambulance",),
+        (("Toluca", TOLUCA), ("Ecatepec", ECATEPEC)),
+    ),
+    AgencySpec(
+        "BOM",
+        "Bomberos",
+        Agency.Kind.FIRE,
+        40.0,
+        "BOM",
+        1,
+        0.09,
+        ("fire_engine", "rescue"),
+        (("Toluca", TOLUCA), ("Ecatepec", ECATEPEC)),
+    ),
+    AgencySpec(
+        "PC",
+        "Protección Civil",
+        Agency.Kind.CIVIL_PROTECTION,
+        40.0,
+        "PC",
+        1,
+        0.07,
+        ("civil_protection", "rescue"),
+        (("Toluca", TOLUCA), ("Ecatepec", ECATEPEC)),
+    ),
+    AgencySpec(
+        "GN",
+        "Guardia Nacional",
+        Agency.Kind.NATIONAL_GUARD,
+        60.0,
+        "GN",
+        1,
+        0.12,
+        ("patrol",),
+        (("Toluca", TOLUCA), ("Ecatepec", ECATEPEC)),
+    ),
+)
+
+HUMAN_USERS = (
+    ("operador", Role.CALL_TAKER, "Operadora", "Demo"),
+    ("despachador", Role.DISPATCHER, "Despachador", "Demo"),
+    ("supervisor", Role.SUPERVISOR, "Supervisora", "Demo"),
+    ("admin", Role.ADMINISTRATOR, "Administrador", "Demo"),
+)
+SERVICE_USERS = (("avl-gateway", Role.DEVICE), ("peer-cdmx", Role.PEER))
+
+
+@dataclass
+class SeedReport:
+    center: Center | None = None
+    catalogue_types: int = 0
+    jurisdictions: int = 0
+    agencies: int = 0
+    stations: int = 0
+    units_total: int = 0
+    units_created: int = 0
+    password: str = ""
+    users: list[tuple[str, str, str]] = field(default_factory=list)  # username, role, password
+    tokens: list[tuple[str, str, str]] = field(default_factory=list)  # username, role, token
+
+
+def demo_password(password: str | None = None) -> str:
+    return password or os.environ.get(PASSWORD_ENV) or DEFAULT_DEMO_PASSWORD
+
+
+def _unit_counts(total: int) -> list[int]:
+    """Units per agency (AGENCIES order), proportional to the weights and summing to `total`."""
+    weights = [spec.weight for spec in AGENCIES]
+    scale = total / sum(weights)
+    counts = [int(w * scale) for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: -(weights[i] * scale - counts[i]))
+    for i in remainders[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def ensure_center(*, code: str) -> Center:
+    spec = DEMO_CENTERS.get(code.upper())
+    if spec is None:
+        raise DomainError(
+            _("No hay datos de demostración para el centro «%(code)s»; use uno de: %(codes)s.")
+            % {"code": code, "codes": ", ".join(DEMO_CENTERS)}
+        )
+    center, _created = Center.objects.update_or_create(code=code.upper(), defaults=spec)
+    for name in EventStream.Name.values:
+        EventStream.objects.get_or_create(center=center, name=name)
+    return center
+
+
+def seed_catalogue() -> int:
+    import_catalogue(rows=read_catalogue_csv(), edition=DEFAULT_EDITION)
+    from incidents.models import IncidentType
+
+    return IncidentType.objects.filter(active=True).count()
+
+
+def seed_jurisdictions() -> int:
+    return sum(import_geojson_file(path=path) for path in shipped_files())
+
+
+@transaction.atomic
+def seed_agencies(*, center: Center) -> tuple[dict[str, Agency], dict[str, list[Station]]]:
+    for code, name in CAPABILITY_NAMES.items():
+        Capability.objects.update_or_create(code=code, defaults={"name": name})
+    agencies, stations = {}, {}
+    for spec in AGENCIES:
+        agency, _created = Agency.objects.update_or_create(
+            center=center,
+            code=spec.code,
+            defaults={"name": spec.name, "kind": spec.kind, "speed_kmh": spec.speed_kmh},
+        )
+        agencies[spec.code] = agency
+        stations[spec.code] = []
+        for city, (lat, lon) in spec.cities:
+            for number, (dlat, dlon) in enumerate(_AROUND, start=1):
+                station, _created = Station.objects.get_or_create(
+                    agency=agency,
+                    name=f"{spec.name} — {city} {number}",
+                    defaults={"lat": round(lat + dlat, 6), "lon": round(lon + dlon, 6)},
+                )
+                stations[spec.code].append(station)
+    return agencies, stations
+
+
+@transaction.atomic
+def seed_units(
+    *, center: Center, agencies: dict[str, Agency], stations: dict[str, list[Station]], total: int
+) -> tuple[int, int]:
+    """Create the missing demo units (bulk); returns (units of the centre, units created). Existing units
+    are left as they are (their status and position may be part of a running demo)."""
+    now = timezone.now()
+    existing = set(Unit.objects.filter(center=center).values_list("callsign", flat=True))
+    capabilities = dict(Capability.objects.values_list("code", "id"))
+    new_units, wanted_caps = [], {}
+    for spec, count in zip(AGENCIES, _unit_counts(total), strict=True):
+        agency, agency_stations = agencies[spec.code], stations[spec.code]
+        for i in range(count):
+            callsign = f"{spec.prefix}-{spec.first_number + i}"
+            if callsign in existing:
+                continue
+            station = agency_stations[i % len(agency_stations)]
+            rng = random.Random(f"{RANDOM_SEED}:{center.code}:{callsign}")
+            new_units.append(
+                Unit(
+                    center=center,
+                    agency=agency,
+                    station=station,
+                    callsign=callsign,
+                    status=UnitStatus.AVAILABLE,
+                    status_changed_at=now,
+                    lat=round(station.lat + rng.uniform(-0.02, 0.02), 6),
+                    lon=round(station.lon + rng.uniform(-0.02, 0.02), 6),
+                    position_at=now,
+                )
+            )
+            wanted_caps[callsign] = [capabilities[c] for c in spec.capabilities]
+    Unit.objects.bulk_create(new_units, batch_size=1000)
+    if new_units:
+        ids = {
+            callsign: pk
+            for pk, callsign in Unit.objects.filter(center=center).values_list("id", "callsign")
+            if callsign in wanted_caps
+        }
+        through = Unit.capabilities.through
+        Unit.capabilities.through.objects.bulk_create(
+            [
+                through(unit_id=ids[callsign], capability_id=capability_id)
+                for callsign, capability_ids in wanted_caps.items()
+                for capability_id in capability_ids
+            ],
+            batch_size=2000,
+            ignore_conflicts=True,
+        )
+    return Unit.objects.filter(center=center).count(), len(new_units)
+
+
+@transaction.atomic
+def seed_users(*, center: Center, password: str) -> tuple[list, list]:
+    """One user per human role (password reset to `password`, so printed credentials always work) and
+    the service accounts with their DRF tokens."""
+    users, tokens = [], []
+    for username, role, first_name, last_name in HUMAN_USERS:
+        is_admin = role == Role.ADMINISTRATOR
+        user, _created = User.objects.update_or_create(
+            username=username,
+            defaults={
+                "role": role,
+                "center": center,
+                "first_name": first_name,
+                "last_name": last_name,
+                "is_active": True,
+                "is_staff": is_admin,
+                "is_superuser": is_admin,
+            },
+        )
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        users.append((username, role, password))
+    for username, role in SERVICE_USERS:
+        user, created = User.objects.update_or_create(
+            username=username, defaults={"role": role, "center": center, "is_active": True}
+        )
+        if created or user.has_usable_password():
+            user.set_unusable_password()  # service accounts authenticate by token only
+            user.save(update_fields=["password"])
+        token, _created = Token.objects.get_or_create(user=user)
+        tokens.append((username, role, token.key))
+    return users, tokens
+
+
+def seed_demo(
+    *, center_code: str = "MEX", units: int = 200, password: str | None = None, progress: Callable = print
+) -> SeedReport:
+    """Seed (or refresh) the demo centre. `progress` receives one line per step."""
+    if units < 0:
+        raise DomainError(_("El número de unidades no puede ser negativo."))
+    report = SeedReport(password=demo_password(password))
+    steps = 6
+    report.center = center = ensure_center(code=center_code)
+    progress(_("[1/%(n)s] centro %(center)s… listo") % {"n": steps, "center": center})
+    report.catalogue_types = seed_catalogue()
+    progress(_("[2/%(n)s] catálogo CNIE… %(count)s tipos") % {"n": steps, "count": report.catalogue_types})
+    report.jurisdictions = seed_jurisdictions()
+    progress(
+        _("[3/%(n)s] límites estatales (INEGI)… %(count)s entidades")
+        % {"n": steps, "count": report.jurisdictions}
+    )
+    agencies, stations = seed_agencies(center=center)
+    report.agencies = len(agencies)
+    report.stations = sum(len(s) for s in stations.values())
+    progress(
+        _("[4/%(n)s] corporaciones y bases… %(agencies)s corporaciones, %(stations)s bases")
+        % {"n": steps, "agencies": report.agencies, "stations": report.stations}
+    )
+    report.units_total, report.units_created = seed_units(
+        center=center, agencies=agencies, stations=stations, total=units
+    )
+    progress(
+        _("[5/%(n)s] unidades… %(total)s (%(created)s nuevas)")
+        % {"n": steps, "total": report.units_total, "created": report.units_created}
+    )
+    report.users, report.tokens = seed_users(center=center, password=report.password)
+    progress(
+        _("[6/%(n)s] usuarios… %(users)s personas, %(services)s cuentas de servicio")
+        % {"n": steps, "users": len(report.users), "services": len(report.tokens)}
+    )
+    return report

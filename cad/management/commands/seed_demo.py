@@ -1,0 +1,54 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from cad.demo import DEFAULT_DEMO_PASSWORD, PASSWORD_ENV, seed_demo
+from cad.errors import DomainError
+
+
+class Command(BaseCommand):
+    help = _(
+        "Carga datos de demostración (centro, catálogo CNIE, límites, corporaciones, unidades y un "
+        "usuario por rol). Se puede ejecutar varias veces sin duplicar."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--center", default="MEX", help=_("Código del centro (MEX)"))
+        parser.add_argument("--units", type=int, default=200, help=_("Número de unidades (200)"))
+        parser.add_argument(
+            "--password",
+            default=None,
+            help=_("Contraseña de los usuarios demo (o variable %(env)s)") % {"env": PASSWORD_ENV},
+        )
+
+    def handle(self, *args, center, units, password, **options):
+        started = time.monotonic()
+        try:
+            report = seed_demo(center_code=center, units=units, password=password, progress=self.stdout.write)
+        except DomainError as exc:
+            raise CommandError(str(exc.message)) from exc
+        self.stdout.write("")
+        self.stdout.write(_("Usuarios (inicio de sesión en la consola):"))
+        self.stdout.write(f"  {_('usuario'):<14} {_('rol'):<16} {_('contraseña')}")
+        for username, role, user_password in report.users:
+            self.stdout.write(f"  {username:<14} {role:<16} {user_password}")
+        self.stdout.write(_("Cuentas de servicio (encabezado «Authorization: Token <token>»):"))
+        for username, role, token in report.tokens:
+            self.stdout.write(f"  {username:<14} {role:<16} {token}")
+        if report.password == DEFAULT_DEMO_PASSWORD:
+            self.stdout.write(
+                self.style.WARNING(
+                    _(
+                        "ADVERTENCIA: contraseña de demostración «%(password)s». Son datos de prueba: "
+                        "no use estas cuentas ni esta contraseña en producción."
+                    )
+                    % {"password": report.password}
+                )
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                _("Datos de demostración listos en %(seconds).1f s.")
+                % {"seconds": time.monotonic() - started}
+            )
+        )

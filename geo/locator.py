@@ -1,0 +1,109 @@
+"""Point-in-polygon lookup of the state and municipality of a coordinate.
+
+Boundaries are held in a module-level snapshot (shapely STRtree + prepared geometries), shared by all
+threads and replaced whole, never mutated. The snapshot is rebuilt after `invalidate()` (called by the
+import) or when a cheap fingerprint of the table (count, max imported_at) changes; the fingerprint is
+checked at most every `CHECK_SECONDS`.
+"""
+
+import copy
+import threading
+import time
+from dataclasses import dataclass
+
+import shapely
+from django.db.models import Count, Max
+from shapely import STRtree
+from shapely.geometry import Point, shape
+
+from geo.models import Jurisdiction
+
+CHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    fingerprint: tuple
+    checked_at: float
+    tree: STRtree | None
+    geometries: tuple  # prepared shapely geometries, index-aligned with the tree
+    jurisdictions: tuple[Jurisdiction, ...]  # without geometry (deferred)
+
+
+_snapshot: _Snapshot | None = None
+_lock = threading.Lock()
+
+
+def invalidate() -> None:
+    """Forget the cached boundaries; the next `locate` reloads them."""
+    global _snapshot
+    _snapshot = None
+
+
+def _fingerprint() -> tuple:
+    row = Jurisdiction.objects.aggregate(count=Count("id"), last=Max("imported_at"))
+    return (row["count"], row["last"])
+
+
+def _build(fingerprint: tuple) -> _Snapshot:
+    jurisdictions, geometries = [], []
+    for jurisdiction in Jurisdiction.objects.order_by("kind", "cvegeo"):
+        try:
+            geometry = shape(jurisdiction.geometry)
+        except (ValueError, TypeError, AttributeError, shapely.errors.ShapelyError):
+            continue
+        shapely.prepare(geometry)
+        jurisdiction.geometry = None  # the snapshot keeps the shapely copy only
+        jurisdictions.append(jurisdiction)
+        geometries.append(geometry)
+    tree = STRtree(geometries) if geometries else None
+    return _Snapshot(fingerprint, time.monotonic(), tree, tuple(geometries), tuple(jurisdictions))
+
+
+def _current() -> _Snapshot:
+    global _snapshot
+    snapshot = _snapshot
+    now = time.monotonic()
+    if snapshot is not None and now - snapshot.checked_at < CHECK_SECONDS:
+        return snapshot
+    with _lock:
+        snapshot = _snapshot
+        if snapshot is not None and time.monotonic() - snapshot.checked_at < CHECK_SECONDS:
+            return snapshot
+        fingerprint = _fingerprint()
+        if snapshot is not None and snapshot.fingerprint == fingerprint:
+            snapshot = _Snapshot(
+                fingerprint, time.monotonic(), snapshot.tree, snapshot.geometries, snapshot.jurisdictions
+            )
+        else:
+            snapshot = _build(fingerprint)
+        _snapshot = snapshot
+        return snapshot
+
+
+def locate(lat: float, lon: float) -> tuple[Jurisdiction | None, Jurisdiction | None]:
+    """(state, municipality) containing the point, or None for each that no loaded boundary covers.
+    The returned instances are copies (without geometry) that callers may keep or assign to FKs."""
+    snapshot = _current()
+    if snapshot.tree is None or lat is None or lon is None:
+        return None, None
+    point = Point(float(lon), float(lat))
+    state = municipality = None
+    for index in sorted(snapshot.tree.query(point)):
+        if not snapshot.geometries[index].covers(point):
+            continue
+        jurisdiction = snapshot.jurisdictions[index]
+        if jurisdiction.kind == Jurisdiction.Kind.STATE:
+            state = state or jurisdiction
+        else:
+            municipality = municipality or jurisdiction
+    if municipality is not None and (state is None or state.cve_ent != municipality.cve_ent):
+        state = next(
+            (
+                j
+                for j in snapshot.jurisdictions
+                if j.kind == Jurisdiction.Kind.STATE and j.cve_ent == municipality.cve_ent
+            ),
+            state,
+        )
+    return (copy.copy(state) if state else None, copy.copy(municipality) if municipality else None)

@@ -1,0 +1,102 @@
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+
+from accounts.models import Role, User
+from cad.demo import DEFAULT_DEMO_PASSWORD
+from cad.models import Center, EventStream
+from geo import locator
+from geo.models import Jurisdiction
+from incidents.models import IncidentType
+from units.models import Agency, Capability, Station, Unit, UnitStatus
+
+pytestmark = pytest.mark.django_db
+
+COUNTED = (Center, EventStream, IncidentType, Jurisdiction, Agency, Capability, Station, Unit, User, Token)
+
+
+@pytest.fixture(autouse=True)
+def fresh_locator():
+    locator.invalidate()
+    yield
+    locator.invalidate()
+
+
+def counts() -> dict:
+    return {model.__name__: model.objects.count() for model in COUNTED} | {
+        "unit_capabilities": Unit.capabilities.through.objects.count()
+    }
+
+
+def test_seed_twice_is_idempotent_and_users_can_log_in(capsys, monkeypatch):
+    monkeypatch.delenv("CAD_DEMO_PASSWORD", raising=False)
+    call_command("seed_demo", "--units", "30")
+    first = counts()
+    out = capsys.readouterr().out
+    assert "[2/6] catálogo CNIE… 279 tipos" in out
+    assert "no use estas cuentas ni esta contraseña en producción" in out
+
+    User.objects.filter(username="despachador").update(password="x")  # credentials drift
+    call_command("seed_demo", "--units", "30")
+    assert counts() == first
+    out = capsys.readouterr().out
+
+    assert first["Unit"] == 30
+    assert first["IncidentType"] == 279
+    assert first["Jurisdiction"] == 6
+    assert first["Agency"] == 7
+    center = Center.objects.get(code="MEX")
+    assert (center.name, center.cve_ent) == ("Estado de México C5", "15")
+    assert set(center.streams.values_list("name", flat=True)) == {"console", "avl"}
+    assert set(Capability.objects.values_list("code", flat=True)) == {
+        "ambulance",
+        "patrol",
+        "fire_engine",
+        "rescue",
+        "hazmat",
+        "civil_protection",
+    }
+    assert not Unit.objects.exclude(status=UnitStatus.AVAILABLE).exists()
+    assert not Unit.objects.filter(capabilities__isnull=True).exists()
+    assert Unit.objects.filter(callsign="PE-101", capabilities__code="patrol").exists()
+    assert Unit.objects.filter(callsign="BOM-1", capabilities__code="rescue").exists()
+    assert Unit.objects.filter(position_at__isnull=True).count() == 0
+
+    for username, role in [
+        ("operador", Role.CALL_TAKER),
+        ("despachador", Role.DISPATCHER),
+        ("supervisor", Role.SUPERVISOR),
+        ("admin", Role.ADMINISTRATOR),
+    ]:
+        user = authenticate(username=username, password=DEFAULT_DEMO_PASSWORD)
+        assert user is not None and user.role == role and user.center == center
+    admin = User.objects.get(username="admin")
+    assert admin.is_staff and admin.is_superuser
+    for username, role in [("avl-gateway", Role.DEVICE), ("peer-cdmx", Role.PEER)]:
+        user = User.objects.get(username=username)
+        assert user.role == role
+        assert not user.has_usable_password()
+        assert Token.objects.get(user=user).key in out  # printed for the operator
+
+
+def test_seed_password_option_and_env(monkeypatch):
+    monkeypatch.setenv("CAD_DEMO_PASSWORD", "desde-entorno-1")
+    call_command("seed_demo", "--units", "5")
+    assert authenticate(username="operador", password="desde-entorno-1") is not None
+    call_command("seed_demo", "--units", "5", "--password", "opcion-2")
+    assert authenticate(username="operador", password="opcion-2") is not None
+    assert authenticate(username="operador", password="desde-entorno-1") is None
+
+
+def test_seed_many_units_quickly():
+    call_command("seed_demo", "--units", "2000")
+    assert Unit.objects.count() == 2000
+    assert Unit.capabilities.through.objects.count() >= 2000
+
+
+def test_unknown_center_is_an_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="ZZZ"):
+        call_command("seed_demo", "--center", "ZZZ", "--units", "1")

@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from units.models import Agency, Capability, Station, Unit
+
+
+@admin.register(Agency)
+class AgencyAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "kind", "speed_kmh", "center")
+    list_filter = ("center", "kind")
+    search_fields = ("code", "name")
+
+
+@admin.register(Capability)
+class CapabilityAdmin(admin.ModelAdmin):
+    list_display = ("code", "name")
+    search_fields = ("code", "name")
+
+
+@admin.register(Station)
+class StationAdmin(admin.ModelAdmin):
+    list_display = ("name", "agency", "lat", "lon")
+    list_filter = ("agency",)
+    search_fields = ("name",)
+    list_select_related = ("agency",)
+
+
+@admin.register(Unit)
+class UnitAdmin(admin.ModelAdmin):
+    list_display = ("callsign", "agency", "station", "status", "status_changed_at", "position_at")
+    list_filter = ("agency", "status", "center")
+    search_fields = ("callsign",)
+    list_select_related = ("agency", "station")
+    filter_horizontal = ("capabilities",)
+    readonly_fields = ("status_changed_at", "position_at", "version")
