@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from geo import api
+
+urlpatterns = [
+    path("jurisdictions/", api.JurisdictionListApi.as_view(), name="jurisdiction-list"),
+    path("jurisdictions/locate", api.JurisdictionLocateApi.as_view(), name="jurisdiction-locate"),
+    path("jurisdictions/<str:cvegeo>/", api.JurisdictionDetailApi.as_view(), name="jurisdiction-detail"),
+]

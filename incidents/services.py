@@ -475,3 +475,21 @@ def change_unit_status(
         at=now,
     )
     return unit
+
+
+@transaction.atomic
+def release_call(*, uid, center_id: int, by) -> Call:
+    """The call-taker releases the line. Idempotent: a released call keeps its first release time."""
+    try:
+        call = Call.objects.select_for_update().get(uid=uid, center_id=center_id)
+    except Call.DoesNotExist:
+        raise NotFound(_("No existe la llamada %(uid)s.") % {"uid": uid}) from None
+    if call.released_at is None:
+        call.released_at = timezone.now()
+        call.save(update_fields=["released_at"])
+        record_event(
+            type="call.released",
+            center_id=center_id,
+            payload={"uid": str(call.uid), "released_at": call.released_at.isoformat()},
+        )
+    return call

@@ -1,0 +1,691 @@
+"""Calls, incidents, assignments and the CNIE catalogue over REST. Thin: parse, call a service or a
+selector, serialize. Every incident read and write is scoped to the user's centre."""
+
+import re
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsConsoleUser, IsDispatcher
+from cad.errors import NotFound
+from incidents import services
+from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
+from incidents.models import (
+    CallDisposition,
+    Channel,
+    IncidentStatus,
+    IncidentType,
+    Line,
+    LocationSource,
+)
+from incidents.selectors import duplicate_candidates, incident_get
+from units.selectors import recommend_units
+
+# --- Shared plumbing of the API modules -----------------------------------------------------
+
+
+class CadApiView(APIView):
+    """Token first, so an anonymous request gets 401 with `WWW-Authenticate: Token` (with session auth
+    first DRF answers 403, which clients cannot tell from a missing role)."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+
+
+class ErrorOutput(serializers.Serializer):
+    message = serializers.CharField()
+    code = serializers.CharField()
+    fields = serializers.DictField(child=serializers.JSONField())
+
+
+def errors(*statuses: int, **described: str) -> dict:
+    """OpenAPI responses for error statuses: `errors(400, 404)` → {400: ErrorOutput, 404: ErrorOutput}."""
+    texts = {
+        400: gettext_lazy("Datos inválidos"),
+        401: gettext_lazy("Sin autenticar"),
+        403: gettext_lazy("Sin permiso"),
+        404: gettext_lazy("No existe"),
+        409: gettext_lazy("Conflicto con el estado actual"),
+        412: gettext_lazy("Versión obsoleta (If-Match / version)"),
+        413: gettext_lazy("Lote demasiado grande"),
+    }
+    return {
+        status: OpenApiResponse(ErrorOutput, description=described.get(f"e{status}", texts.get(status, "")))
+        for status in (401, 403, *statuses)
+    }
+
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=gettext_lazy('Versión esperada, p. ej. "3" (alternativa al campo version).'),
+)
+
+
+def expected_version(request, body_version: int | None) -> int | None:
+    """The version the client read: the body's `version`, else the If-Match header ("3", W/"3" or 3)."""
+    if body_version is not None:
+        return body_version
+    header = request.headers.get("If-Match")
+    if not header:
+        return None
+    raw = header.strip().removeprefix("W/").strip('"')
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ValidationError({"If-Match": [_('Se espera la versión entre comillas, p. ej. "3".')]})
+    return int(raw)
+
+
+def not_future(value, *, slack_s: int = 300):
+    if value > timezone.now() + timedelta(seconds=slack_s):
+        raise ValidationError(_("La hora no puede estar en el futuro."))
+    if value.year < 2000:
+        raise ValidationError(_("Fecha fuera de rango."))
+    return value
+
+
+class IncidentTypeCodeField(serializers.RegexField):
+    """A 5-digit CNIE code of an active catalogue entry; deserializes to the IncidentType."""
+
+    def __init__(self, **kwargs):
+        super().__init__(r"^\d{5}$", max_length=5, min_length=5, **kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        code = super().run_validation(data)
+        if code is None or code is serializers.empty:
+            return code
+        incident_type = IncidentType.objects.filter(code=code, active=True).first()
+        if incident_type is None:
+            raise ValidationError(_("Clave CNIE desconocida o no vigente: %(code)s.") % {"code": code})
+        return incident_type
+
+
+FOLIO_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def folio_of(raw: str) -> str:
+    """The folio of the URL; anything that cannot be a folio (e.g. NUL bytes) is a 404 up front."""
+    if not FOLIO_RE.fullmatch(raw):
+        raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": raw[:32].replace("\x00", "")})
+    return raw
+
+
+FOLIO_PARAM = OpenApiParameter(
+    "folio", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[A-Z]{2,8}-\d{4}-\d{6}$"
+)
+
+
+# --- Output serializers ---------------------------------------------------------------------
+
+
+class CallOutput(serializers.Serializer):
+    uid = serializers.UUIDField()
+    line = serializers.CharField()
+    channel = serializers.CharField()
+    disposition = serializers.CharField()
+    arrived_at = serializers.DateTimeField()
+    answered_at = serializers.DateTimeField(allow_null=True)
+    released_at = serializers.DateTimeField(allow_null=True)
+    caller_name = serializers.CharField(allow_null=True, required=False, help_text=gettext_lazy("Solo 911."))
+    callback_number = serializers.CharField(
+        allow_null=True, required=False, help_text=gettext_lazy("Solo 911.")
+    )
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    address = serializers.CharField()
+    location_source = serializers.CharField()
+    location_accuracy_m = serializers.FloatField(allow_null=True)
+    narrative = serializers.CharField()
+    incident_type_code = serializers.CharField(source="incident_type.code", allow_null=True, default=None)
+    incident = serializers.CharField(source="incident.folio", allow_null=True, default=None)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.line == Line.ANONYMOUS:  # 089: the caller's identity is never part of any answer
+            data.pop("caller_name", None)
+            data.pop("callback_number", None)
+        return data
+
+
+class DuplicateCandidateOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    type_code = serializers.CharField()
+    type_name = serializers.CharField()
+    priority = serializers.CharField()
+    status = serializers.CharField()
+    address = serializers.CharField()
+    opened_at = serializers.DateTimeField()
+    distance_m = serializers.FloatField()
+
+
+class CallCreateOutput(serializers.Serializer):
+    call = CallOutput()
+    duplicate_candidates = DuplicateCandidateOutput(many=True)
+
+
+class AssignmentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    folio = serializers.CharField(source="incident.folio")
+    unit_id = serializers.IntegerField()
+    callsign = serializers.CharField(source="unit.callsign")
+    unit_status = serializers.CharField(source="unit.status")
+    status = serializers.CharField()
+    active = serializers.BooleanField()
+    dispatched_at = serializers.DateTimeField()
+    en_route_at = serializers.DateTimeField(allow_null=True)
+    on_scene_at = serializers.DateTimeField(allow_null=True)
+    transporting_at = serializers.DateTimeField(allow_null=True)
+    at_hospital_at = serializers.DateTimeField(allow_null=True)
+    cleared_at = serializers.DateTimeField(allow_null=True)
+
+
+class ActiveUnitOutput(serializers.Serializer):
+    unit_id = serializers.IntegerField()
+    callsign = serializers.CharField(source="unit.callsign")
+    status = serializers.CharField()
+
+
+class JurisdictionRefOutput(serializers.Serializer):
+    cvegeo = serializers.CharField()
+    name = serializers.CharField()
+
+
+class IncidentListOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    status = serializers.CharField()
+    priority = serializers.CharField()
+    priority_rank = serializers.IntegerField()
+    type_code = serializers.CharField()
+    type_name = serializers.CharField()
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    address = serializers.CharField()
+    state = JurisdictionRefOutput(allow_null=True)
+    municipality = JurisdictionRefOutput(allow_null=True)
+    call_arrived_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField()
+    first_dispatched_at = serializers.DateTimeField(allow_null=True)
+    first_en_route_at = serializers.DateTimeField(allow_null=True)
+    first_on_scene_at = serializers.DateTimeField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    units = ActiveUnitOutput(source="assignments", many=True, help_text=gettext_lazy("Asignaciones activas."))
+    version = serializers.IntegerField()
+
+
+class TimelineEntryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    by = serializers.CharField(source="by.username", allow_null=True, default=None)
+    kind = serializers.CharField()
+    text = serializers.CharField()
+
+
+class IncidentCallOutput(serializers.Serializer):
+    uid = serializers.UUIDField()
+    line = serializers.CharField()
+    channel = serializers.CharField()
+    disposition = serializers.CharField()
+    arrived_at = serializers.DateTimeField()
+    answered_at = serializers.DateTimeField(allow_null=True)
+    released_at = serializers.DateTimeField(allow_null=True)
+    caller_name = serializers.CharField(allow_null=True, required=False, help_text=gettext_lazy("Solo 911."))
+    callback_number = serializers.CharField(
+        allow_null=True, required=False, help_text=gettext_lazy("Solo 911.")
+    )
+    narrative = serializers.CharField()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.line == Line.ANONYMOUS:
+            data.pop("caller_name", None)
+            data.pop("callback_number", None)
+        return data
+
+
+class IncidentDetailOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    status = serializers.CharField()
+    priority = serializers.CharField()
+    type_code = serializers.CharField()
+    type_name = serializers.CharField()
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    address = serializers.CharField()
+    state = JurisdictionRefOutput(allow_null=True)
+    municipality = JurisdictionRefOutput(allow_null=True)
+    narrative = serializers.CharField()
+    disposition = serializers.CharField()
+    call_arrived_at = serializers.DateTimeField(allow_null=True)
+    call_answered_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField()
+    first_dispatched_at = serializers.DateTimeField(allow_null=True)
+    first_en_route_at = serializers.DateTimeField(allow_null=True)
+    first_on_scene_at = serializers.DateTimeField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    created_by = serializers.CharField(source="created_by.username")
+    updated_at = serializers.DateTimeField()
+    version = serializers.IntegerField()
+    timeline = TimelineEntryOutput(many=True)
+    calls = IncidentCallOutput(many=True)
+    assignments = AssignmentOutput(many=True)
+
+
+class IncidentListPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = IncidentListOutput(many=True)
+
+
+def _incident_response(folio: str, center_id: int, status: int = 200) -> Response:
+    incident = incident_get(folio=folio, center_id=center_id)
+    response = Response(IncidentDetailOutput(incident).data, status=status)
+    response["ETag"] = f'"{incident.version}"'
+    return response
+
+
+# --- Calls ----------------------------------------------------------------------------------
+
+
+class _CallInputBase(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.VOICE)
+    arrived_at = serializers.DateTimeField(required=False, validators=[not_future])
+    answered_at = serializers.DateTimeField(required=False, validators=[not_future])
+    lat = serializers.FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
+    lon = serializers.FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
+    address = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    location_source = serializers.ChoiceField(
+        choices=LocationSource.choices, required=False, allow_blank=True, default=""
+    )
+    location_accuracy_m = serializers.FloatField(
+        min_value=0, max_value=1_000_000, required=False, allow_null=True
+    )
+    narrative = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    incident_type_code = IncidentTypeCodeField(required=False, allow_null=True)
+    disposition = serializers.ChoiceField(choices=CallDisposition.choices)
+    incident = serializers.CharField(
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        help_text=gettext_lazy("Folio, para resolución «linked»."),
+    )
+
+    def validate(self, attrs):
+        if (attrs.get("lat") is None) != (attrs.get("lon") is None):
+            missing = "lon" if attrs.get("lon") is None else "lat"
+            raise ValidationError({missing: [_("Capture latitud y longitud juntas.")]})
+        return attrs
+
+
+class Call911Input(_CallInputBase):
+    line = serializers.ChoiceField(choices=[(Line.EMERGENCY.value, Line.EMERGENCY.label)])
+    caller_name = serializers.CharField(max_length=160, required=False, allow_blank=True, allow_null=True)
+    callback_number = serializers.RegexField(
+        r"^\+?[0-9 ()-]{3,20}$", max_length=20, required=False, allow_blank=True, allow_null=True
+    )
+
+
+CALLER_KEYS = ("caller_name", "callback_number")
+
+
+class Call089Input(_CallInputBase):
+    """089 anonymous tips: no caller fields at all; sending any is refused, not silently dropped."""
+
+    line = serializers.ChoiceField(choices=[(Line.ANONYMOUS.value, Line.ANONYMOUS.label)])
+
+    def to_internal_value(self, data):
+        refused = {
+            key: [_("No permitido en la línea 089: las denuncias son anónimas.")]
+            for key in CALLER_KEYS
+            if key in data
+        }
+        if refused:
+            raise ValidationError(refused)
+        return super().to_internal_value(data)
+
+
+class CallCreateApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="calls_create",
+        request=PolymorphicProxySerializer(
+            component_name="CallCreateInput",
+            serializers={"911": Call911Input, "089": Call089Input},
+            resource_type_field_name="line",
+        ),
+        responses={201: CallCreateOutput, **errors(400, 404, 409)},
+        summary=gettext_lazy("Registrar una llamada 911 o denuncia 089"),
+    )
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": [_("Se espera un objeto JSON.")]})
+        line = request.data.get("line")
+        input_class = {Line.EMERGENCY.value: Call911Input, Line.ANONYMOUS.value: Call089Input}.get(
+            line if isinstance(line, str) else None
+        )
+        if input_class is None:
+            raise ValidationError({"line": [_("Línea inválida: use 911 o 089.")]})
+        serializer = input_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        incident_type = data.pop("incident_type_code", None)
+        link_to_folio = data.pop("incident", None) or None
+        call = services.take_call(
+            center=request.user.center,
+            by=request.user,
+            incident_type=incident_type,
+            link_to_folio=link_to_folio,
+            **data,
+        )
+        candidates = []
+        if call.lat is not None and call.lon is not None:
+            candidates = [
+                c
+                for c in duplicate_candidates(
+                    center_id=call.center_id, lat=call.lat, lon=call.lon, incident_type=incident_type
+                )
+                if c["folio"] != (call.incident.folio if call.incident_id else None)
+            ]
+        return Response(CallCreateOutput({"call": call, "duplicate_candidates": candidates}).data, status=201)
+
+
+class CallReleaseApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="calls_release",
+        parameters=[OpenApiParameter("uid", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        request=None,
+        responses={200: CallOutput, **errors(404)},
+        summary=gettext_lazy("Liberar la línea"),
+    )
+    def post(self, request, uid):
+        try:
+            uid = uuid.UUID(uid)
+        except ValueError:
+            raise NotFound(_("No existe la llamada %(uid)s.") % {"uid": uid}) from None
+        call = services.release_call(uid=uid, center_id=request.user.center_id, by=request.user)
+        return Response(CallOutput(call).data)
+
+
+class CallDuplicatesApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    class DuplicatesQuery(serializers.Serializer):
+        lat = serializers.FloatField(min_value=-90, max_value=90)
+        lon = serializers.FloatField(min_value=-180, max_value=180)
+        type = IncidentTypeCodeField(required=False)
+
+    class DuplicatesOutput(serializers.Serializer):
+        candidates = DuplicateCandidateOutput(many=True)
+
+    @extend_schema(
+        operation_id="calls_duplicates",
+        parameters=[DuplicatesQuery],
+        responses={200: DuplicatesOutput, **errors(400)},
+        summary=gettext_lazy("Incidentes abiertos cercanos (posibles duplicados)"),
+    )
+    def get(self, request):
+        query = self.DuplicatesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        candidates = duplicate_candidates(
+            center_id=request.user.center_id,
+            lat=query.validated_data["lat"],
+            lon=query.validated_data["lon"],
+            incident_type=query.validated_data.get("type"),
+        )
+        return Response(self.DuplicatesOutput({"candidates": candidates}).data)
+
+
+# --- Incidents ------------------------------------------------------------------------------
+
+
+class IncidentPagination(LimitOffsetPagination):
+    max_limit = 500
+
+
+class IncidentListApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="incidents_list",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, many=True, enum=IncidentStatus.values),
+            OpenApiParameter("priority", OpenApiTypes.STR, enum=["ALTA", "MEDIA", "BAJA"]),
+            OpenApiParameter(
+                "type", OpenApiTypes.STR, description=gettext_lazy("Clave (5), subtipo (3) o tipo (1).")
+            ),
+            OpenApiParameter(
+                "jurisdiction", OpenApiTypes.STR, description=gettext_lazy("CVEGEO de entidad o municipio.")
+            ),
+            OpenApiParameter("open", OpenApiTypes.BOOL),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+        ],
+        responses={200: IncidentListPage, **errors(400)},
+        summary=gettext_lazy("Incidentes, por prioridad y antigüedad"),
+    )
+    def get(self, request):
+        open_only = request.query_params.get("open", "").lower() in ("true", "1")
+        queryset = incidents_for_list(center_id=request.user.center_id, open_only=open_only)
+        filterset = IncidentFilter(request.query_params, queryset=queryset, request=request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        paginator = IncidentPagination()
+        page = paginator.paginate_queryset(filterset.qs, request, view=self)
+        return paginator.get_paginated_response(IncidentListOutput(page, many=True).data)
+
+
+class IncidentDetailApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    class IncidentUpdateInput(serializers.Serializer):
+        lat = serializers.FloatField(min_value=-90, max_value=90, required=False)
+        lon = serializers.FloatField(min_value=-180, max_value=180, required=False)
+        address = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        narrative = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+        incident_type_code = IncidentTypeCodeField(required=False)
+        version = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False)
+
+    @extend_schema(
+        operation_id="incidents_retrieve",
+        parameters=[FOLIO_PARAM],
+        responses={200: IncidentDetailOutput, **errors(404)},
+        summary=gettext_lazy("Detalle del incidente (ETag = versión)"),
+    )
+    def get(self, request, folio):
+        folio = folio_of(folio)
+        return _incident_response(folio, request.user.center_id)
+
+    @extend_schema(
+        operation_id="incidents_update",
+        parameters=[FOLIO_PARAM, IF_MATCH],
+        request=IncidentUpdateInput,
+        responses={200: IncidentDetailOutput, **errors(400, 404, 409, 412)},
+        summary=gettext_lazy("Corregir ubicación, narrativa o tipo (requiere versión)"),
+    )
+    def patch(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.IncidentUpdateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        version = expected_version(request, changes.pop("version", None))
+        if version is None:
+            raise ValidationError({"version": [_("Indique la versión leída (campo version o If-Match).")]})
+        if "incident_type_code" in changes:
+            changes["incident_type"] = changes.pop("incident_type_code")
+        services.update_incident(
+            folio=folio,
+            center_id=request.user.center_id,
+            by=request.user,
+            expected_version=version,
+            **changes,
+        )
+        return _incident_response(folio, request.user.center_id)
+
+
+class IncidentNoteCreateApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    class NoteInput(serializers.Serializer):
+        text = serializers.CharField(max_length=4000)
+
+    @extend_schema(
+        operation_id="incidents_notes_create",
+        parameters=[FOLIO_PARAM],
+        request=NoteInput,
+        responses={201: TimelineEntryOutput, **errors(400, 404)},
+        summary=gettext_lazy("Agregar nota a la bitácora"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.NoteInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entry = services.add_note(
+            folio=folio, center_id=request.user.center_id, by=request.user, **serializer.validated_data
+        )
+        return Response(TimelineEntryOutput(entry).data, status=201)
+
+
+class RecommendedUnitOutput(serializers.Serializer):
+    unit_id = serializers.IntegerField()
+    callsign = serializers.CharField()
+    agency = serializers.CharField()
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    distance_km = serializers.FloatField()
+    eta_s = serializers.FloatField()
+    position_age_s = serializers.FloatField()
+
+
+class RecommendationRequirementOutput(serializers.Serializer):
+    capability = serializers.CharField(allow_null=True)
+    count = serializers.IntegerField()
+    candidates = RecommendedUnitOutput(many=True)
+    suggested = RecommendedUnitOutput(many=True)
+
+
+class RecommendationsOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    plan = serializers.DictField(child=serializers.IntegerField())
+    requirements = RecommendationRequirementOutput(many=True)
+    suggested_unit_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class IncidentRecommendationsApi(CadApiView):
+    permission_classes = [IsDispatcher]
+
+    @extend_schema(
+        operation_id="incidents_recommendations",
+        parameters=[FOLIO_PARAM],
+        responses={200: RecommendationsOutput, **errors(400, 404)},
+        summary=gettext_lazy("Unidades recomendadas por tiempo estimado de llegada"),
+    )
+    def get(self, request, folio):
+        folio = folio_of(folio)
+        incident = incident_get(folio=folio, center_id=request.user.center_id)
+        return Response(RecommendationsOutput(recommend_units(incident=incident)).data)
+
+
+class AssignmentCreateApi(CadApiView):
+    permission_classes = [IsDispatcher]
+
+    class AssignmentCreateInput(serializers.Serializer):
+        unit_id = serializers.IntegerField(min_value=1, max_value=2**62)
+
+    @extend_schema(
+        operation_id="incidents_assignments_create",
+        parameters=[FOLIO_PARAM],
+        request=AssignmentCreateInput,
+        responses={201: AssignmentOutput, **errors(400, 404, 409)},
+        summary=gettext_lazy("Despachar una unidad"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.AssignmentCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        assignment = services.assign_unit(
+            folio=folio, center_id=request.user.center_id, by=request.user, **serializer.validated_data
+        )
+        return Response(AssignmentOutput(assignment).data, status=201)
+
+
+class IncidentCloseApi(CadApiView):
+    permission_classes = [IsDispatcher]
+
+    class IncidentCloseInput(serializers.Serializer):
+        disposition = serializers.CharField(max_length=200)
+        version = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False)
+
+    @extend_schema(
+        operation_id="incidents_close",
+        parameters=[FOLIO_PARAM, IF_MATCH],
+        request=IncidentCloseInput,
+        responses={200: IncidentDetailOutput, **errors(400, 404, 409, 412)},
+        summary=gettext_lazy("Cerrar el incidente (libera sus unidades)"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.IncidentCloseInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.close_incident(
+            folio=folio,
+            center_id=request.user.center_id,
+            by=request.user,
+            disposition=serializer.validated_data["disposition"],
+            expected_version=expected_version(request, serializer.validated_data.get("version")),
+        )
+        return _incident_response(folio, request.user.center_id)
+
+
+# --- Catalogue ------------------------------------------------------------------------------
+
+
+class IncidentTypeListApi(CadApiView):
+    permission_classes = [IsConsoleUser]
+
+    class IncidentTypeQuery(serializers.Serializer):
+        q = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        tipo = serializers.RegexField(r"^\d$", required=False, allow_blank=True, default="")
+        active = serializers.BooleanField(required=False, allow_null=True, default=True)
+        limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=20)
+
+    class IncidentTypeOutput(serializers.Serializer):
+        code = serializers.CharField()
+        name = serializers.CharField()
+        tipo_code = serializers.CharField()
+        tipo_name = serializers.CharField()
+        subtipo_code = serializers.CharField()
+        subtipo_name = serializers.CharField()
+        priority = serializers.CharField()
+        active = serializers.BooleanField()
+        improcedente = serializers.BooleanField(source="is_improcedente")
+
+    @extend_schema(
+        operation_id="incident_types_list",
+        parameters=[IncidentTypeQuery],
+        responses={200: IncidentTypeOutput(many=True), **errors(400)},
+        summary=gettext_lazy("Búsqueda en el catálogo CNIE (clave o nombre, sin acentos)"),
+    )
+    def get(self, request):
+        query = self.IncidentTypeQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = incident_type_search(**query.validated_data)
+        return Response(self.IncidentTypeOutput(found, many=True).data)
