@@ -97,7 +97,14 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py's asyncio pool raises (not waits) past max_connections (default 100): a burst of
+                # console reconnects after a restart must not crash consumers.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=2000),
+                    }
+                ],
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 "expiry": 30,
                 "group_expiry": 86400,

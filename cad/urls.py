@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from cad.views import RealtimeMetricsApi
+
 api_v1 = [
     path("", include("incidents.urls")),
     path("", include("units.urls")),
     path("", include("geo.urls")),
     path("", include("dashboard.urls")),
+    path("realtime/metrics", RealtimeMetricsApi.as_view(), name="realtime-metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -15,5 +18,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_v1)),
+    path("dashboard/", include("dashboard.web_urls")),
     path("", include("cad.web_urls")),
 ]

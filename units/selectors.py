@@ -4,17 +4,17 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Max, QuerySet
+from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, Value
+from django.db.models.functions import ASin, Cos, Greatest, Least, Radians, Sin, Sqrt
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cad.errors import DomainError
-from units.models import Agency, Unit, UnitStatus
-from units.routing import get_estimator
+from units.models import Unit, UnitStatus
+from units.routing import StraightLineEstimator, get_estimator
 
-KM_PER_DEGREE = 111.0
-# Bounding boxes tried in turn (half-width in degrees); None = the whole centre.
-_SEARCH_BOXES = (0.05, 0.15, 0.5, 1.5, None)
+# Road-routing estimators re-rank a straight-line shortlist this many times larger than the answer.
+SHORTLIST_FACTOR = 4
 
 
 def unit_list_for_board(*, center_id: int) -> QuerySet[Unit]:
@@ -26,24 +26,28 @@ def unit_list_for_board(*, center_id: int) -> QuerySet[Unit]:
     )
 
 
-def _candidates_in_box(*, center_id, capability, lat, lon, half_width, fresh_after, exclude):
+def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, fresh_after, exclude):
+    """The `limit` best available units by straight-line ETA, ranked in the database (one query).
+
+    The ORDER BY is the haversine distance ÷ max(speed, 1): StraightLineEstimator's formula less its
+    constant factors, so for that estimator this equals a full scan without shipping every unit."""
     rows = Unit.objects.filter(
         center_id=center_id, status=UnitStatus.AVAILABLE, position_at__gte=fresh_after, lat__isnull=False
     )
     if capability:
         rows = rows.filter(capabilities__code=capability)
-    if half_width is not None:
-        lon_width = half_width / max(np.cos(np.radians(lat)), 0.2)
-        rows = rows.filter(
-            lat__gte=lat - half_width,
-            lat__lte=lat + half_width,
-            lon__gte=lon - lon_width,
-            lon__lte=lon + lon_width,
-        )
     if exclude:
         rows = rows.exclude(id__in=exclude)
+    lat_r, lon_r = float(np.radians(lat)), float(np.radians(lon))
+    half_dlat = Sin((Radians(F("lat")) - Value(lat_r)) / Value(2.0))
+    half_dlon = Sin((Radians(F("lon")) - Value(lon_r)) / Value(2.0))
+    a = half_dlat * half_dlat + Value(float(np.cos(lat_r))) * Cos(Radians(F("lat"))) * half_dlon * half_dlon
+    eta_rank = ASin(Sqrt(Least(a, Value(1.0)))) / Greatest(F("agency__speed_kmh"), Value(1.0))
+    rows = rows.annotate(eta_rank=ExpressionWrapper(eta_rank, output_field=FloatField()))
     return list(
-        rows.values_list("id", "callsign", "lat", "lon", "position_at", "agency__name", "agency__speed_kmh")
+        rows.order_by("eta_rank", "id").values_list(
+            "id", "callsign", "lat", "lon", "position_at", "agency__name", "agency__speed_kmh"
+        )[:limit]
     )
 
 
@@ -52,48 +56,40 @@ def nearest_available_units(
 ) -> list[dict]:
     """The `limit` available units with a fresh position, fastest first by estimated travel time.
 
-    Grows a bounding box until the slowest of the best `limit` ETAs is inside what the box guarantees
-    (no unit outside it could arrive sooner), so the answer equals a full scan."""
+    The database shortlists by straight-line ETA; the configured estimator (straight line by default, or
+    a road-routing engine) computes the ETAs and the final order of that shortlist."""
     now = now or timezone.now()
     fresh_after = now - timedelta(seconds=settings.CAD["AVL_STALE_SECONDS"])
     estimator = get_estimator()
-    max_speed = Agency.objects.filter(center_id=center_id).aggregate(m=Max("speed_kmh"))["m"] or 60.0
-    for half_width in _SEARCH_BOXES:
-        rows = _candidates_in_box(
-            center_id=center_id,
-            capability=capability,
-            lat=lat,
-            lon=lon,
-            half_width=half_width,
-            fresh_after=fresh_after,
-            exclude=exclude,
-        )
-        if not rows:
-            continue
-        lats = np.fromiter((r[2] for r in rows), float, len(rows))
-        lons = np.fromiter((r[3] for r in rows), float, len(rows))
-        speeds = np.fromiter((r[6] for r in rows), float, len(rows))
-        distance_km, seconds = estimator.estimate(origin=(lat, lon), lats=lats, lons=lons, speeds_kmh=speeds)
-        order = np.argsort(seconds, kind="stable")[:limit]
-        if half_width is not None:
-            guaranteed_km = half_width * KM_PER_DEGREE
-            guaranteed_s = guaranteed_km * settings.CAD["ROAD_FACTOR"] / max_speed * 3600.0
-            if len(order) < limit or seconds[order[-1]] > guaranteed_s:
-                continue
-        return [
-            {
-                "unit_id": rows[i][0],
-                "callsign": rows[i][1],
-                "agency": rows[i][5],
-                "lat": rows[i][2],
-                "lon": rows[i][3],
-                "distance_km": round(float(distance_km[i]), 3),
-                "eta_s": round(float(seconds[i]), 1),
-                "position_age_s": round((now - rows[i][4]).total_seconds(), 1),
-            }
-            for i in order
-        ]
-    return []
+    shortlist = limit if type(estimator) is StraightLineEstimator else limit * SHORTLIST_FACTOR
+    rows = _shortlist_by_straight_line_eta(
+        center_id=center_id,
+        capability=capability,
+        lat=lat,
+        lon=lon,
+        limit=shortlist,
+        fresh_after=fresh_after,
+        exclude=exclude,
+    )
+    if not rows:
+        return []
+    lats = np.fromiter((r[2] for r in rows), float, len(rows))
+    lons = np.fromiter((r[3] for r in rows), float, len(rows))
+    speeds = np.fromiter((r[6] for r in rows), float, len(rows))
+    distance_km, seconds = estimator.estimate(origin=(lat, lon), lats=lats, lons=lons, speeds_kmh=speeds)
+    return [
+        {
+            "unit_id": rows[i][0],
+            "callsign": rows[i][1],
+            "agency": rows[i][5],
+            "lat": rows[i][2],
+            "lon": rows[i][3],
+            "distance_km": round(float(distance_km[i]), 3),
+            "eta_s": round(float(seconds[i]), 1),
+            "position_age_s": round((now - rows[i][4]).total_seconds(), 1),
+        }
+        for i in np.argsort(seconds, kind="stable")[:limit]
+    ]
 
 
 def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
@@ -108,7 +104,9 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             fields={"lat": [_("Requerido para recomendar.")]},
         )
     if incident.incident_type.is_improcedente:
-        raise DomainError(_("Los improcedentes no se despachan."), code="improcedente_not_dispatchable", status=409)
+        raise DomainError(
+            _("Los improcedentes no se despachan."), code="improcedente_not_dispatchable", status=409
+        )
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
     plan = response_plan_for(incident.incident_type) or {"": 1}
     busy_ids = set(incident.assignments.filter(active=True).values_list("unit_id", flat=True))

@@ -1,0 +1,177 @@
+"""Server-rendered console pages (thin: role check, page settings) and the realtime metrics endpoint.
+
+The pages carry no domain logic: their ES modules (static/console/) read and write through the REST API
+and stay current through the console websocket (cad.consumers)."""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Role
+from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES, IsSupervisor
+from cad.consumers import METRICS, metrics_snapshot
+from incidents.models import IncidentStatus, Priority
+from units.models import UNIT_TRANSITIONS, UnitStatus
+
+
+def _dashboard_url() -> str | None:
+    """The supervisors' dashboard page, when that app serves one."""
+    for name in ("dashboard", "dashboard:index", "dashboard-home"):
+        try:
+            return reverse(name)
+        except NoReverseMatch:
+            continue
+    try:
+        resolve("/dashboard/")
+    except Resolver404:
+        return None
+    return "/dashboard/"
+
+
+def _require_roles(user, roles) -> None:
+    if not (user.has_role(*roles) and user.center_id):
+        raise PermissionDenied
+
+
+def _ui_strings() -> dict:
+    """Strings the ES modules show, translated here through gettext (msgids in Spanish)."""
+    return {
+        "conn_connecting": _("Conectando…"),
+        "conn_open": _("En línea"),
+        "conn_closed": _("Sin conexión; reintentando…"),
+        "conn_refused": _("Conexión rechazada: su cuenta no tiene acceso a la consola."),
+        "conn_lost_banner": _("Se perdió la conexión en tiempo real; reconectando y recuperando eventos…"),
+        "resync_banner": _("La consola se atrasó demasiado; se recargó el estado completo."),
+        "overload_banner": _("Hubo eventos perdidos; la consola los recuperó."),
+        "new_high_priority": _("Nuevo incidente de prioridad ALTA: %(folio)s %(name)s"),
+        "t_arrived": _("Llegada de la llamada"),
+        "t_opened": _("Apertura"),
+        "t_dispatched": _("Primer despacho"),
+        "t_en_route": _("Primera en camino"),
+        "t_on_scene": _("Primera en el lugar"),
+        "t_closed": _("Cierre"),
+        "no_units": _("Sin unidades asignadas."),
+        "no_recommendations": _("Sin unidades disponibles con posición reciente."),
+        "suggested": _("sugerida"),
+        "assign": _("Asignar"),
+        "assign_suggested": _("Asignar la sugerida"),
+        "unit": _("Unidad"),
+        "agency": _("Corporación"),
+        "capability": _("Capacidad"),
+        "distance": _("Distancia"),
+        "eta": _("Llegada estimada"),
+        "position_age": _("Antigüedad de posición"),
+        "key": _("Tecla"),
+        "chosen_type": _("Elegido: %(code)s %(name)s (prioridad %(priority)s)"),
+        "meters_away": _("a %(m)s m"),
+        "link": _("Vincular"),
+        "call_linked": _("Llamada vinculada al incidente %(folio)s."),
+        "incident_created": _("Incidente %(folio)s creado."),
+        "call_recorded": _("Llamada registrada (sin incidente)."),
+        "next_call": _("para la siguiente llamada."),
+    }
+
+
+def _page_config(request, *, line: str | None = None) -> dict:
+    """What the page's modules need that is not in the API: targets, labels, transitions, map defaults."""
+    center = request.user.center
+    leaflet = settings.LEAFLET_CONFIG
+    return {
+        "center": {"code": center.code, "name": center.name, "cve_ent": center.cve_ent},
+        "user": {"username": request.user.get_username(), "role": request.user.role},
+        "can_dispatch": request.user.role in DISPATCH_ROLES,
+        "line": line,
+        "targets": {
+            "minimum_data_s": settings.CAD["TARGET_MINIMUM_DATA_S"],
+            "dispatch_s": settings.CAD["TARGET_DISPATCH_S"],
+            "on_scene_s": settings.CAD["TARGET_ON_SCENE_S"],
+        },
+        "map": {
+            "center": list(leaflet["DEFAULT_CENTER"]),
+            "zoom": leaflet["DEFAULT_ZOOM"],
+            "tiles": [list(t[:2]) for t in leaflet.get("TILES") or []],
+            "attribution": leaflet.get("ATTRIBUTION_PREFIX", ""),
+            "boundary": center.cve_ent or None,
+        },
+        "unit_statuses": {value: str(label) for value, label in UnitStatus.choices},
+        "unit_transitions": {key: sorted(value) for key, value in UNIT_TRANSITIONS.items()},
+        "incident_statuses": {value: str(label) for value, label in IncidentStatus.choices},
+        "priorities": {value: str(label) for value, label in Priority.choices},
+        "ws_path": "/ws/console/",
+        "strings": _ui_strings(),
+    }
+
+
+def _render_page(request, template: str, *, line: str | None = None, **context):
+    config = _page_config(request, line=line)
+    return render(
+        request,
+        template,
+        {
+            "config": config,
+            "targets": config["targets"],
+            "dashboard_url": _dashboard_url(),
+            **context,
+        },
+    )
+
+
+@login_required
+def home(request):
+    """Send each role to its screen."""
+    user = request.user
+    if user.role == Role.CALL_TAKER:
+        return redirect("intake")
+    if user.role in (Role.SUPERVISOR, Role.ADMINISTRATOR):
+        return redirect(_dashboard_url() or reverse("console"))
+    if user.role == Role.DISPATCHER:
+        return redirect("console")
+    raise PermissionDenied  # service accounts have no screens
+
+
+@login_required
+def intake(request):
+    """9-1-1 call intake."""
+    _require_roles(request.user, CONSOLE_ROLES)
+    return _render_page(request, "console/intake.html", line="911", anonymous=False)
+
+
+@login_required
+def intake_089(request):
+    """089 anonymous tip intake: the page has no caller fields at all."""
+    _require_roles(request.user, CONSOLE_ROLES)
+    return _render_page(request, "console/intake.html", line="089", anonymous=True)
+
+
+@login_required
+def console(request):
+    """Dispatcher console: incident queue, incident detail, unit board."""
+    _require_roles(request.user, CONSOLE_ROLES)
+    return _render_page(request, "console/console.html")
+
+
+class RealtimeMetricsApi(APIView):
+    """Counters of the console websocket in this server process (replays, resyncs, duplicates dropped)."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsSupervisor]
+
+    @extend_schema(
+        operation_id="realtime_metrics",
+        responses={
+            200: inline_serializer(
+                "RealtimeMetrics", {key: serializers.IntegerField() for key in sorted(METRICS)}
+            )
+        },
+        summary="Métricas del canal en tiempo real (por proceso)",
+    )
+    def get(self, request):
+        return Response(metrics_snapshot())

@@ -1,0 +1,163 @@
+"""Supervisor pages: the live map and the KPI page. Thin: permission check, reads, render."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.permissions import SUPERVISION_ROLES
+from dashboard.api import KpiApi
+from dashboard.charts import bar_chart
+from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
+from dashboard.rollups import rollup_status
+from dashboard.targets import kpi_targets
+from incidents.models import Priority
+from units.models import UnitStatus
+
+
+def _require_supervisor(request) -> None:
+    if not (request.user.has_role(*SUPERVISION_ROLES) and request.user.center_id):
+        raise PermissionDenied
+
+
+def _tiles(total: dict | None) -> list[dict]:
+    """One tile per metric: p50 / p90 and the compliance of its targets."""
+    targets = kpi_targets()
+    tiles = []
+    for metric in METRICS:
+        block = (total or {}).get("metrics", {}).get(metric, {})
+        tiles.append(
+            {
+                "metric": metric,
+                "label": METRIC_LABELS[metric],
+                "n": block.get("n", 0),
+                "p50": block.get("p50"),
+                "p90": block.get("p90"),
+                "compliance": [
+                    {
+                        "label": targets[key]["label"],
+                        "share": None if c["share"] is None else round(c["share"] * 100, 1),
+                        "goal": round(c["goal"] * 100),
+                        "met": c["met"],
+                    }
+                    for key, c in block.get("compliance", {}).items()
+                ],
+            }
+        )
+    return tiles
+
+
+def _last_24h():
+    end = timezone.now()
+    return end - timedelta(hours=24), end
+
+
+@login_required
+def dashboard_page(request):
+    _require_supervisor(request)
+    start, end = _last_24h()
+    totals = rollup_kpis(center_id=request.user.center_id, start=start, end=end)
+    total = totals[0] if totals else None
+    tiles_conf = settings.LEAFLET_CONFIG.get("TILES") or []
+    context = {
+        "tiles": _tiles(total),
+        "total": total,
+        "rollups": rollup_status(),
+        "dashboard_url": reverse("dashboard"),
+        "map_config": {
+            "center": list(settings.LEAFLET_CONFIG.get("DEFAULT_CENTER", (19.35, -99.4))),
+            "zoom": settings.LEAFLET_CONFIG.get("DEFAULT_ZOOM", 9),
+            "tiles": [{"name": str(n), "url": u, "options": o} for n, u, o in tiles_conf],
+            "attribution": settings.LEAFLET_CONFIG.get("ATTRIBUTION_PREFIX", ""),
+            "staleSeconds": settings.CAD["AVL_STALE_SECONDS"],
+            "statuses": {s.value: str(s.label) for s in UnitStatus},
+            "priorities": {p.value: str(p.label) for p in Priority},
+            "text": {
+                "open": _("Abrir en consola"),
+                "units": _("unidades"),
+                "incidents": _("incidentes"),
+                "stale": _("posición vieja"),
+                "noUnits": _("Sin unidades en el radio."),
+                "track": _("Recorrido"),
+                "points": _("puntos"),
+                "open_ws": _("En vivo"),
+                "closed_ws": _("Reconectando…"),
+                "refused_ws": _("Sin permiso"),
+                "connecting": _("Conectando…"),
+            },
+        },
+    }
+    return render(request, "dashboard/map.html", context)
+
+
+@login_required
+def kpi_page(request):
+    _require_supervisor(request)
+    form = KpiApi.KpiInput(data={k: v for k, v in request.GET.items() if v})
+    errors = {}
+    if form.is_valid():
+        params = form.validated_data
+    else:
+        errors = form.errors
+        start, end = _last_24h()
+        params = {"start": start, "end": end, "group_by": None, "exact": False}
+    compute_scope = {"center_id": request.user.center_id, "start": params["start"], "end": params["end"]}
+    totals = rollup_kpis(**compute_scope)
+    by_hour = {g["key"][0]: g for g in rollup_kpis(**compute_scope, group_by="hour")}
+    group_by = params["group_by"] or "line"
+    groups = rollup_kpis(**compute_scope, group_by=group_by)
+    targets = kpi_targets()
+
+    def hourly(metric):
+        return [
+            (f"{h:02d}", by_hour[h]["metrics"][metric]["p90"] if h in by_hour else None) for h in range(24)
+        ]
+
+    charts = [
+        bar_chart(
+            hourly("answer"),
+            title=_("Contestación p90 por hora del día"),
+            goal=targets.get("answer_15s", {}).get("seconds"),
+            goal_label=_("meta 15 s"),
+        ),
+        bar_chart(
+            hourly("dispatch"),
+            title=_("Despacho p90 por hora del día"),
+            goal=targets.get("dispatch", {}).get("seconds"),
+            goal_label=_("meta"),
+        ),
+        bar_chart(
+            [(g["label"][:14], g["metrics"]["total"]["p90"]) for g in groups],
+            title=_("Respuesta total p90 por grupo"),
+            goal=targets.get("on_scene", {}).get("seconds"),
+            goal_label=_("meta"),
+        ),
+    ]
+    local_start, local_end = timezone.localtime(params["start"]), timezone.localtime(params["end"])
+    context = {
+        "tiles": _tiles(totals[0] if totals else None),
+        "total": totals[0] if totals else None,
+        "groups": groups,
+        "group_by": group_by,
+        "group_choices": [
+            ("line", _("Línea")),
+            ("tipo", _("Tipo CNIE")),
+            ("state", _("Entidad")),
+            ("jurisdiction", _("Municipio")),
+            ("hour", _("Hora del día")),
+        ],
+        "metrics": [(m, METRIC_LABELS[m]) for m in METRICS],
+        "charts": charts,
+        "errors": errors,
+        "from": local_start.strftime("%Y-%m-%dT%H:%M"),
+        "to": local_end.strftime("%Y-%m-%dT%H:%M"),
+        "month": local_start.strftime("%Y-%m"),
+        "rollups": rollup_status(),
+        "dashboard_url": reverse("dashboard"),
+    }
+    return render(request, "dashboard/kpis.html", context)

@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""The two commands of this project, for a fresh machine with only Python 3.11+.
+
+    python3 run.py              # install into .venv, migrate, seed the demo, serve on :8000
+    python3 run.py test [ARGS]  # install dev extras into .venv, run the whole pytest suite
+    python3 run.py install [--dev]  # only install into .venv (CI uses it before linting)
+
+Standard library only: this file runs before anything is installed. Nothing is installed system-wide.
+
+Embedded default (no DATABASE_URL / REDIS_URL): SQLite in var/, in-process channel layer and local task
+threads, so Daphne, the periodic scheduler (cad.periodic) and the demo AVL simulator share one process.
+Production path (DATABASE_URL and REDIS_URL set): Daphne, a Celery worker, Celery beat and the demo AVL
+simulator run as child processes; Ctrl+C stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".cad-install-stamp"
+DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
+MIN_PYTHON = (3, 11)
+
+
+# --- Output ---------------------------------------------------------------------------------
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def fail(message: str, hint: str = "") -> None:
+    print(f"\nERROR: {message}", file=sys.stderr)
+    if hint:
+        print(f"Qué hacer: {hint}", file=sys.stderr)
+    sys.exit(1)
+
+
+def run(cmd: list, *, what: str, hint: str = "", env: dict | None = None) -> None:
+    """Run a command from the repo root; on failure explain what failed and what to do."""
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env)  # noqa: S603
+    if result.returncode != 0:
+        fail(f"{what} terminó con código {result.returncode}.", hint)
+
+
+# --- Virtual environment --------------------------------------------------------------------
+def ensure_python() -> None:
+    if sys.version_info < MIN_PYTHON:
+        fail(
+            f"Se requiere Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} o más reciente; esta es {sys.version.split()[0]}.",
+            "instale Python 3.11+ y ejecute de nuevo: python3.11 run.py",
+        )
+
+
+def ensure_venv() -> None:
+    if PY.exists():
+        return
+    say(f"Creando el entorno virtual en {VENV.relative_to(ROOT)}/")
+    try:
+        venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(VENV, ignore_errors=True)
+        fail(
+            f"No se pudo crear el entorno virtual ({exc}).",
+            "en Debian/Ubuntu instale el módulo venv: sudo apt-get install python3-venv",
+        )
+
+
+def ensure_installed(*, dev: bool) -> None:
+    """pip install -e .[dev] into .venv, again only when pyproject.toml or the extras change."""
+    ensure_venv()
+    extras = "[dev]" if dev else ""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    installed = STAMP.read_text().split() if STAMP.exists() else []
+    # A dev install satisfies a plain one; a plain install does not satisfy a dev one.
+    wanted = {digest}
+    if not dev:
+        wanted.add(hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b"[dev]").hexdigest())
+    if wanted & set(installed):
+        return
+    say(f"Instalando el proyecto y sus dependencias en .venv (pip install -e .{extras}); puede tardar")
+    run(
+        [PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f".{extras}"],
+        what="La instalación de dependencias (pip)",
+        hint="revise la conexión a PyPI (o el proxy/índice configurado para pip) y vuelva a ejecutar; "
+        "para empezar de cero borre la carpeta .venv",
+    )
+    STAMP.write_text(digest + "\n")
+
+
+def manage(*args: str, what: str, hint: str = "", env: dict | None = None) -> None:
+    run([PY, "manage.py", *args], what=what, hint=hint, env=env)
+
+
+def compile_messages(env: dict) -> None:
+    """Compile Spanish translations when gettext's msgfmt is available (msgids are Spanish anyway)."""
+    if not list(ROOT.glob("**/locale/*/LC_MESSAGES/*.po")):
+        return
+    if shutil.which("msgfmt") is None:
+        say("gettext (msgfmt) no está instalado: se omite compilemessages (los textos ya están en español)")
+        return
+    manage(
+        "compilemessages",
+        "--ignore=.venv",
+        "--ignore=node_modules",
+        what="compilemessages",
+        hint="revise los archivos .po indicados arriba",
+        env=env,
+    )
+
+
+# --- Modes ----------------------------------------------------------------------------------
+def production_path(env: dict) -> bool:
+    """A broker (REDIS_URL) means tasks go to Celery, so workers and beat must run as processes."""
+    return bool(env.get("REDIS_URL"))
+
+
+def check_services(env: dict) -> None:
+    """With DATABASE_URL/REDIS_URL set, fail early and clearly if PostgreSQL or Redis is unreachable."""
+    probe = (
+        "import os, sys\n"
+        "import environ\n"
+        "errors = []\n"
+        "url = os.environ.get('DATABASE_URL')\n"
+        "if url and url.startswith('postgres'):\n"
+        "    import psycopg\n"
+        "    cfg = environ.Env.db_url_config(url)\n"
+        "    try:\n"
+        "        psycopg.connect(host=cfg['HOST'] or None, port=cfg['PORT'] or None, user=cfg['USER'] or None,\n"
+        "                        password=cfg['PASSWORD'] or None, dbname='postgres', connect_timeout=5).close()\n"
+        "    except psycopg.Error as exc:\n"
+        '        errors.append(f\'PostgreSQL ({cfg["HOST"]}:{cfg["PORT"]}): {exc}\')\n'
+        "    else:\n"
+        "        with psycopg.connect(host=cfg['HOST'] or None, port=cfg['PORT'] or None, user=cfg['USER'] or None,\n"
+        "                             password=cfg['PASSWORD'] or None, dbname='postgres', autocommit=True) as c:\n"
+        "            if not c.execute('SELECT 1 FROM pg_database WHERE datname=%s', [cfg['NAME']]).fetchone():\n"
+        '                c.execute(f\'CREATE DATABASE "{cfg["NAME"]}"\')\n'
+        "                print(f'==> Base de datos {cfg[\"NAME\"]} creada', flush=True)\n"
+        "rurl = os.environ.get('REDIS_URL')\n"
+        "if rurl:\n"
+        "    import redis\n"
+        "    try:\n"
+        "        redis.Redis.from_url(rurl, socket_connect_timeout=5).ping()\n"
+        "    except redis.RedisError as exc:\n"
+        "        errors.append(f'Redis ({rurl}): {exc}')\n"
+        "for e in errors:\n"
+        "    print('No responde ' + e, file=sys.stderr)\n"
+        "sys.exit(1 if errors else 0)\n"
+    )
+    result = subprocess.run([str(PY), "-c", probe], cwd=ROOT, env=env)  # noqa: S603
+    if result.returncode != 0:
+        fail(
+            "PostgreSQL o Redis no responden (ver arriba).",
+            "arranque los servicios, corrija DATABASE_URL / REDIS_URL, o quítelas para usar el modo "
+            "embebido (SQLite en var/, sin Redis)",
+        )
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# The embedded server: one process holds Daphne, the in-process channel layer, the periodic scheduler
+# (cad.periodic, if present) and the demo AVL simulator, so their events reach the websocket consumers.
+EMBEDDED_SERVER = """
+import importlib.util, os, sys, threading
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cad.settings")
+import django
+django.setup()
+from django.core.management import call_command
+if importlib.util.find_spec("cad.periodic") is not None:
+    import cad.periodic
+    if cad.periodic.start():
+        print("==> Tareas periódicas en proceso (cad.periodic) activas", flush=True)
+if os.environ.get("CAD_RUN_AVL_SIM") == "1":
+    from django.core.management.base import CommandError
+    def simulate():
+        try:
+            call_command("simulate_avl", interval=5, quiet=True)
+        except CommandError as exc:
+            print(f"==> Simulador AVL no iniciado: {exc}", flush=True)
+    threading.Thread(target=simulate, name="avl-simulator", daemon=True).start()
+    print("==> Simulador AVL de demostración activo (cada 5 s)", flush=True)
+from daphne.cli import CommandLineInterface
+CommandLineInterface().run(sys.argv[1:])
+"""
+
+
+def serve(args: argparse.Namespace) -> None:
+    env = dict(os.environ)
+    prod = production_path(env)
+    if env.get("DATABASE_URL") and not env.get("REDIS_URL"):
+        say("Aviso: DATABASE_URL sin REDIS_URL: canal en memoria y tareas locales (un solo proceso).")
+    if env.get("REDIS_URL") and not env.get("DATABASE_URL"):
+        say("Aviso: REDIS_URL sin DATABASE_URL: SQLite compartida por varios procesos (sólo para pruebas).")
+    ensure_installed(dev=False)
+    (ROOT / "var").mkdir(exist_ok=True)
+    if env.get("DATABASE_URL") or env.get("REDIS_URL"):
+        check_services(env)
+    say("Migrando la base de datos")
+    manage(
+        "migrate",
+        "--noinput",
+        what="migrate",
+        hint="revise el error anterior; en modo embebido puede borrar var/cad.sqlite3",
+        env=env,
+    )
+    compile_messages(env)
+    if not args.no_seed:
+        say("Cargando datos de demostración (seed_demo, idempotente)")
+        manage(
+            "seed_demo",
+            what="seed_demo",
+            hint="revise el error anterior; omita la siembra con --no-seed",
+            env=env,
+        )
+    say("Reuniendo archivos estáticos (collectstatic)")
+    manage("collectstatic", "--noinput", "-v", "0", what="collectstatic", env=env)
+    if not port_free(args.host, args.port):
+        fail(
+            f"El puerto {args.port} en {args.host} ya está en uso.",
+            f"detenga el otro servidor o use otro puerto: python3 run.py --port {args.port + 1}",
+        )
+
+    daphne_args = ["-b", args.host, "-p", str(args.port), "--proxy-headers", "cad.asgi:application"]
+    children: list[tuple[str, subprocess.Popen, bool]] = []
+
+    def start(name: str, cmd: list, child_env: dict, *, essential: bool = True) -> None:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=child_env)  # noqa: S603
+        children.append((name, proc, essential))
+
+    simulate = not args.no_avl_sim
+    if prod:
+        say("Ruta de producción (Redis): arrancando Daphne, Celery worker y Celery beat")
+        start("daphne", [BIN / "daphne", *daphne_args], env)
+        start(
+            "celery-worker", [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"], env
+        )
+        beat_schedule = ROOT / "var" / "celerybeat-schedule"
+        start("celery-beat", [BIN / "celery", "-A", "cad", "beat", "-l", "INFO", "-s", beat_schedule], env)
+        if simulate:
+            sim = [PY, "manage.py", "simulate_avl", "--interval", "5", "--quiet"]
+            start("simulate-avl", sim, env, essential=False)
+    else:
+        say("Modo embebido: un proceso, canal en memoria, tareas en hilos locales")
+        child_env = dict(env, CAD_RUN_AVL_SIM="1" if simulate else "0")
+        start("daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env)
+
+    banner(args.host, args.port, prod=prod, simulate=simulate)
+    supervise(children)
+
+
+def banner(host: str, port: int, *, prod: bool, simulate: bool) -> None:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
+    base = f"http://{shown}:{port}"
+    lines = [
+        "",
+        "=" * 72,
+        f" CAD C4/C5 en {base}/   ({'ruta de producción' if prod else 'modo embebido'})",
+        "",
+        f"   Consola de despacho     {base}/console/",
+        f"   Recepción de llamadas   {base}/console/intake/",
+        f"   Denuncia anónima 089    {base}/console/intake/089/",
+        f"   Tablero (supervisión)   {base}/dashboard/",
+        f"   Administración          {base}/admin/",
+        f"   API (OpenAPI)           {base}/api/v1/docs/",
+        "",
+        f" Usuarios de demostración (contraseña {os.environ.get('CAD_DEMO_PASSWORD') or DEMO_PASSWORD}):",
+        "   operador (operador de llamadas), despachador, supervisor, admin (administrador)",
+        " Cuentas de servicio por token: avl-gateway (AVL), peer-cdmx (estado vecino)",
+        f" Simulador AVL: {'activo' if simulate else 'desactivado (--no-avl-sim)'}",
+        "",
+        " Ctrl+C para detener.",
+        "=" * 72,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def supervise(children: list[tuple[str, subprocess.Popen, bool]]) -> None:
+    """Wait for the children; stop them all on Ctrl+C/SIGTERM or when an essential one exits."""
+    signal.signal(signal.SIGTERM, _terminate)
+    exit_code = 0
+    reported: set[str] = set()
+    try:
+        while True:
+            for name, proc, essential in children:
+                code = proc.poll()
+                if code is None or name in reported:
+                    continue
+                if essential:
+                    print(f"\nERROR: el proceso {name} terminó (código {code}); deteniendo los demás.")
+                    exit_code = code or 1
+                    raise KeyboardInterrupt
+                reported.add(name)
+                print(f"\nAviso: el proceso {name} terminó (código {code}); el servidor sigue.", flush=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("Deteniendo procesos…")
+    finally:
+        for _, proc, _ in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, proc, _ in children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{name} no se detuvo a tiempo; forzando")
+                proc.kill()
+                proc.wait()
+    sys.exit(exit_code)
+
+
+def test(pytest_args: list[str]) -> None:
+    env = dict(os.environ)
+    ensure_installed(dev=True)
+    if env.get("DATABASE_URL") or env.get("REDIS_URL"):
+        check_services(env)
+        say(
+            "Pruebas en la ruta de producción: "
+            f"DATABASE_URL={'definida' if env.get('DATABASE_URL') else '-'}, "
+            f"REDIS_URL={'definida' if env.get('REDIS_URL') else '-'}"
+        )
+    else:
+        say("Pruebas en modo embebido (SQLite, canal en memoria)")
+    compile_messages(env)
+    say("pytest " + " ".join(pytest_args))
+    result = subprocess.run([str(PY), "-m", "pytest", *pytest_args], cwd=ROOT, env=env)  # noqa: S603
+    if result.returncode == 5:
+        fail("pytest no recolectó ninguna prueba (código 5).", "revise la ruta o el filtro (-k) indicados")
+    if result.returncode != 0:
+        print(f"\npytest terminó con código {result.returncode}.", file=sys.stderr)
+    sys.exit(result.returncode)
+
+
+def main(argv: list[str]) -> None:
+    ensure_python()
+    os.chdir(ROOT)
+    if argv[:1] == ["test"]:
+        test(argv[1:])
+        return
+    if argv[:1] == ["install"]:
+        dev = "--dev" in argv[1:]
+        ensure_installed(dev=dev)
+        say(f"Instalado en .venv{' (con extras dev)' if dev else ''}: {PY}")
+        return
+    parser = argparse.ArgumentParser(
+        prog="python3 run.py",
+        description="Instala en .venv, migra, siembra la demostración y sirve las consolas con Daphne. "
+        "`python3 run.py test [args de pytest]` ejecuta las pruebas; "
+        "`python3 run.py install [--dev]` sólo instala en .venv.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--no-seed", action="store_true", help="no ejecutar seed_demo")
+    parser.add_argument("--no-avl-sim", action="store_true", help="no arrancar el simulador AVL")
+    serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,156 @@
+// Shared helpers of the console pages: page config, translated strings, REST calls, time formatting,
+// banner, audible alert. No framework, no build step.
+
+export const config = JSON.parse(document.getElementById("cad-config").textContent);
+
+/** Translated UI string (rendered server-side through Django gettext), with %(name)s substitution. */
+export function t(key, params = {}) {
+  const text = (config.strings && config.strings[key]) || key;
+  return text.replace(/%\((\w+)\)s/g, (_, name) => (name in params ? String(params[name]) : ""));
+}
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = (body && body.code) || "error";
+    this.fields = (body && body.fields) || {};
+  }
+}
+
+/** Call the REST API with the session cookie and the CSRF header; JSON in, JSON out. */
+export async function api(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-CSRFToken"] = csrfToken();
+  }
+  const response = await fetch(`/api/v1/${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    signal,
+  });
+  let data = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text.slice(0, 200) };
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+const TZ = "America/Mexico_City";
+const locale = document.documentElement.lang || "es-MX";
+const timeFormat = new Intl.DateTimeFormat(locale, {
+  timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+const dateTimeFormat = new Intl.DateTimeFormat(locale, {
+  timeZone: TZ, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+
+/** Clock time in America/Mexico_City (times are stored and sent in UTC). */
+export function clock(iso) {
+  return iso ? timeFormat.format(new Date(iso)) : "—";
+}
+export function dateTime(iso) {
+  return iso ? dateTimeFormat.format(new Date(iso)) : "—";
+}
+
+/** 75 s → "01:15"; 3725 s → "1:02:05". */
+export function duration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
+}
+
+/** "ok" under 75 % of the target, "warn" up to it, "over" past it (the CSS adds an icon, not only colour). */
+export function timerLevel(seconds, target) {
+  if (!target) return "neutral";
+  if (seconds > target) return "over";
+  if (seconds > target * 0.75) return "warn";
+  return "ok";
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const banner = document.getElementById("banner");
+let bannerTimer = null;
+
+/** Show a banner (role=alert). level: info | warning | error | alert. */
+export function showBanner(message, level = "warning", { sticky = false } = {}) {
+  banner.textContent = message;
+  banner.className = `banner banner-${level}`;
+  banner.hidden = false;
+  clearTimeout(bannerTimer);
+  if (!sticky) bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
+}
+export function hideBanner() {
+  banner.hidden = true;
+}
+
+let audio = null;
+function audioContext() {
+  if (!audio) {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return null;
+    audio = new Ctx();
+  }
+  return audio;
+}
+// Browsers start audio suspended until a user gesture: unlock it on the first key or click.
+for (const type of ["keydown", "pointerdown"]) {
+  window.addEventListener(type, () => { const ctx = audioContext(); if (ctx && ctx.state === "suspended") ctx.resume(); }, { once: true });
+}
+
+/** Three short tones (WebAudio): a new high-priority incident. */
+export function beep() {
+  const ctx = audioContext();
+  if (!ctx) return;
+  const start = ctx.currentTime;
+  for (let i = 0; i < 3; i++) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = "square";
+    osc.frequency.value = i % 2 ? 660 : 880;
+    gain.gain.setValueAtTime(0.0001, start + i * 0.22);
+    gain.gain.exponentialRampToValueAtTime(0.25, start + i * 0.22 + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + i * 0.22 + 0.18);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(start + i * 0.22);
+    osc.stop(start + i * 0.22 + 0.2);
+  }
+}
+
+/** True when a key event comes from a text field (global shortcuts must not fire there). */
+export function typing(event) {
+  const target = event.target;
+  if (!(target instanceof HTMLElement)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}

@@ -1,0 +1,258 @@
+// Call intake (9-1-1 and 089): arrival timer, CNIE type-ahead, location by coordinates, address or map
+// click, inline duplicate suggestion (Alt+V links), Ctrl+Enter submits, F2 starts a new call.
+
+import { api, config, duration, el, t, timerLevel } from "./common.js";
+import { createMap } from "./map.js";
+
+const form = document.getElementById("intake-form");
+const line = config.line;
+const anonymous = line === "089";
+const targetS = Number(document.body.dataset.targetMinimumDataS);
+const $ = (id) => document.getElementById(id);
+
+// --- Arrival timer ----------------------------------------------------------------------------
+let arrivedAt = new Date();
+let stoppedAt = null;
+const timerNode = $("call-timer");
+function tick() {
+  const seconds = ((stoppedAt || new Date()) - arrivedAt) / 1000;
+  timerNode.textContent = duration(seconds);
+  timerNode.className = `timer ${timerLevel(seconds, targetS)}`;
+  timerNode.dateTime = `PT${Math.floor(seconds)}S`;
+}
+setInterval(tick, 500);
+tick();
+
+// --- CNIE type-ahead --------------------------------------------------------------------------
+const search = $("type-search");
+const list = $("type-list");
+const codeInput = $("incident_type_code");
+let options = [];
+let active = -1;
+let searchSeq = 0;
+let chosenType = null;
+
+async function runSearch() {
+  const q = search.value.trim();
+  const mine = ++searchSeq;
+  if (!q) { closeList(); return; }
+  try {
+    const found = await api(`incident-types/?q=${encodeURIComponent(q)}&limit=12`);
+    if (mine !== searchSeq) return;
+    options = found;
+    active = found.length ? 0 : -1;
+    renderList();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function renderList() {
+  list.replaceChildren(...options.map((type, i) =>
+    el("li", {
+      role: "option", id: `type-opt-${i}`, "aria-selected": String(i === active), "data-code": type.code,
+      onmousedown: (event) => { event.preventDefault(); choose(i); },
+    }, el("span", { class: "mono" }, type.code), " ", type.name, " ", el("span", { class: `prio prio-${type.priority}` }, config.priorities[type.priority] || type.priority))));
+  list.hidden = !options.length;
+  search.setAttribute("aria-expanded", String(!list.hidden));
+  if (active >= 0) search.setAttribute("aria-activedescendant", `type-opt-${active}`);
+  else search.removeAttribute("aria-activedescendant");
+}
+
+function closeList() {
+  options = [];
+  active = -1;
+  renderList();
+}
+
+function choose(i) {
+  const type = options[i];
+  if (!type) return;
+  chosenType = type;
+  codeInput.value = type.code;
+  search.value = `${type.code} ${type.name}`;
+  $("type-chosen").textContent = t("chosen_type", { code: type.code, name: type.name, priority: config.priorities[type.priority] || type.priority });
+  if (type.improcedente) $("disposition").value = "improcedente";
+  else if ($("disposition").value === "improcedente") $("disposition").value = "new_incident";
+  syncDisposition();
+  closeList();
+  checkDuplicates();
+  $("address").focus();
+}
+
+let searchTimer = null;
+search.addEventListener("input", () => {
+  chosenType = null;
+  codeInput.value = "";
+  $("type-chosen").textContent = "";
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, 120);
+});
+search.addEventListener("keydown", (event) => {
+  if (event.key === "ArrowDown" && options.length) { event.preventDefault(); active = (active + 1) % options.length; renderList(); }
+  else if (event.key === "ArrowUp" && options.length) { event.preventDefault(); active = (active - 1 + options.length) % options.length; renderList(); }
+  else if (event.key === "Enter" && !event.ctrlKey && options.length && active >= 0) { event.preventDefault(); choose(active); }
+  else if (event.key === "Escape") closeList();
+});
+search.addEventListener("blur", () => setTimeout(closeList, 150));
+
+// --- Location and map -------------------------------------------------------------------------
+const latInput = $("lat");
+const lonInput = $("lon");
+const map = createMap($("intake-map"), {
+  onPick: (lat, lon) => {
+    latInput.value = lat.toFixed(6);
+    lonInput.value = lon.toFixed(6);
+    $("location_source").value = "map";
+    checkDuplicates();
+  },
+});
+
+function coordinates() {
+  const lat = Number.parseFloat(latInput.value.replace(",", "."));
+  const lon = Number.parseFloat(lonInput.value.replace(",", "."));
+  if (Number.isFinite(lat) && Number.isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) return { lat, lon };
+  return null;
+}
+for (const input of [latInput, lonInput]) {
+  input.addEventListener("change", () => {
+    const point = coordinates();
+    if (point) {
+      map.mark(point.lat, point.lon);
+      if (!$("location_source").value) $("location_source").value = "caller";
+    }
+    checkDuplicates();
+  });
+}
+
+// --- Duplicates -------------------------------------------------------------------------------
+let duplicates = [];
+let dupSeq = 0;
+async function checkDuplicates() {
+  const point = coordinates();
+  const box = $("duplicates");
+  if (!point || !codeInput.value) { box.hidden = true; duplicates = []; return; }
+  const mine = ++dupSeq;
+  try {
+    const found = await api(`calls/duplicates?lat=${point.lat}&lon=${point.lon}&type=${encodeURIComponent(codeInput.value)}`);
+    if (mine !== dupSeq) return;
+    duplicates = found.candidates || [];
+  } catch {
+    duplicates = [];
+  }
+  box.hidden = !duplicates.length;
+  $("dup-list").replaceChildren(...duplicates.slice(0, 5).map((c, i) =>
+    el("li", { "data-folio": c.folio },
+      el("strong", { class: "mono" }, c.folio), " · ", c.type_code, " ", c.type_name, " · ",
+      t("meters_away", { m: Math.round(c.distance_m) }), " · ", config.incident_statuses[c.status] || c.status, " ",
+      el("button", { type: "button", class: "mini", onclick: () => linkTo(c.folio) }, t("link"), i === 0 ? el("kbd", {}, "Alt+V") : null))));
+}
+
+function linkTo(folio) {
+  $("disposition").value = "linked";
+  $("incident").value = folio;
+  syncDisposition();
+  $("submit-call").focus();
+}
+
+function syncDisposition() {
+  $("link-field").hidden = $("disposition").value !== "linked";
+}
+$("disposition").addEventListener("change", syncDisposition);
+
+// --- Submit -----------------------------------------------------------------------------------
+function clearErrors() {
+  $("form-error").hidden = true;
+  for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
+  for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+}
+
+function showError(error) {
+  const box = $("form-error");
+  box.textContent = error.message || String(error);
+  box.hidden = false;
+  let first = null;
+  for (const [field, messages] of Object.entries(error.fields || {})) {
+    const slot = $(`err-${field}`);
+    if (slot) slot.textContent = [].concat(messages).join(" ");
+    const input = field === "incident_type_code" ? search : $(field);
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      first = first || input;
+    }
+  }
+  (first || box).focus?.();
+}
+
+let submitting = false;
+async function submit() {
+  if (submitting) return;
+  clearErrors();
+  const point = coordinates();
+  const body = {
+    line,
+    channel: "voice",
+    arrived_at: arrivedAt.toISOString(),
+    answered_at: arrivedAt.toISOString(),
+    lat: point ? point.lat : null,
+    lon: point ? point.lon : null,
+    address: $("address").value.trim(),
+    location_source: point || $("address").value.trim() ? $("location_source").value || "caller" : "",
+    narrative: $("narrative").value.trim(),
+    incident_type_code: codeInput.value || null,
+    disposition: $("disposition").value,
+  };
+  if (body.disposition === "linked") body.incident = $("incident").value.trim();
+  if (!anonymous) {
+    body.caller_name = $("caller_name").value.trim() || null;
+    body.callback_number = $("callback_number").value.trim() || null;
+  }
+  submitting = true;
+  try {
+    const created = await api("calls/", { method: "POST", body });
+    stoppedAt = new Date();
+    tick();
+    const folio = created.call.incident;
+    const result = $("result");
+    result.hidden = false;
+    result.dataset.folio = folio || "";
+    result.textContent = folio
+      ? (body.disposition === "linked" ? t("call_linked", { folio }) : t("incident_created", { folio }))
+      : t("call_recorded");
+    result.append(" ", el("kbd", {}, "F2"), " ", t("next_call"));
+    window.cadLastCall = created;
+  } catch (error) {
+    showError(error);
+  } finally {
+    submitting = false;
+  }
+}
+
+function newCall() {
+  form.reset();
+  clearErrors();
+  $("result").hidden = true;
+  $("duplicates").hidden = true;
+  $("type-chosen").textContent = "";
+  codeInput.value = "";
+  chosenType = null;
+  duplicates = [];
+  syncDisposition();
+  map.clear();
+  arrivedAt = new Date();
+  stoppedAt = null;
+  tick();
+  search.focus();
+}
+
+form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
+$("new-call").addEventListener("click", newCall);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "F2") { event.preventDefault(); newCall(); }
+  else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
+  else if (event.altKey && (event.key === "v" || event.key === "V" || event.code === "KeyV")) {
+    event.preventDefault();
+    if (duplicates.length) linkTo(duplicates[0].folio);
+  }
+});
+window.cadIntakeReady = true;

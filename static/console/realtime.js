@@ -1,0 +1,151 @@
+// The console's websocket client: subscribe with the last seq per stream, detect gaps and resume,
+// reconnect with backoff, reload snapshots on hello/resync. Applies each seq once, in order.
+//
+// Test hooks: window.cadSocket (the current WebSocket), window.cadSeqLog ({stream: [applied seqs]}).
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
+
+export class RealtimeClient {
+  /**
+   * @param {object} options
+   * @param {string} options.path            websocket path, e.g. "/ws/console/"
+   * @param {object} options.streams         {stream: {snapshot: async () => void, apply: (envelope) => void}}
+   * @param {function} options.onState       (state: "connecting"|"open"|"closed"|"refused") => void
+   * @param {function} options.onNotice      (notice) => void
+   */
+  constructor({ path, streams, onState = () => {}, onNotice = () => {} }) {
+    this.path = path;
+    this.streams = streams;
+    this.onState = onState;
+    this.onNotice = onNotice;
+    this.last = {}; // stream -> last applied seq (null until a snapshot is loaded)
+    this.loading = {}; // stream -> events received while its snapshot loads
+    this.resuming = {}; // stream -> seq we asked to resume from
+    this.attempt = 0;
+    this.stopped = false;
+    for (const name of Object.keys(streams)) this.last[name] = null;
+    window.cadSeqLog = Object.fromEntries(Object.keys(streams).map((s) => [s, []]));
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.socket) this.socket.close();
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${this.path}`);
+    this.socket = socket;
+    window.cadSocket = socket;
+    this.onState("connecting");
+    socket.addEventListener("open", () => {
+      this.attempt = 0;
+      this.onState("open");
+      this.resuming = {};
+      const wanted = {};
+      for (const name of Object.keys(this.streams)) wanted[name] = this.last[name];
+      this.send({ type: "subscribe", streams: wanted });
+    });
+    let opened = false;
+    socket.addEventListener("open", () => { opened = true; });
+    socket.addEventListener("message", (event) => this.receive(JSON.parse(event.data)));
+    socket.addEventListener("close", async (event) => {
+      if (socket !== this.socket) return;
+      // The server refuses before accepting: ASGI clients see 4403, browsers a failed handshake (1006).
+      if (event.code === 4403 || (!opened && (await this.refused()))) {
+        this.onState("refused");
+        return; // not allowed (or the session expired): do not hammer the server
+      }
+      this.onState("closed");
+      if (!this.stopped) {
+        const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+        this.attempt += 1;
+        setTimeout(() => this.connect(), delay * (0.75 + Math.random() * 0.5));
+      }
+    });
+  }
+
+  /** After a failed handshake: is it our credentials (401/403) rather than the network? */
+  async refused() {
+    try {
+      const response = await fetch("/api/v1/incident-types/?limit=1", { credentials: "same-origin" });
+      return response.status === 401 || response.status === 403;
+    } catch {
+      return false;
+    }
+  }
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  async loadSnapshot(stream, seq) {
+    this.loading[stream] = [];
+    try {
+      await this.streams[stream].snapshot();
+    } catch (error) {
+      this.onNotice({ level: "error", code: "snapshot_failed", message: String(error.message || error) });
+    }
+    const pending = this.loading[stream] || [];
+    delete this.loading[stream];
+    this.last[stream] = seq;
+    for (const envelope of pending) this.receiveEvent(envelope);
+  }
+
+  receive(message) {
+    switch (message.type) {
+      case "hello":
+        // Subscribed with no seq: load the state by REST, then apply what came after `seq`.
+        this.loadSnapshot(message.stream, message.seq);
+        return;
+      case "resync":
+        this.onNotice({ level: "warning", code: "resync_client", stream: message.stream });
+        this.loadSnapshot(message.stream, message.seq);
+        return;
+      case "notice":
+        this.onNotice(message);
+        return;
+      case "error":
+        this.onNotice({ level: "error", ...message });
+        return;
+      case "pong":
+        return;
+      default:
+        if (message.stream && typeof message.seq === "number") this.receiveEvent(message);
+    }
+  }
+
+  receiveEvent(envelope) {
+    const stream = envelope.stream;
+    if (!(stream in this.streams)) return;
+    if (stream in this.loading) {
+      this.loading[stream].push(envelope);
+      return;
+    }
+    const last = this.last[stream];
+    if (last === null) return; // no baseline yet; the snapshot will cover it
+    const first = typeof envelope.first_seq === "number" ? envelope.first_seq : envelope.seq;
+    if (envelope.seq <= last) return; // already applied (replay/live overlap)
+    if (first > last + 1) {
+      // Gap: ask for everything after `last` (the server replays in order); drop this one meanwhile.
+      if (this.resuming[stream] !== last) {
+        this.resuming[stream] = last;
+        this.send({ type: "resume", stream, seq: last });
+      }
+      return;
+    }
+    this.last[stream] = envelope.seq;
+    delete this.resuming[stream];
+    window.cadSeqLog[stream].push(envelope.seq);
+    try {
+      this.streams[stream].apply(envelope);
+    } catch (error) {
+      console.error("apply failed", envelope, error); // a rendering bug must not stop the stream
+    }
+  }
+}

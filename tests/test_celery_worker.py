@@ -1,0 +1,135 @@
+"""refresh_kpi_rollups through a REAL Celery worker (Redis broker, the test PostgreSQL database), and the same
+task body called eagerly.
+
+The worker test needs REDIS_URL and PostgreSQL: skipped otherwise, except under CI=true where a missing
+service is a failure (CI must run it)."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import Role
+from dashboard.models import KpiRollup, RollupWatermark
+from dashboard.tasks import refresh_kpi_rollups
+from incidents.models import Call, CallDisposition
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _require_services():
+    missing = []
+    if not settings.REDIS_URL:
+        missing.append("REDIS_URL")
+    if not settings.IS_POSTGRES:
+        missing.append("PostgreSQL (DATABASE_URL)")
+    if missing:
+        message = f"a real Celery worker needs {', '.join(missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _some_calls(center, user, count=5):
+    now = timezone.now()
+    for i in range(count):
+        Call.objects.create(
+            center=center,
+            line="911",
+            arrived_at=now - timedelta(minutes=i),
+            answered_at=now - timedelta(minutes=i) + timedelta(seconds=5 + i),
+            disposition=CallDisposition.INFORMATIONAL,
+            call_taker=user,
+        )
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return (
+        f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    )
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)  # the worker must see committed rows
+def test_real_worker_builds_the_rollups(center, make_user, tmp_path):
+    _require_services()
+    _some_calls(center, make_user(Role.CALL_TAKER))
+    queue = f"test-kpi-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cad",
+            "worker",
+            "-P",
+            "solo",
+            "--concurrency",
+            "1",
+            "-Q",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        refresh_kpi_rollups.apply_async(queue=queue)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not KpiRollup.objects.exists():
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert KpiRollup.objects.exists(), (tmp_path / "worker.log").read_text()[-3000:]
+        answer = KpiRollup.objects.get(
+            grain="h",
+            metric="answer",
+            line="*",
+            tipo="*",
+            state="*",
+            municipality="*",
+            hour=timezone.now().replace(minute=0, second=0, microsecond=0),
+        )
+        assert answer.n >= 1
+        assert sum(r.n for r in KpiRollup.objects.filter(grain="h", metric="answer", line="911")) == 5
+        assert RollupWatermark.objects.get(name="kpi").last_run_at is not None
+        assert "succeeded" in (tmp_path / "worker.log").read_text()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=5)
+        log.close()
+
+
+@pytest.mark.django_db
+def test_task_body_runs_eagerly_and_is_idempotent(center, make_user):
+    _some_calls(center, make_user(Role.CALL_TAKER), count=3)
+    first = refresh_kpi_rollups()  # the task body, in this process
+    assert first["hours"] >= 1 and first["rows"] > 0
+    rows = sorted(KpiRollup.objects.values_list("hour", "metric", "line", "n", "hist"))
+    result = refresh_kpi_rollups.apply(kwargs={})  # eager apply, as Celery would run it
+    assert result.successful()
+    assert sorted(KpiRollup.objects.values_list("hour", "metric", "line", "n", "hist")) == rows
+    assert refresh_kpi_rollups.acks_late is True

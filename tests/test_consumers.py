@@ -1,0 +1,471 @@
+"""The console websocket: who may connect, replay then live without loss or duplicates, resume, resync,
+AVL coalescing. Every scenario runs on the in-memory layer and, when a Redis URL is set, on Redis."""
+
+import os
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+from django.db.models import F
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import Role
+from cad import consumers
+from cad.consumers import ConsoleConsumer
+from cad.events import broadcast, record_event
+from cad.models import Event, EventStream
+from tests.factories import CenterFactory, UserFactory
+
+REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CAD_TEST_REDIS_URL", "")
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["memory", "redis"], autouse=True)
+def layer_backend(request, settings):
+    if request.param == "memory":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    else:
+        if not REDIS_URL:
+            pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        }
+    return request.param
+
+
+def run(coro_fn):
+    """Run an async scenario on one loop; ORM calls inside run on this (the test's) thread."""
+    return async_to_sync(coro_fn)()
+
+
+def _app_as(user):
+    """The consumer with scope["user"] set, as AuthMiddlewareStack would after resolving the session."""
+    inner = ConsoleConsumer.as_asgi()
+
+    async def app(scope, receive, send):
+        return await inner({**scope, "user": user}, receive, send)
+
+    return app
+
+
+async def _flush_layer():
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer().flush()
+
+
+@database_sync_to_async
+def emit(center_id: int, n: int = 1, *, stream: str = "console", type: str = "incident.updated") -> list[int]:
+    """Commit n events through the real publisher (each its own transaction)."""
+    seqs = []
+    for i in range(n):
+        with transaction.atomic():
+            seqs.append(record_event(type=type, center_id=center_id, stream=stream, payload={"i": i}).seq)
+    return seqs
+
+
+@database_sync_to_async
+def emit_envelopes(center_id: int, n: int) -> list[dict]:
+    envelopes = []
+    for i in range(n):
+        with transaction.atomic():
+            envelopes.append(
+                record_event(type="incident.updated", center_id=center_id, payload={"i": i}).envelope()
+            )
+    return envelopes
+
+
+@database_sync_to_async
+def emit_positions(center_id: int, positions: list[list]) -> int:
+    with transaction.atomic():
+        return record_event(
+            type="units.positions", center_id=center_id, stream="avl", payload={"positions": positions}
+        ).seq
+
+
+@database_sync_to_async
+def emit_lost(center_id: int) -> dict:
+    """An event committed whose broadcast never arrives (an overloaded or restarted layer dropped it)."""
+    with transaction.atomic():
+        EventStream.objects.filter(center_id=center_id, name="console").update(last_seq=F("last_seq") + 1)
+        seq = EventStream.objects.get(center_id=center_id, name="console").last_seq
+        event = Event.objects.create(
+            center_id=center_id,
+            stream="console",
+            seq=seq,
+            type="incident.updated",
+            payload={"lost": True},
+            created_at=timezone.now(),
+        )
+    return event.envelope()
+
+
+async def _connect(user, *, subscribe: dict | None = None):
+    communicator = WebsocketCommunicator(_app_as(user), "/ws/console/")
+    connected, code = await communicator.connect()
+    assert connected, code
+    if subscribe is not None:
+        await communicator.send_json_to({"type": "subscribe", "streams": subscribe})
+    return communicator
+
+
+async def _receive_all(communicator, *, timeout: float = 0.4) -> list[dict]:
+    """Everything that arrives until the socket has been quiet for `timeout` seconds."""
+    messages = []
+    while not await communicator.receive_nothing(timeout=timeout, interval=0.02):
+        messages.append(await communicator.receive_json_from())
+    return messages
+
+
+@pytest.fixture
+def center():
+    return CenterFactory()
+
+
+@pytest.fixture
+def dispatcher(center):
+    return UserFactory(username="despacho", role=Role.DISPATCHER, center=center)
+
+
+# --- Who may connect ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kind", ["anonymous", "device", "peer", "no_centre", "inactive"], ids=lambda k: f"refused-{k}"
+)
+def test_refused_before_accept_with_4403(kind, center):
+    from django.contrib.auth.models import AnonymousUser
+
+    user = {
+        "anonymous": lambda: AnonymousUser(),
+        "device": lambda: UserFactory(username="avl", role=Role.DEVICE, center=center),
+        "peer": lambda: UserFactory(username="cdmx", role=Role.PEER, center=center),
+        "no_centre": lambda: UserFactory(username="nadie", role=Role.DISPATCHER, center=None),
+        "inactive": lambda: UserFactory(
+            username="baja", role=Role.DISPATCHER, center=center, is_active=False
+        ),
+    }[kind]()
+    refused_before = consumers.METRICS["connections_refused"]
+
+    async def scenario():
+        communicator = WebsocketCommunicator(_app_as(user), "/ws/console/")
+        connected, code = await communicator.connect()
+        await communicator.disconnect()
+        return connected, code
+
+    assert run(scenario) == (False, 4403)
+    assert consumers.METRICS["connections_refused"] == refused_before + 1
+
+
+def test_dispatcher_with_a_session_cookie_is_accepted_through_the_asgi_stack(dispatcher):
+    from cad.asgi import application
+
+    client = Client()
+    client.force_login(dispatcher)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def scenario():
+        communicator = WebsocketCommunicator(
+            application, "/ws/console/", headers=[(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+        )
+        connected, _ = await communicator.connect()
+        await communicator.send_json_to({"type": "subscribe", "streams": {"console": None}})
+        hello = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return connected, hello
+
+    connected, hello = run(scenario)
+    assert connected
+    assert hello == {"type": "hello", "stream": "console", "seq": 0}
+
+
+def test_anonymous_through_the_asgi_stack_is_refused():
+    from cad.asgi import application
+
+    async def scenario():
+        communicator = WebsocketCommunicator(
+            application, "/ws/console/", headers=[(b"origin", b"http://127.0.0.1")]
+        )
+        return await communicator.connect()
+
+    assert run(scenario) == (False, 4403)
+
+
+# --- Replay, live, resume, resync ---------------------------------------------------------------
+def test_null_seq_answers_hello_with_the_current_seq_then_forwards_live(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        await emit(center.id, 3)
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        hello = await ws.receive_json_from()
+        await emit(center.id, 1, type="incident.created")
+        live = await ws.receive_json_from()
+        await ws.disconnect()
+        return hello, live
+
+    hello, live = run(scenario)
+    assert hello == {"type": "hello", "stream": "console", "seq": 3}
+    assert (live["type"], live["seq"], live["stream"]) == ("incident.created", 4, "console")
+
+
+def test_subscribe_with_seq_replays_missed_events_in_order_then_goes_live(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        await emit(center.id, 5)
+        ws = await _connect(dispatcher, subscribe={"console": 2})
+        replayed = [await ws.receive_json_from() for _ in range(4)]  # 3 events + info notice
+        await emit(center.id, 2)
+        live = await _receive_all(ws)
+        await ws.disconnect()
+        return replayed, live
+
+    replayed, live = run(scenario)
+    assert [m.get("seq") for m in replayed[:3]] == [3, 4, 5]
+    assert [m["payload"]["i"] for m in replayed[:3]] == [2, 3, 4]
+    assert replayed[3]["type"] == "notice" and replayed[3]["level"] == "info"
+    assert [m["seq"] for m in live] == [6, 7]
+
+
+def test_live_event_already_replayed_is_not_sent_twice(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        late = await emit_lost(center.id)  # committed; its broadcast is still in flight
+        ws = await _connect(dispatcher, subscribe={"console": 0})
+        replayed = await ws.receive_json_from()
+        await ws.receive_json_from()  # notice
+        await database_sync_to_async(broadcast)(center_id=center.id, stream="console", envelope=late)
+        await emit(center.id, 1)
+        after = await _receive_all(ws)
+        await ws.disconnect()
+        return replayed, after
+
+    dropped_before = consumers.METRICS["duplicates_dropped"]
+    replayed, after = run(scenario)
+    assert replayed["seq"] == 1
+    assert [m["seq"] for m in after] == [2]
+    assert consumers.METRICS["duplicates_dropped"] == dropped_before + 1
+
+
+def test_gap_is_filled_by_resume_in_order(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()  # hello seq 0
+        await emit(center.id, 1)  # seq 1, delivered
+        first = await ws.receive_json_from()
+        await emit_lost(center.id)  # seq 2, never broadcast
+        await emit(center.id, 1)  # seq 3, delivered: the client sees the gap
+        jumped = await ws.receive_json_from()
+        await ws.send_json_to({"type": "resume", "stream": "console", "seq": first["seq"]})
+        resumed = await _receive_all(ws)
+        await emit(center.id, 1)
+        live = await _receive_all(ws)
+        await ws.disconnect()
+        return first, jumped, resumed, live
+
+    resumes_before = consumers.METRICS["resumes"]
+    first, jumped, resumed, live = run(scenario)
+    assert (first["seq"], jumped["seq"]) == (1, 3)
+    assert [m["seq"] for m in resumed if "seq" in m and m["type"] != "notice"] == [2, 3]
+    assert resumed[0]["payload"] == {"lost": True}
+    notice = resumed[-1]
+    assert (notice["type"], notice["level"], notice["code"]) == ("notice", "warning", "replayed")
+    assert [m["seq"] for m in live] == [4]
+    assert consumers.METRICS["resumes"] == resumes_before + 1
+
+
+def test_too_far_behind_gets_resync_and_a_warning_then_live(dispatcher, center, settings):
+    settings.CAD = {**settings.CAD, "REPLAY_LIMIT": 3}
+
+    async def scenario():
+        await _flush_layer()
+        await emit(center.id, 5)
+        ws = await _connect(dispatcher, subscribe={"console": 1})
+        first = await _receive_all(ws)
+        await emit(center.id, 1)
+        live = await _receive_all(ws)
+        await ws.disconnect()
+        return first, live
+
+    resyncs_before = consumers.METRICS["resyncs"]
+    first, live = run(scenario)
+    assert first[0] == {"type": "resync", "stream": "console", "seq": 5}
+    assert (first[1]["type"], first[1]["level"], first[1]["code"]) == ("notice", "warning", "resync")
+    assert len(first) == 2  # no partial replay
+    assert [m["seq"] for m in live] == [6]
+    assert consumers.METRICS["resyncs"] == resyncs_before + 1
+
+
+def test_within_the_replay_limit_replays_instead_of_resync(dispatcher, center, settings):
+    settings.CAD = {**settings.CAD, "REPLAY_LIMIT": 3}
+
+    async def scenario():
+        await _flush_layer()
+        await emit(center.id, 5)
+        ws = await _connect(dispatcher, subscribe={"console": 2})
+        got = await _receive_all(ws)
+        await ws.disconnect()
+        return got
+
+    got = run(scenario)
+    assert [m["seq"] for m in got if m["type"] != "notice"] == [3, 4, 5]
+
+
+def test_unknown_stream_and_bad_messages_are_answered_with_errors(dispatcher):
+    async def scenario():
+        ws = await _connect(dispatcher, subscribe={"secret": None})
+        forbidden = await ws.receive_json_from()
+        await ws.send_json_to({"type": "resume", "stream": "console", "seq": 1})  # not subscribed
+        bad_resume = await ws.receive_json_from()
+        await ws.send_json_to({"type": "nonsense"})
+        bad = await ws.receive_json_from()
+        await ws.disconnect()
+        return forbidden, bad_resume, bad
+
+    forbidden, bad_resume, bad = run(scenario)
+    assert (forbidden["type"], forbidden["code"]) == ("error", "stream_forbidden")
+    assert bad_resume["code"] == "bad_resume"
+    assert bad["code"] == "bad_message"
+
+
+def test_events_of_other_centres_are_not_received(dispatcher, center):
+    other = CenterFactory(code="CMX", name="CDMX")
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()
+        await emit(other.id, 2)
+        got = await _receive_all(ws)
+        await ws.disconnect()
+        return got
+
+    assert run(scenario) == []
+
+
+# --- AVL coalescing -----------------------------------------------------------------------------
+def test_avl_batches_within_a_second_arrive_as_one_message_with_the_newest_position_per_unit(
+    dispatcher, center
+):
+    t = "2026-01-01T00:00:0{}+00:00"
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"avl": None})
+        hello = await ws.receive_json_from()
+        first_seq = await emit_positions(center.id, [[1, 19.0, -99.0, t.format(0)]])
+        first = await ws.receive_json_from()  # idle socket: flushed at once
+        started = time.monotonic()
+        for i in range(1, 5):
+            await emit_positions(
+                center.id, [[1, 19.0 + i, -99.0, t.format(i)], [i + 10, 20.0, -98.0, t.format(i)]]
+            )
+        coalesced = await ws.receive_json_from(timeout=2)
+        waited = time.monotonic() - started
+        rest = await _receive_all(ws, timeout=1.2)
+        await ws.disconnect()
+        return hello, first_seq, first, coalesced, waited, rest
+
+    hello, first_seq, first, coalesced, waited, rest = run(scenario)
+    assert hello == {"type": "hello", "stream": "avl", "seq": 0}
+    assert (first["type"], first["seq"], first["first_seq"]) == ("units.positions", first_seq, first_seq)
+    assert first["payload"]["positions"] == [[1, 19.0, -99.0, t.format(0)]]
+    assert (coalesced["first_seq"], coalesced["seq"]) == (first_seq + 1, first_seq + 4)
+    positions = {p[0]: p for p in coalesced["payload"]["positions"]}
+    assert positions[1] == [1, 23.0, -99.0, t.format(4)]  # newest of unit 1 only
+    assert sorted(positions) == [1, 11, 12, 13, 14]
+    assert waited > 0.5  # held back until a second after the previous flush
+    assert rest == []  # and only one message
+
+
+def test_avl_reconnect_replays_coalesced(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        for i in range(3):
+            await emit_positions(center.id, [[7, 19.0 + i, -99.0, f"2026-01-01T00:00:0{i}+00:00"]])
+        ws = await _connect(dispatcher, subscribe={"avl": 0})
+        got = await _receive_all(ws)
+        await ws.disconnect()
+        return got
+
+    got = run(scenario)
+    envelope = got[0]
+    assert (envelope["type"], envelope["first_seq"], envelope["seq"]) == ("units.positions", 1, 3)
+    assert envelope["payload"]["positions"] == [[7, 21.0, -99.0, "2026-01-01T00:00:02+00:00"]]
+
+
+def test_consoles_of_one_process_share_one_group_membership(dispatcher, center, layer_backend):
+    """N consoles in a process cost one channel-layer delivery per event (the hub fans out locally)."""
+    from channels.layers import get_channel_layer
+
+    from cad.events import stream_group
+
+    async def scenario():
+        await _flush_layer()
+        sockets = [await _connect(dispatcher, subscribe={"console": None}) for _ in range(3)]
+        for ws in sockets:
+            await ws.receive_json_from()  # hello
+        layer = get_channel_layer()
+        group = stream_group(center_id=center.id, stream="console")
+        hub = consumers.group_hub(layer)
+        members = len(hub.members[group])
+        if layer_backend == "memory":
+            memberships = len(layer.groups.get(group, {}))
+        else:
+            memberships = await layer.connection(layer.consistent_hash(group)).zcard(layer._group_key(group))
+        await emit(center.id, 2)
+        got = [[m["seq"] for m in await _receive_all(ws)] for ws in sockets]
+        for ws in sockets:
+            await ws.disconnect()
+        return members, memberships, got, group in hub.members
+
+    members, memberships, got, still_member = run(scenario)
+    assert (members, memberships) == (3, 1)
+    assert got == [[1, 2]] * 3
+    assert not still_member  # the last console to leave drops the membership
+
+
+def test_events_sent_straight_to_a_consumer_skip_the_old_connection_cleanup_hop(
+    dispatcher, center, monkeypatch
+):
+    """`cad.event` messages on the consumer's own channel bypass Channels' `aclose_old_connections` hop."""
+    calls = []
+    real = consumers.AsyncJsonWebsocketConsumer.dispatch
+
+    async def counting_dispatch(self, message):
+        calls.append(message["type"])
+        return await real(self, message)
+
+    monkeypatch.setattr(consumers.AsyncJsonWebsocketConsumer, "dispatch", counting_dispatch)
+
+    async def scenario():
+        from channels.layers import get_channel_layer
+
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()
+        envelopes = await emit_envelopes(center.id, 2)
+        hub = consumers.group_hub(get_channel_layer())
+        (consumer,) = hub.members[next(iter(hub.members))]
+        for envelope in envelopes:
+            await get_channel_layer().send(consumer.channel_name, {"type": "cad.event", "envelope": envelope})
+        got = await _receive_all(ws)
+        await ws.disconnect()
+        return got
+
+    got = run(scenario)
+    assert [m["seq"] for m in got] == [1, 2]  # hub copy and direct copy: each seq once
+    assert "cad.event" not in calls and "websocket.receive" in calls
+
+
+# --- Metrics endpoint ---------------------------------------------------------------------------
+def test_realtime_metrics_are_for_supervisors(center, api_client_for):
+    supervisor = UserFactory(username="sup", role=Role.SUPERVISOR, center=center)
+    dispatcher = UserFactory(username="dis", role=Role.DISPATCHER, center=center)
+    response = api_client_for(supervisor).get("/api/v1/realtime/metrics")
+    assert response.status_code == 200
+    assert {"replays", "resyncs", "resumes", "connections_open"} <= set(response.json())
+    assert api_client_for(dispatcher).get("/api/v1/realtime/metrics").status_code == 403
+    assert Client().get("/api/v1/realtime/metrics").status_code in (401, 403)

@@ -1,0 +1,185 @@
+"""cad.events: events are written in the caller's transaction and broadcast only after it commits."""
+
+import asyncio
+import os
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from cad.events import events_after, last_seq, record_event, stream_group
+from cad.models import Event, EventStream
+from tests.factories import CenterFactory
+
+REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CAD_TEST_REDIS_URL", "")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer_backend(request, settings):
+    """Run each test on the in-memory layer and, when a Redis URL is configured, on channels_redis."""
+    if request.param == "memory":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    else:
+        if not REDIS_URL:
+            pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        }
+    return request.param
+
+
+class Boom(Exception):
+    pass
+
+
+async def _listen(center_id: int, stream: str = "console"):
+    layer = get_channel_layer()
+    await layer.flush()
+    channel = await layer.new_channel()
+    await layer.group_add(stream_group(center_id=center_id, stream=stream), channel)
+    return layer, channel
+
+
+async def _drain(layer, channel, *, timeout: float = 0.5) -> list[dict]:
+    received = []
+    while True:
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), timeout)
+        except TimeoutError:
+            return received
+        received.append(message)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_event_is_neither_stored_nor_published(layer_backend):
+    center = CenterFactory()
+
+    def write_then_fail():
+        with transaction.atomic():
+            record_event(type="incident.created", center_id=center.id, payload={"folio": "X"})
+            raise Boom
+
+    async def scenario():
+        layer, channel = await _listen(center.id)
+        with pytest.raises(Boom):
+            await database_sync_to_async(write_then_fail)()
+        return await _drain(layer, channel)
+
+    assert async_to_sync(scenario)() == []
+    assert Event.objects.count() == 0
+    assert last_seq(center_id=center.id, stream="console") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_event_is_published_once_with_its_seq(layer_backend):
+    center = CenterFactory()
+
+    def write():
+        with transaction.atomic():
+            first = record_event(type="incident.created", center_id=center.id, payload={"folio": "A"})
+            second = record_event(type="incident.updated", center_id=center.id, payload={"folio": "A"})
+        return first.seq, second.seq
+
+    async def scenario():
+        layer, channel = await _listen(center.id)
+        seqs = await database_sync_to_async(write)()
+        return seqs, await _drain(layer, channel)
+
+    (first_seq, second_seq), received = async_to_sync(scenario)()
+    assert (first_seq, second_seq) == (1, 2)
+    assert [m["type"] for m in received] == ["cad.event", "cad.event"]
+    envelopes = [m["envelope"] for m in received]
+    assert [(e["type"], e["seq"], e["stream"]) for e in envelopes] == [
+        ("incident.created", 1, "console"),
+        ("incident.updated", 2, "console"),
+    ]
+    assert envelopes[0]["payload"] == {"folio": "A"}
+    assert envelopes[0]["id"] == str(Event.objects.get(seq=1).uid)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_streams_are_published_to_their_own_groups(layer_backend):
+    center = CenterFactory()
+
+    def write():
+        with transaction.atomic():
+            record_event(type="incident.created", center_id=center.id, payload={})
+            record_event(type="units.positions", center_id=center.id, stream="avl", payload={"positions": []})
+
+    async def scenario():
+        layer, console = await _listen(center.id, "console")
+        avl = await layer.new_channel()
+        await layer.group_add(stream_group(center_id=center.id, stream="avl"), avl)
+        await database_sync_to_async(write)()
+        return await _drain(layer, console), await _drain(layer, avl)
+
+    console_messages, avl_messages = async_to_sync(scenario)()
+    assert [m["envelope"]["type"] for m in console_messages] == ["incident.created"]
+    assert [(m["envelope"]["type"], m["envelope"]["seq"]) for m in avl_messages] == [("units.positions", 1)]
+
+
+def test_record_event_defers_the_broadcast_to_commit(db, django_capture_on_commit_callbacks):
+    center = CenterFactory()
+    with django_capture_on_commit_callbacks() as callbacks:
+        record_event(type="x", center_id=center.id, payload={})
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_event_requires_the_changes_transaction():
+    center = CenterFactory()
+    with pytest.raises(RuntimeError):
+        record_event(type="x", center_id=center.id, payload={})
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seq_is_contiguous_per_stream_under_many_events():
+    center, other = CenterFactory(), CenterFactory(code="CMX", name="CDMX")
+    for i in range(60):
+        with transaction.atomic():
+            record_event(type="n", center_id=center.id, payload={"i": i})
+            if i % 3 == 0:
+                record_event(type="p", center_id=center.id, stream="avl", payload={"i": i})
+                record_event(type="o", center_id=other.id, payload={"i": i})
+    console = list(
+        Event.objects.filter(center=center, stream="console").order_by("seq").values_list("seq", flat=True)
+    )
+    avl = list(
+        Event.objects.filter(center=center, stream="avl").order_by("seq").values_list("seq", flat=True)
+    )
+    assert console == list(range(1, 61))
+    assert avl == list(range(1, 21))
+    assert last_seq(center_id=other.id, stream="console") == 20
+    assert EventStream.objects.get(center=center, name="console").last_seq == 60
+    replay = events_after(center_id=center.id, stream="console", after_seq=55, limit=100)
+    assert [e["seq"] for e in replay] == [56, 57, 58, 59, 60]
+    assert [e["payload"]["i"] for e in replay] == [55, 56, 57, 58, 59]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seq_is_contiguous_under_concurrent_writers():
+    """Threads racing on the same stream still get a gap-free, duplicate-free sequence."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.conf import settings
+    from django.db import connection
+
+    if not settings.IS_POSTGRES:
+        pytest.skip("SQLite serialises writers; the race is meaningful on PostgreSQL")
+    center = CenterFactory()
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                with transaction.atomic():
+                    record_event(type="n", center_id=center.id, payload={"w": n, "i": i})
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(writer, range(6)))
+    seqs = sorted(Event.objects.filter(center=center, stream="console").values_list("seq", flat=True))
+    assert seqs == list(range(1, 61))

@@ -1,0 +1,151 @@
+"""The two runtime paths: embedded default (SQLite, in-memory layer, local task threads) and the
+production path (PostgreSQL + Redis layer + Celery broker), chosen only by DATABASE_URL / REDIS_URL."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from celery import shared_task
+from django.db import connection, transaction
+
+from cad.models import Center
+from cad.tasks import _pool, enqueue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import json, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "cad.settings"
+import django
+django.setup()
+from django.conf import settings
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "name": str(settings.DATABASES["default"]["NAME"]),
+    "is_postgres": settings.IS_POSTGRES,
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
+    "broker": settings.CELERY_BROKER_URL,
+    "cache": settings.CACHES["default"]["BACKEND"],
+}))
+"""
+
+
+def settings_with(**env_vars) -> dict:
+    """Load cad.settings in a fresh interpreter with exactly these DATABASE_URL / REDIS_URL values."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(env_vars)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_uses_sqlite_in_var_memory_layer_and_no_broker():
+    loaded = settings_with()
+    assert loaded["engine"] == "django.db.backends.sqlite3"
+    assert loaded["name"] == str(ROOT / "var" / "cad.sqlite3")
+    assert loaded["is_postgres"] is False
+    assert loaded["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert loaded["broker"] == ""
+    assert loaded["cache"].endswith("LocMemCache")
+
+
+def test_production_path_uses_postgres_redis_layer_and_celery_broker():
+    loaded = settings_with(
+        DATABASE_URL="postgres://cad:secret@db.internal:5432/cad_prod",
+        REDIS_URL="redis://cache.internal:6379/3",
+    )
+    assert loaded["engine"] == "django.db.backends.postgresql"
+    assert loaded["name"] == "cad_prod"
+    assert loaded["is_postgres"] is True
+    assert loaded["layer"] == "channels_redis.core.RedisChannelLayer"
+    hosts = [h["address"] if isinstance(h, dict) else h for h in loaded["layer_hosts"]]
+    assert hosts == ["redis://cache.internal:6379/3"]
+    assert loaded["broker"] == "redis://cache.internal:6379/3"
+    assert loaded["cache"].endswith("RedisCache")
+
+
+def test_database_url_alone_keeps_the_in_process_layer():
+    loaded = settings_with(DATABASE_URL="postgres://postgres@127.0.0.1:5432/cad_x")
+    assert loaded["is_postgres"] is True
+    assert loaded["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert loaded["broker"] == ""
+
+
+# --- cad.tasks.enqueue on the embedded path -------------------------------------------------
+_runs: dict[str, dict] = {}
+
+
+@shared_task(name="tests.record_run")
+def record_run(*, key: str, center_code: str) -> None:
+    """Notes which thread ran it and whether the enqueuing transaction's row was visible (committed)."""
+    try:
+        _runs[key] = {
+            "thread": threading.current_thread().name,
+            "saw_committed_row": Center.objects.filter(code=center_code).exists(),
+        }
+    finally:
+        connection.close()  # pool threads keep connections (CONN_MAX_AGE); let the test DB be dropped
+        _events[key].set()
+
+
+_events: dict[str, threading.Event] = {}
+
+
+def _new_key() -> str:
+    key = uuid.uuid4().hex
+    _events[key] = threading.Event()
+    return key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_runs_on_local_pool_only_after_commit(settings):
+    settings.CELERY_BROKER_URL = ""  # embedded path whatever REDIS_URL the suite runs with
+    key = _new_key()
+    with transaction.atomic():
+        Center.objects.create(code="TSK", name="Centro de prueba")
+        enqueue(record_run, key=key, center_code="TSK")
+        # Still inside the transaction: nothing may have been submitted yet.
+        assert not _events[key].wait(0.3)
+        assert key not in _runs
+    assert _events[key].wait(10), "the task never ran after commit"
+    assert _runs[key]["thread"].startswith("cad-task")
+    assert _runs[key]["saw_committed_row"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_never_runs_when_rolled_back(settings):
+    settings.CELERY_BROKER_URL = ""
+    key = _new_key()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        Center.objects.create(code="RBK", name="Centro revertido")
+        enqueue(record_run, key=key, center_code="RBK")
+        raise Abort
+    # Drain the pool: anything submitted before this sentinel has started by the time it finishes.
+    for _ in range(4):
+        _pool().submit(lambda: None).result(timeout=10)
+    assert not _events[key].wait(0.5)
+    assert key not in _runs
+    assert not Center.objects.filter(code="RBK").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_outside_a_transaction_runs_immediately_on_the_pool(settings):
+    settings.CELERY_BROKER_URL = ""
+    Center.objects.create(code="NOW", name="Centro inmediato")
+    key = _new_key()
+    enqueue(record_run, key=key, center_code="NOW")
+    assert _events[key].wait(10)
+    assert _runs[key]["thread"].startswith("cad-task")
+    assert _runs[key]["saw_committed_row"] is True
