@@ -5,12 +5,13 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser
+from cad.api import errors
 from cad.errors import NotFound
 from geo.locator import locate
 from geo.models import Jurisdiction
-from incidents.api import CadApiView, errors
 
 
 class JurisdictionOutput(serializers.Serializer):
@@ -30,7 +31,7 @@ class JurisdictionGeometryOutput(JurisdictionOutput):
     source = serializers.CharField()
 
 
-class JurisdictionListApi(CadApiView):
+class JurisdictionListApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class JurisdictionQuery(serializers.Serializer):
@@ -58,7 +59,7 @@ class JurisdictionListApi(CadApiView):
         return Response(JurisdictionOutput(rows.order_by("cvegeo"), many=True).data)
 
 
-class JurisdictionDetailApi(CadApiView):
+class JurisdictionDetailApi(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
@@ -75,7 +76,7 @@ class JurisdictionDetailApi(CadApiView):
         return Response(JurisdictionGeometryOutput(jurisdiction).data)
 
 
-class JurisdictionLocateApi(CadApiView):
+class JurisdictionLocateApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class LocateQuery(serializers.Serializer):

@@ -11,18 +11,17 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
 )
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher
+from cad.api import IF_MATCH, errors, expected_version
 from cad.errors import NotFound
 from incidents import services
 from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
@@ -36,60 +35,6 @@ from incidents.models import (
 )
 from incidents.selectors import duplicate_candidates, incident_get
 from units.selectors import recommend_units
-
-# --- Shared plumbing of the API modules -----------------------------------------------------
-
-
-class CadApiView(APIView):
-    """Token first, so an anonymous request gets 401 with `WWW-Authenticate: Token` (with session auth
-    first DRF answers 403, which clients cannot tell from a missing role)."""
-
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-
-
-class ErrorOutput(serializers.Serializer):
-    message = serializers.CharField()
-    code = serializers.CharField()
-    fields = serializers.DictField(child=serializers.JSONField())
-
-
-def errors(*statuses: int, **described: str) -> dict:
-    """OpenAPI responses for error statuses: `errors(400, 404)` → {400: ErrorOutput, 404: ErrorOutput}."""
-    texts = {
-        400: gettext_lazy("Datos inválidos"),
-        401: gettext_lazy("Sin autenticar"),
-        403: gettext_lazy("Sin permiso"),
-        404: gettext_lazy("No existe"),
-        409: gettext_lazy("Conflicto con el estado actual"),
-        412: gettext_lazy("Versión obsoleta (If-Match / version)"),
-        413: gettext_lazy("Lote demasiado grande"),
-    }
-    return {
-        status: OpenApiResponse(ErrorOutput, description=described.get(f"e{status}", texts.get(status, "")))
-        for status in (401, 403, *statuses)
-    }
-
-
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description=gettext_lazy('Versión esperada, p. ej. "3" (alternativa al campo version).'),
-)
-
-
-def expected_version(request, body_version: int | None) -> int | None:
-    """The version the client read: the body's `version`, else the If-Match header ("3", W/"3" or 3)."""
-    if body_version is not None:
-        return body_version
-    header = request.headers.get("If-Match")
-    if not header:
-        return None
-    raw = header.strip().removeprefix("W/").strip('"')
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise ValidationError({"If-Match": [_('Se espera la versión entre comillas, p. ej. "3".')]})
-    return int(raw)
 
 
 def not_future(value, *, slack_s: int = 300):
@@ -360,7 +305,7 @@ class Call089Input(_CallInputBase):
         return super().to_internal_value(data)
 
 
-class CallCreateApi(CadApiView):
+class CallCreateApi(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
@@ -406,7 +351,7 @@ class CallCreateApi(CadApiView):
         return Response(CallCreateOutput({"call": call, "duplicate_candidates": candidates}).data, status=201)
 
 
-class CallReleaseApi(CadApiView):
+class CallReleaseApi(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
@@ -425,7 +370,7 @@ class CallReleaseApi(CadApiView):
         return Response(CallOutput(call).data)
 
 
-class CallDuplicatesApi(CadApiView):
+class CallDuplicatesApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class DuplicatesQuery(serializers.Serializer):
@@ -461,7 +406,7 @@ class IncidentPagination(LimitOffsetPagination):
     max_limit = 500
 
 
-class IncidentListApi(CadApiView):
+class IncidentListApi(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
@@ -493,7 +438,7 @@ class IncidentListApi(CadApiView):
         return paginator.get_paginated_response(IncidentListOutput(page, many=True).data)
 
 
-class IncidentDetailApi(CadApiView):
+class IncidentDetailApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class IncidentUpdateInput(serializers.Serializer):
@@ -541,7 +486,7 @@ class IncidentDetailApi(CadApiView):
         return _incident_response(folio, request.user.center_id)
 
 
-class IncidentNoteCreateApi(CadApiView):
+class IncidentNoteCreateApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class NoteInput(serializers.Serializer):
@@ -589,7 +534,7 @@ class RecommendationsOutput(serializers.Serializer):
     suggested_unit_ids = serializers.ListField(child=serializers.IntegerField())
 
 
-class IncidentRecommendationsApi(CadApiView):
+class IncidentRecommendationsApi(APIView):
     permission_classes = [IsDispatcher]
 
     @extend_schema(
@@ -604,7 +549,7 @@ class IncidentRecommendationsApi(CadApiView):
         return Response(RecommendationsOutput(recommend_units(incident=incident)).data)
 
 
-class AssignmentCreateApi(CadApiView):
+class AssignmentCreateApi(APIView):
     permission_classes = [IsDispatcher]
 
     class AssignmentCreateInput(serializers.Serializer):
@@ -627,7 +572,7 @@ class AssignmentCreateApi(CadApiView):
         return Response(AssignmentOutput(assignment).data, status=201)
 
 
-class IncidentCloseApi(CadApiView):
+class IncidentCloseApi(APIView):
     permission_classes = [IsDispatcher]
 
     class IncidentCloseInput(serializers.Serializer):
@@ -658,7 +603,7 @@ class IncidentCloseApi(CadApiView):
 # --- Catalogue ------------------------------------------------------------------------------
 
 
-class IncidentTypeListApi(CadApiView):
+class IncidentTypeListApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class IncidentTypeQuery(serializers.Serializer):

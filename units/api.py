@@ -13,11 +13,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.permissions import IsAvlDevice, IsConsoleUser, IsDispatcher
+from cad.api import IF_MATCH, errors, expected_version
 from cad.errors import NotFound
 from incidents import services as dispatch
-from incidents.api import IF_MATCH, CadApiView, errors, expected_version
 from incidents.models import Assignment
 from units.models import Agency, AvlPosition, Unit, UnitStatus
 from units.selectors import unit_list_for_board
@@ -100,7 +101,7 @@ class UnitOutput(serializers.Serializer):
         return active[0].incident.folio if active else None
 
 
-class UnitListApi(CadApiView):
+class UnitListApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class UnitListQuery(serializers.Serializer):
@@ -151,7 +152,7 @@ class UnitListApi(CadApiView):
         return Response(UnitOutput(units, many=True, context={"now": timezone.now()}).data)
 
 
-class UnitDetailApi(CadApiView):
+class UnitDetailApi(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
@@ -164,7 +165,7 @@ class UnitDetailApi(CadApiView):
         return Response(UnitOutput(_unit_or_404(unit_id=unit_id, center_id=request.user.center_id)).data)
 
 
-class UnitStatusApi(CadApiView):
+class UnitStatusApi(APIView):
     permission_classes = [IsDispatcher]
 
     class UnitStatusInput(serializers.Serializer):
@@ -202,7 +203,7 @@ class TrackPointOutput(serializers.Serializer):
     heading = serializers.FloatField(allow_null=True)
 
 
-class UnitTrackApi(CadApiView):
+class UnitTrackApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class TrackQuery(serializers.Serializer):
@@ -242,7 +243,7 @@ class UnitTrackApi(CadApiView):
         )
 
 
-class AgencyListApi(CadApiView):
+class AgencyListApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class AgencyOutput(serializers.Serializer):
@@ -415,7 +416,7 @@ class AvlAcceptedOutput(serializers.Serializer):
     accepted = serializers.IntegerField()
 
 
-class AvlPositionsApi(CadApiView):
+class AvlPositionsApi(APIView):
     permission_classes = [IsAvlDevice]
 
     @extend_schema(

@@ -1,0 +1,53 @@
+"""Plumbing shared by the API modules: the error body schema, If-Match handling."""
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+
+class ErrorOutput(serializers.Serializer):
+    message = serializers.CharField()
+    code = serializers.CharField()
+    fields = serializers.DictField(child=serializers.JSONField())
+
+
+def errors(*statuses: int, **described: str) -> dict:
+    """OpenAPI responses for error statuses: `errors(400, 404)` → {400: ErrorOutput, 404: ErrorOutput}."""
+    texts = {
+        400: gettext_lazy("Datos inválidos"),
+        401: gettext_lazy("Sin autenticar"),
+        403: gettext_lazy("Sin permiso"),
+        404: gettext_lazy("No existe"),
+        409: gettext_lazy("Conflicto con el estado actual"),
+        412: gettext_lazy("Versión obsoleta (If-Match / version)"),
+        413: gettext_lazy("Lote demasiado grande"),
+    }
+    return {
+        status: OpenApiResponse(ErrorOutput, description=described.get(f"e{status}", texts.get(status, "")))
+        for status in (401, 403, *statuses)
+    }
+
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=gettext_lazy('Versión esperada, p. ej. "3" (alternativa al campo version).'),
+)
+
+
+def expected_version(request, body_version: int | None) -> int | None:
+    """The version the client read: the body's `version`, else the If-Match header ("3", W/"3" or 3)."""
+    if body_version is not None:
+        return body_version
+    header = request.headers.get("If-Match")
+    if not header:
+        return None
+    raw = header.strip().removeprefix("W/").strip('"')
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ValidationError({"If-Match": [_('Se espera la versión entre comillas, p. ej. "3".')]})
+    return int(raw)
