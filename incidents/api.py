@@ -523,6 +523,7 @@ class RecommendedUnitOutput(serializers.Serializer):
 class RecommendationRequirementOutput(serializers.Serializer):
     capability = serializers.CharField(allow_null=True)
     count = serializers.IntegerField()
+    assigned = serializers.IntegerField(help_text="Units already working the incident that cover it.")
     candidates = RecommendedUnitOutput(many=True)
     suggested = RecommendedUnitOutput(many=True)
 

@@ -109,3 +109,20 @@ def test_folios_carry_state_prefix_year_and_sequence(center, dispatcher, acciden
     prefix = folios[0].rsplit("-", 1)[0]
     assert prefix.startswith("MEX-20")
     assert [int(f.rsplit("-", 1)[1]) for f in folios] == [1, 2, 3]
+
+
+def test_recommendation_completes_the_plan_less_assigned_units(center, dispatcher, accident_type):
+    from units.selectors import recommend_units
+
+    incident = _open_incident(center, dispatcher, accident_type)  # plan: 1 ambulance + 1 patrol
+    patrol = UnitFactory(center=center, capabilities=["patrol"], lat=19.291, lon=-99.651)
+    UnitFactory(center=center, capabilities=["patrol"], lat=19.30, lon=-99.66)
+    ambulance = UnitFactory(center=center, capabilities=["ambulance"], lat=19.31, lon=-99.65)
+    before = recommend_units(incident=incident)
+    assert set(before["suggested_unit_ids"]) == {patrol.id, ambulance.id}
+
+    services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=patrol.id, by=dispatcher)
+    after = recommend_units(incident=incident)
+    assert after["suggested_unit_ids"] == [ambulance.id]
+    by_capability = {r["capability"]: r for r in after["requirements"]}
+    assert by_capability["patrol"]["assigned"] == 1 and by_capability["patrol"]["suggested"] == []

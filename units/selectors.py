@@ -94,7 +94,7 @@ def nearest_available_units(
 
 def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
     """For each capability of the incident's response plan, the nearest available units by ETA, and a
-    suggested set that satisfies the plan without using a unit twice."""
+    suggested set that completes the plan (less the units already assigned) without using a unit twice."""
     from incidents.catalogue import response_plan_for
 
     if incident.lat is None or incident.lon is None:
@@ -109,24 +109,39 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
         )
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
     plan = response_plan_for(incident.incident_type) or {"": 1}
-    busy_ids = set(incident.assignments.filter(active=True).values_list("unit_id", flat=True))
-    requirements, suggested = [], []
+    # Units already working the incident count toward the plan (each unit toward one capability).
+    working = {
+        unit.id: {c.code for c in unit.capabilities.all()}
+        for unit in Unit.objects.filter(
+            assignments__incident=incident, assignments__active=True
+        ).prefetch_related("capabilities")
+    }
+    requirements, suggested, counted = [], [], set()
     for capability, count in plan.items():
+        covering = [
+            uid
+            for uid, codes in working.items()
+            if uid not in counted and (not capability or capability in codes)
+        ]
+        assigned = covering[:count]
+        counted.update(assigned)
+        outstanding = count - len(assigned)
         candidates = nearest_available_units(
             center_id=incident.center_id,
             lat=incident.lat,
             lon=incident.lon,
             capability=capability or None,
-            limit=max(limit, count + len(suggested)),
-            exclude=busy_ids,
+            limit=max(limit, outstanding + len(suggested)),
+            exclude=list(working),
             now=now,
         )
-        picked = [c for c in candidates if c["unit_id"] not in suggested][:count]
+        picked = [c for c in candidates if c["unit_id"] not in suggested][:outstanding]
         suggested.extend(c["unit_id"] for c in picked)
         requirements.append(
             {
                 "capability": capability or None,
                 "count": count,
+                "assigned": len(assigned),
                 "candidates": candidates[:limit],
                 "suggested": picked,
             }
