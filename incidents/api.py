@@ -79,7 +79,9 @@ FOLIO_PARAM = OpenApiParameter(
 # --- Output serializers ---------------------------------------------------------------------
 
 
-class CallOutput(serializers.Serializer):
+class IncidentCallOutput(serializers.Serializer):
+    """A call as the incident detail lists it. For 089 the caller's identity is never part of any answer."""
+
     uid = serializers.UUIDField()
     line = serializers.CharField()
     channel = serializers.CharField()
@@ -91,21 +93,24 @@ class CallOutput(serializers.Serializer):
     callback_number = serializers.CharField(
         allow_null=True, required=False, help_text=gettext_lazy("Solo 911.")
     )
+    narrative = serializers.CharField()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.line == Line.ANONYMOUS:
+            data.pop("caller_name", None)
+            data.pop("callback_number", None)
+        return data
+
+
+class CallOutput(IncidentCallOutput):
     lat = serializers.FloatField(allow_null=True)
     lon = serializers.FloatField(allow_null=True)
     address = serializers.CharField()
     location_source = serializers.CharField()
     location_accuracy_m = serializers.FloatField(allow_null=True)
-    narrative = serializers.CharField()
     incident_type_code = serializers.CharField(source="incident_type.code", allow_null=True, default=None)
     incident = serializers.CharField(source="incident.folio", allow_null=True, default=None)
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        if instance.line == Line.ANONYMOUS:  # 089: the caller's identity is never part of any answer
-            data.pop("caller_name", None)
-            data.pop("callback_number", None)
-        return data
 
 
 class DuplicateCandidateOutput(serializers.Serializer):
@@ -181,51 +186,13 @@ class TimelineEntryOutput(serializers.Serializer):
     text = serializers.CharField()
 
 
-class IncidentCallOutput(serializers.Serializer):
-    uid = serializers.UUIDField()
-    line = serializers.CharField()
-    channel = serializers.CharField()
-    disposition = serializers.CharField()
-    arrived_at = serializers.DateTimeField()
-    answered_at = serializers.DateTimeField(allow_null=True)
-    released_at = serializers.DateTimeField(allow_null=True)
-    caller_name = serializers.CharField(allow_null=True, required=False, help_text=gettext_lazy("Solo 911."))
-    callback_number = serializers.CharField(
-        allow_null=True, required=False, help_text=gettext_lazy("Solo 911.")
-    )
-    narrative = serializers.CharField()
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        if instance.line == Line.ANONYMOUS:
-            data.pop("caller_name", None)
-            data.pop("callback_number", None)
-        return data
-
-
-class IncidentDetailOutput(serializers.Serializer):
-    folio = serializers.CharField()
-    status = serializers.CharField()
-    priority = serializers.CharField()
-    type_code = serializers.CharField()
-    type_name = serializers.CharField()
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
-    address = serializers.CharField()
-    state = JurisdictionRefOutput(allow_null=True)
-    municipality = JurisdictionRefOutput(allow_null=True)
+class IncidentDetailOutput(IncidentListOutput):
+    units = None  # the detail lists every assignment, active or not
     narrative = serializers.CharField()
     disposition = serializers.CharField()
-    call_arrived_at = serializers.DateTimeField(allow_null=True)
     call_answered_at = serializers.DateTimeField(allow_null=True)
-    opened_at = serializers.DateTimeField()
-    first_dispatched_at = serializers.DateTimeField(allow_null=True)
-    first_en_route_at = serializers.DateTimeField(allow_null=True)
-    first_on_scene_at = serializers.DateTimeField(allow_null=True)
-    closed_at = serializers.DateTimeField(allow_null=True)
     created_by = serializers.CharField(source="created_by.username")
     updated_at = serializers.DateTimeField()
-    version = serializers.IntegerField()
     timeline = TimelineEntryOutput(many=True)
     calls = IncidentCallOutput(many=True)
     assignments = AssignmentOutput(many=True)
