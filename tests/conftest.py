@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -61,3 +63,20 @@ def api_client_for():
 def accident_type(db):
     SubtypeResponsePlanFactory(subtipo_code="101", plan={"ambulance": 1, "patrol": 1})
     return IncidentTypeFactory(code="10104")
+
+
+REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CAD_TEST_REDIS_URL", "")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer_backend(request, settings):
+    """Run each test on the in-memory layer and, when a Redis URL is configured, on channels_redis."""
+    if request.param == "memory":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    else:
+        if not REDIS_URL:
+            pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        }
+    return request.param

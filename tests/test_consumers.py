@@ -1,7 +1,6 @@
 """The console websocket: who may connect, replay then live without loss or duplicates, resume, resync,
 AVL coalescing. Every scenario runs on the in-memory layer and, when a Redis URL is set, on Redis."""
 
-import os
 import time
 
 import pytest
@@ -20,21 +19,7 @@ from cad.events import broadcast, record_event
 from cad.models import Event, EventStream
 from tests.factories import CenterFactory, UserFactory
 
-REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CAD_TEST_REDIS_URL", "")
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(params=["memory", "redis"], autouse=True)
-def layer_backend(request, settings):
-    if request.param == "memory":
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    else:
-        if not REDIS_URL:
-            pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-        }
-    return request.param
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("layer_backend")]
 
 
 def run(coro_fn):

@@ -1,7 +1,6 @@
 """cad.events: events are written in the caller's transaction and broadcast only after it commits."""
 
 import asyncio
-import os
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -12,22 +11,6 @@ from django.db import transaction
 from cad.events import events_after, last_seq, record_event, stream_group
 from cad.models import Event, EventStream
 from tests.factories import CenterFactory
-
-REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CAD_TEST_REDIS_URL", "")
-
-
-@pytest.fixture(params=["memory", "redis"])
-def layer_backend(request, settings):
-    """Run each test on the in-memory layer and, when a Redis URL is configured, on channels_redis."""
-    if request.param == "memory":
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    else:
-        if not REDIS_URL:
-            pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-        }
-    return request.param
 
 
 class Boom(Exception):
