@@ -9,8 +9,9 @@ Standard library only: this file runs before anything is installed. Nothing is i
 
 Embedded default (no DATABASE_URL / REDIS_URL): SQLite in var/, in-process channel layer and local task
 threads, so Daphne, the periodic scheduler (cad.periodic) and the demo AVL simulator share one process.
-Production path (DATABASE_URL and REDIS_URL set): Daphne, a Celery worker, Celery beat and the demo AVL
-simulator run as child processes; Ctrl+C stops them all.
+Production path (DATABASE_URL and REDIS_URL set): Daphne (`python -m cad.serve`: one Daphne process per CPU
+sharing one listening socket, `--web-procs N`), a Celery worker, Celery beat and the demo AVL simulator run
+as child processes; Ctrl+C stops them all.
 """
 
 from __future__ import annotations
@@ -234,6 +235,16 @@ def serve(args: argparse.Namespace) -> None:
         )
     say("Reuniendo archivos estáticos (collectstatic)")
     manage("collectstatic", "--noinput", "-v", "0", what="collectstatic", env=env)
+    web_procs = args.web_procs
+    if web_procs is None:
+        web_procs = (os.cpu_count() or 1) if prod else 1
+    if web_procs < 1:
+        fail("--web-procs debe ser 1 o más.")
+    if web_procs > 1 and not prod:
+        fail(
+            f"--web-procs {web_procs} necesita REDIS_URL (ruta de producción).",
+            "el modo embebido usa un canal en memoria: un solo proceso; defina REDIS_URL o quite --web-procs",
+        )
     if not port_free(args.host, args.port):
         fail(
             f"El puerto {args.port} en {args.host} ya está en uso.",
@@ -249,8 +260,19 @@ def serve(args: argparse.Namespace) -> None:
 
     simulate = not args.no_avl_sim
     if prod:
-        say("Ruta de producción (Redis): arrancando Daphne, Celery worker y Celery beat")
-        start("daphne", [BIN / "daphne", *daphne_args], env)
+        say(
+            f"Ruta de producción (Redis): arrancando {web_procs} proceso(s) Daphne, Celery worker y Celery beat"
+        )
+        serve_args = [
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--procs",
+            str(web_procs),
+            "--proxy-headers",
+        ]
+        start("daphne", [PY, "-m", "cad.serve", *serve_args], env)
         start(
             "celery-worker", [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"], env
         )
@@ -264,11 +286,11 @@ def serve(args: argparse.Namespace) -> None:
         child_env = dict(env, CAD_RUN_AVL_SIM="1" if simulate else "0")
         start("daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env)
 
-    banner(args.host, args.port, prod=prod, simulate=simulate)
+    banner(args.host, args.port, prod=prod, simulate=simulate, web_procs=web_procs)
     supervise(children)
 
 
-def banner(host: str, port: int, *, prod: bool, simulate: bool) -> None:
+def banner(host: str, port: int, *, prod: bool, simulate: bool, web_procs: int = 1) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
     base = f"http://{shown}:{port}"
     lines = [
@@ -287,6 +309,8 @@ def banner(host: str, port: int, *, prod: bool, simulate: bool) -> None:
         "   operador (operador de llamadas), despachador, supervisor, admin (administrador)",
         " Cuentas de servicio por token: avl-gateway (AVL), peer-cdmx (estado vecino)",
         f" Simulador AVL: {'activo' if simulate else 'desactivado (--no-avl-sim)'}",
+        f" Procesos Daphne: {web_procs}"
+        + (" (una dirección, --web-procs N)" if prod else " (modo embebido)"),
         "",
         " Ctrl+C para detener.",
         "=" * 72,
@@ -377,6 +401,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-seed", action="store_true", help="no ejecutar seed_demo")
     parser.add_argument("--no-avl-sim", action="store_true", help="no arrancar el simulador AVL")
+    parser.add_argument(
+        "--web-procs",
+        type=int,
+        default=None,
+        help="procesos Daphne en la ruta de producción (por omisión: uno por CPU; el modo embebido usa 1)",
+    )
     serve(parser.parse_args(argv))
 
 

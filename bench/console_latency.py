@@ -4,14 +4,15 @@
         --clients 200 --rate 10 [--duration 20] [--daphne-procs N] [--sweep]
 
 Production path only (PostgreSQL + Redis). Creates its own database `<DATABASE_URL name>_bench` (dropped at
-the end), migrates and seeds it, starts Daphne itself (N processes on N ports), opens the websocket clients
+the end), migrates and seeds it, starts the server itself (`python -m cad.serve --procs N`: N Daphne
+processes sharing one listening socket, so every client uses one address), opens the websocket clients
 (session cookie made with Django's session engine), then offers an open-loop load of `rate` API operations
 per second — a mix of new 9-1-1 calls (incident.created), notes (incident.note_added), unit status changes
 (unit.status_changed) and AVL batches (units.positions) — through the real REST API, and measures the time
 from each API call's start to its event's receipt on each client.
 
 The same load is then sent through a bare Channels consumer (joins the group, forwards; no auth, replay or
-dedup) on the same Daphne setup: the baseline. AVL is coalesced to ≤ 1 message/s by the console consumer
+dedup) on the same server (same address, same N processes): the baseline. AVL is coalesced to ≤ 1 message/s by the console consumer
 by design, so it is reported separately (`avl_p99_ms`) and the floors apply to console events.
 Floors: 200 clients × 10/s → console p99 < 250 ms, ≤ 3× baseline p99, 100 % delivered.
 """
@@ -23,8 +24,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,17 +33,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, percentile, progress, report, setup_django  # noqa: E402
+from bench.common import Server, percentile, progress, report, setup_django  # noqa: E402
 
 SWEEP = (50, 100, 200, 500, 1000)
 TOLUCA = (19.2826, -99.6557)
 HARD_LIMIT_S = 900  # the whole run, whatever the parameters
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _admin_url(url: str) -> str:
@@ -105,75 +98,12 @@ def prepare(units: int) -> dict:
     }
 
 
-class Daphnes:
-    """N Daphne processes on N ports; always stopped (context manager)."""
-
-    def __init__(self, procs: int, env: dict, logdir: Path):
-        self.procs, self.env, self.logdir = procs, env, logdir
-        self.ports: list[int] = []
-        self.children: list[subprocess.Popen] = []
-        self.logs = []
-
-    def __enter__(self):
-        import httpx
-
-        for i in range(self.procs):
-            port = _free_port()
-            log = open(self.logdir / f"daphne-{i}.log", "wb")  # noqa: SIM115 - closed in __exit__
-            self.logs.append(log)
-            self.children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "daphne",
-                        "-b",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "cad.asgi:application",
-                    ],
-                    env=self.env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            self.ports.append(port)
-        deadline = time.monotonic() + 60
-        for port, child in zip(self.ports, self.children, strict=True):
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/login/", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if child.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"Daphne on port {port} did not start; see {self.logdir}")
-                time.sleep(0.2)
-        return self
-
-    def __exit__(self, *exc):
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        for log in self.logs:
-            log.close()
-
-
 # --- Load -------------------------------------------------------------------------------------
 class Load:
     """Open-loop API load; remembers when each operation started, keyed as its event will show it."""
 
-    def __init__(self, creds: dict, ports: list[int], rate: float):
-        self.creds, self.ports, self.rate = creds, ports, rate
+    def __init__(self, creds: dict, base: str, rate: float):
+        self.creds, self.base, self.rate = creds, base, rate
         self.unit_state: dict[int, str] = creds["unit_state"]  # shared by every phase of the run
         self.started: dict[str, float] = {}  # console event key -> API call start (monotonic)
         self.avl_started: dict[str, float] = {}
@@ -182,7 +112,6 @@ class Load:
         self.failures = 0
         self.folios: list[str] = []
         self.counter = itertools.count()
-        self.port_cycle = itertools.cycle(ports)
         pool = list(creds["unit_ids"])
         random.Random(7).shuffle(pool)
         split = len(pool) // 2
@@ -215,7 +144,7 @@ class Load:
         return n
 
     def _url(self, path: str) -> str:
-        return f"http://127.0.0.1:{next(self.port_cycle)}/api/v1/{path}"
+        return f"{self.base}/api/v1/{path}"
 
     async def _post(self, client, path, body, token) -> dict | None:
         try:
@@ -360,18 +289,14 @@ class Client:
 
 
 async def phase(
-    *, name: str, creds: dict, ports: list[int], clients: int, rate: float, duration: float, console: bool
+    *, name: str, creds: dict, server: Server, clients: int, rate: float, duration: float, console: bool
 ):
     import httpx
 
-    load = Load(creds, ports, rate)
-    if console:
-        urls = [f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/console/" for i in range(clients)]
-    else:
-        urls = [
-            f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/bench-baseline/{creds['center_id']}/"
-            for i in range(clients)
-        ]
+    load = Load(creds, server.base, rate)
+    ws_base = server.base.replace("http://", "ws://")
+    path = "/ws/console/" if console else f"/ws/bench-baseline/{creds['center_id']}/"
+    urls = [ws_base + path] * clients
     sockets = [Client(url, creds["session"] if console else None, load, console) for url in urls]
     runners = []
     for i in range(0, len(sockets), 50):  # connect in waves
@@ -384,7 +309,8 @@ async def phase(
         raise RuntimeError(
             f"{name}: only {sum(s.ready.is_set() for s in sockets)}/{clients} clients ready; {failed[:1]}"
         ) from None
-    progress(f"{name}: {clients} clients connected; offering {rate}/s for {duration}s")
+    spread = ", ".join(f"pid {pid}: {n}" for pid, n in server.connections().items())
+    progress(f"{name}: {clients} clients connected ({spread}); offering {rate}/s for {duration}s")
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         offered = await load.run(client, duration)
@@ -423,7 +349,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="API operations per second (open loop)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument(
-        "--daphne-procs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="default: cpus, max 4"
+        "--daphne-procs",
+        type=int,
+        default=max(1, min(4, os.cpu_count() or 1)),
+        help="Daphne processes behind the one address (cad.serve --procs); default: cpus, max 4",
     )
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument(
@@ -458,13 +387,14 @@ def main() -> None:
             "DJANGO_SECURE_COOKIES": "false",
             "LOG_LEVEL": "WARNING",
         }
-        with Daphnes(args.daphne_procs, env, logdir) as daphnes:
-            progress(f"{args.daphne_procs} Daphne process(es) on ports {daphnes.ports}")
+        with Server(args.daphne_procs, env, logdir / "serve.log") as server:
+            procs_used = len(server.pids)
+            progress(f"cad.serve: {procs_used} Daphne process(es) {server.pids} behind {server.base}")
             run = lambda clients, console, duration=args.duration: asyncio.run(  # noqa: E731
                 phase(
                     name="console" if console else "baseline",
                     creds=creds,
-                    ports=daphnes.ports,
+                    server=server,
                     clients=clients,
                     rate=args.rate,
                     duration=duration,
@@ -504,12 +434,12 @@ def main() -> None:
 
     ratio = console["p99"] / baseline["p99"] if baseline["p99"] else float("nan")
     print(
-        f"daphne_processes={args.daphne_procs} (one event loop each; {os.cpu_count()} cpu shared with the load "
-        f"generator and clients)",
+        f"daphne_processes={procs_used} (cad.serve, one address; one event loop and one sync thread each; "
+        f"{os.cpu_count()} cpu shared with the load generator and clients)",
         flush=True,
     )
     results = {
-        "daphne_procs": args.daphne_procs,
+        "daphne_procs": procs_used,
         "offered_ops": console["offered"],
         "api_failures": console["failures"] + baseline["failures"],
         "avl_p99_ms": console["avl_p99"],

@@ -2,12 +2,13 @@
 supervisor map socket subscribed to the avl stream.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cad_d REDIS_URL=redis://127.0.0.1:6379/4 \\
-        python bench/map_feed.py --units 5000 --seconds 20
+        python bench/map_feed.py --units 5000 --seconds 20 [--batch 1000] [--procs N]
 
 Recreates a dedicated database (default `cad_bench_map`), seeds the units, a device token and a supervisor,
-starts its own Daphne (Redis channel layer), drives every unit at one fix per second in batches (default one
-POST of 5,000 per second, as a gateway would; smaller batches are serialised by Daphne's one sync thread;
-/api/v1/avl/positions with the device token), and on one websocket measures:
+starts its own server (`python -m cad.serve --procs N`, default one Daphne process per CPU behind one
+address, Redis channel layer; each process runs sync views on one thread, so N processes run N batches at
+once), drives every unit at one fix per second in batches (default one POST of 5,000 per second, as a
+gateway would; /api/v1/avl/positions with the device token), and on one websocket measures:
 
 * `map_feed_positions_per_s`: unit positions received per second (the socket coalesces to at most one per
   unit per second, so keeping up means ≈ units);
@@ -20,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import median, percentile, progress, report  # noqa: E402
+from bench.common import Server, median, percentile, progress, report  # noqa: E402
 
 PASSWORD = "bench-map-2026"
 SEED = """
@@ -58,12 +58,6 @@ supervisor.set_password("{password}")
 supervisor.save()
 print(Token.objects.create(user=device).key)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _admin(url: str) -> str:
@@ -147,6 +141,9 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=5000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--batch", type=int, default=5000, help="fixes per POST (the API maximum by default)")
+    parser.add_argument(
+        "--procs", type=int, default=max(1, os.cpu_count() or 1), help="Daphne processes (cad.serve --procs)"
+    )
     parser.add_argument("--db", default="cad_bench_map")
     args = parser.parse_args()
     base_db = os.environ.get("DATABASE_URL", "")
@@ -175,69 +172,57 @@ def main() -> None:
     )
     token = seeded.stdout.strip().splitlines()[-1]
     progress(f"seeded {args.units} units")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="map-feed-daphne-", suffix=".log", delete=False)  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "cad.asgi:application"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = tempfile.NamedTemporaryFile(prefix="map-feed-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    log.close()
     try:
         import httpx
 
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"Daphne did not start; see {log.name}")
-            time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=10) as client:
-            client.get("/login/")
-            client.post(
-                "/login/",
-                data={
-                    "username": "sup-bench",
-                    "password": PASSWORD,
-                    "csrfmiddlewaretoken": client.cookies["csrftoken"],
-                },
-                headers={"Referer": f"{base}/login/"},
+        with Server(args.procs, env, Path(log.name)) as server:
+            base = server.base
+            procs_used = len(server.pids)
+            progress(f"cad.serve: {procs_used} Daphne process(es) {server.pids} behind {base}")
+            with httpx.Client(base_url=base, timeout=10) as client:
+                client.get("/login/")
+                client.post(
+                    "/login/",
+                    data={
+                        "username": "sup-bench",
+                        "password": PASSWORD,
+                        "csrfmiddlewaretoken": client.cookies["csrftoken"],
+                    },
+                    headers={"Referer": f"{base}/login/"},
+                )
+                cookies = dict(client.cookies)
+                assert "sessionid" in cookies, "supervisor login failed"
+                unit_ids = [u["id"] for u in client.get("/api/v1/units/").json()]
+
+            received: list = []
+            sent: list = []
+            post_ms: list = []
+            spread: dict = {}
+
+            async def run():
+                stop, ready = asyncio.Event(), asyncio.Event()
+                listener = asyncio.create_task(_listen(base, cookies, received, stop, ready))
+                await asyncio.wait_for(ready.wait(), timeout=15)
+                progress(
+                    f"driving {len(unit_ids)} units for {args.seconds} s in batches of {args.batch} "
+                    f"through {procs_used} Daphne process(es)"
+                )
+                started = time.time()
+                asyncio.get_running_loop().call_later(3, lambda: spread.update(server.connections()))
+                await _drive(base, token, unit_ids, args.seconds, args.batch, sent, post_ms)
+                await asyncio.sleep(2.5)  # let the last coalesced flush arrive
+                stop.set()
+                await listener
+                return started
+
+            started = asyncio.run(run())
+            progress(
+                "connections per Daphne process 3 s into the run: "
+                + ", ".join(f"pid {pid}: {n}" for pid, n in spread.items())
             )
-            cookies = dict(client.cookies)
-            assert "sessionid" in cookies, "supervisor login failed"
-            unit_ids = [u["id"] for u in client.get("/api/v1/units/").json()]
-
-        received: list = []
-        sent: list = []
-        post_ms: list = []
-
-        async def run():
-            stop, ready = asyncio.Event(), asyncio.Event()
-            listener = asyncio.create_task(_listen(base, cookies, received, stop, ready))
-            await asyncio.wait_for(ready.wait(), timeout=15)
-            progress(f"driving {len(unit_ids)} units for {args.seconds} s in batches of {args.batch}")
-            started = time.time()
-            await _drive(base, token, unit_ids, args.seconds, args.batch, sent, post_ms)
-            await asyncio.sleep(2.5)  # let the last coalesced flush arrive
-            stop.set()
-            await listener
-            return started
-
-        started = asyncio.run(run())
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
         _recreate(url, drop_only=True)
 
     warmup = 2.0
@@ -249,8 +234,9 @@ def main() -> None:
     keeps_up = per_s >= 0.9 * len(unit_ids)
     report(
         "map_feed",
-        {"units": len(unit_ids), "seconds": args.seconds, "batch": args.batch},
+        {"units": len(unit_ids), "seconds": args.seconds, "batch": args.batch, "procs": procs_used},
         {
+            "daphne_procs": procs_used,
             "map_feed_sent_per_s": round(sum(sent) / args.seconds, 1),
             "map_feed_post_p50_ms": round(median(post_ms), 1),
             "map_feed_positions_per_s": round(per_s, 1),
