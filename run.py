@@ -10,8 +10,8 @@ Standard library only: this file runs before anything is installed. Nothing is i
 Embedded default (no DATABASE_URL / REDIS_URL): SQLite in var/, in-process channel layer and local task
 threads, so Daphne, the periodic scheduler (cad.periodic) and the demo AVL simulator share one process.
 Production path (DATABASE_URL and REDIS_URL set): Daphne (`python -m cad.serve`: one Daphne process per CPU
-sharing one listening socket, `--web-procs N`), a Celery worker, Celery beat and the demo AVL simulator run
-as child processes; Ctrl+C stops them all.
+behind one address, `--web-procs N`), a Celery worker, Celery beat and the demo AVL simulator run as child
+processes; Ctrl+C stops them all.
 """
 
 from __future__ import annotations

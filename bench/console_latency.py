@@ -5,7 +5,7 @@
 
 Production path only (PostgreSQL + Redis). Creates its own database `<DATABASE_URL name>_bench` (dropped at
 the end), migrates and seeds it, starts the server itself (`python -m cad.serve --procs N`: N Daphne
-processes sharing one listening socket, so every client uses one address), opens the websocket clients
+processes behind one address, so every client uses the same URL), opens the websocket clients
 (session cookie made with Django's session engine), then offers an open-loop load of `rate` API operations
 per second — a mix of new 9-1-1 calls (incident.created), notes (incident.note_added), unit status changes
 (unit.status_changed) and AVL batches (units.positions) — through the real REST API, and measures the time

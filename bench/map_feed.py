@@ -85,6 +85,7 @@ async def _listen(
         url, additional_headers={"Cookie": cookie, "Origin": base}, max_size=2**24, open_timeout=10
     ) as ws:
         await ws.send(json.dumps({"type": "subscribe", "streams": {"avl": None}}))
+        last, resuming = None, None
         while not stop.is_set():
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
@@ -93,8 +94,22 @@ async def _listen(
             now = time.time()
             message = json.loads(raw)
             if message.get("type") == "hello":
+                last = message["seq"]
                 ready.set()
-            elif message.get("type") == "units.positions":
+            elif message.get("type") == "resync":  # too far behind: a map reloads its snapshot here
+                last, resuming = message["seq"], None
+            elif message.get("type") == "units.positions" and last is not None:
+                # Like the console's realtime.js: skip what was applied, resume on a gap (several server
+                # processes may publish events out of seq order; the server replays them in order).
+                seq = message["seq"]
+                if seq <= last:
+                    continue
+                if message.get("first_seq", seq) > last + 1:
+                    if resuming != last:
+                        resuming = last
+                        await ws.send(json.dumps({"type": "resume", "stream": "avl", "seq": last}))
+                    continue
+                last, resuming = seq, None
                 for _uid, _lat, _lon, iso in message["payload"]["positions"]:
                     received.append((now, iso))
 

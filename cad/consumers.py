@@ -54,6 +54,7 @@ METRICS = {
     "resumes": 0,
     "resyncs": 0,
     "duplicates_dropped": 0,
+    "gaps_filled": 0,
     "avl_flushes": 0,
 }
 
@@ -160,6 +161,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """One dispatcher/call-taker console. See the module docstring for the protocol."""
 
     avl_flush_interval = 1.0  # seconds; at most one coalesced AVL message per socket per interval
+    reorder_wait_s = 0.25  # how long an event ahead of a missing seq waits before the table fills the gap
 
     async def connect(self):
         identity = await _console_identity(self.scope.get("user"))
@@ -171,6 +173,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         self.joined: set[str] = set()
         self.last_sent: dict[str, int] = {}
         self.pending: list | None = None  # live events held back while a replay/hello is being prepared
+        self.held: dict[str, dict[int, tuple]] = {}  # stream -> seq -> live event ahead of a missing seq
+        self.gap_timers: dict[str, asyncio.Task] = {}
         self.hub = group_hub(self.channel_layer)
         # AVL coalescing state: newest position per unit since the last flush.
         self.avl_buffer: dict[int, list] = {}
@@ -188,8 +192,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         if not hasattr(self, "joined"):
             return
         METRICS["connections_open"] -= 1
-        if self.avl_task is not None:
-            self.avl_task.cancel()
+        for task in [self.avl_task, *self.gap_timers.values()]:
+            if task is not None:
+                task.cancel()
         for stream in self.joined:
             await self.hub.leave(stream_group(center_id=self.center_id, stream=stream), self)
 
@@ -208,11 +213,48 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         if stream == AVL:
             await self._avl_add([envelope])
             return
-        if envelope["seq"] <= self.last_sent[stream]:
+        seq = envelope["seq"]
+        if seq <= self.last_sent[stream]:
             METRICS["duplicates_dropped"] += 1
             return
+        if seq > self.last_sent[stream] + 1:
+            # Ahead of a missing seq: with several server processes, broadcasts may arrive out of order.
+            # Hold it briefly; the missing one usually follows, else the gap is filled from the table.
+            self.held.setdefault(stream, {})[seq] = (envelope, text)
+            if stream not in self.gap_timers:
+                self.gap_timers[stream] = asyncio.ensure_future(self._fill_gap_later(stream))
+            return
+        await self._send_live(stream, envelope, text)
+        held = self.held.get(stream)
+        while held and (self.last_sent[stream] + 1) in held:
+            await self._send_live(stream, *held.pop(self.last_sent[stream] + 1))
+        if held:
+            for stale in [s for s in held if s <= self.last_sent[stream]]:
+                del held[stale]
+        if not held and stream in self.gap_timers:
+            self.gap_timers.pop(stream).cancel()
+
+    async def _send_live(self, stream: str, envelope: dict, text: str | None) -> None:
         self.last_sent[stream] = envelope["seq"]
         await self.send(text_data=text if text is not None else json.dumps(envelope))
+
+    async def _fill_gap_later(self, stream: str) -> None:
+        await asyncio.sleep(self.reorder_wait_s)
+        self.gap_timers.pop(stream, None)
+        last = self.last_sent[stream]
+        self.held[stream] = {seq: event for seq, event in self.held.get(stream, {}).items() if seq > last}
+        if not self.held[stream]:
+            return
+        if self.pending is not None:  # a replay is under way; look again after it
+            self.gap_timers[stream] = asyncio.ensure_future(self._fill_gap_later(stream))
+            return
+        self.held[stream] = {}
+        METRICS["gaps_filled"] += 1
+        self.pending = []
+        try:
+            await self._replay(stream, self.last_sent[stream], reason="gap")
+        finally:
+            await self._drain_pending()
 
     async def _drain_pending(self) -> None:
         """Forward what arrived live while a replay was prepared, then go back to direct delivery."""
@@ -327,6 +369,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             for envelope in rows:
                 await self.send_json(envelope)
             self.last_sent[stream] = max(self.last_sent[stream], rows[-1]["seq"])
+        if reason == "gap":
+            return  # filled silently: the console never saw the hole
         if reason == "resume":
             await self._notice(
                 "warning",

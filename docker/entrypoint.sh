@@ -5,7 +5,9 @@ set -eu
 case "${1:-web}" in
   web)
     # Daphne serves HTTP and websockets; TLS terminates at the reverse proxy (X-Forwarded-Proto).
-    exec daphne -b 0.0.0.0 -p "${PORT:-8000}" --proxy-headers cad.asgi:application
+    # cad.serve: WEB_PROCS Daphne processes (default one per CPU) serve one address.
+    if [ -n "${WEB_PROCS:-}" ]; then set -- --procs "$WEB_PROCS"; else set --; fi
+    exec python -m cad.serve --host 0.0.0.0 --port "${PORT:-8000}" --proxy-headers "$@"
     ;;
   worker)
     exec celery -A cad worker -l "${LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}"

@@ -233,7 +233,10 @@ def test_live_event_already_replayed_is_not_sent_twice(dispatcher, center):
     assert consumers.METRICS["duplicates_dropped"] == dropped_before + 1
 
 
-def test_gap_is_filled_by_resume_in_order(dispatcher, center):
+def test_gap_is_filled_by_resume_in_order(dispatcher, center, monkeypatch):
+    # The server would fill the gap by itself after `reorder_wait_s`; a client may ask first.
+    monkeypatch.setattr(ConsoleConsumer, "reorder_wait_s", 30.0)
+
     async def scenario():
         await _flush_layer()
         ws = await _connect(dispatcher, subscribe={"console": None})
@@ -241,24 +244,66 @@ def test_gap_is_filled_by_resume_in_order(dispatcher, center):
         await emit(center.id, 1)  # seq 1, delivered
         first = await ws.receive_json_from()
         await emit_lost(center.id)  # seq 2, never broadcast
-        await emit(center.id, 1)  # seq 3, delivered: the client sees the gap
-        jumped = await ws.receive_json_from()
+        await emit(center.id, 1)  # seq 3, held by the server behind the missing seq 2
+        held = await _receive_all(ws)
         await ws.send_json_to({"type": "resume", "stream": "console", "seq": first["seq"]})
         resumed = await _receive_all(ws)
         await emit(center.id, 1)
         live = await _receive_all(ws)
         await ws.disconnect()
-        return first, jumped, resumed, live
+        return first, held, resumed, live
 
     resumes_before = consumers.METRICS["resumes"]
-    first, jumped, resumed, live = run(scenario)
-    assert (first["seq"], jumped["seq"]) == (1, 3)
+    first, held, resumed, live = run(scenario)
+    assert first["seq"] == 1 and held == []
     assert [m["seq"] for m in resumed if "seq" in m and m["type"] != "notice"] == [2, 3]
     assert resumed[0]["payload"] == {"lost": True}
     notice = resumed[-1]
     assert (notice["type"], notice["level"], notice["code"]) == ("notice", "warning", "replayed")
     assert [m["seq"] for m in live] == [4]
     assert consumers.METRICS["resumes"] == resumes_before + 1
+
+
+def test_lost_broadcast_is_filled_from_the_table_without_the_client_asking(dispatcher, center):
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()  # hello seq 0
+        await emit(center.id, 1)  # seq 1
+        await emit_lost(center.id)  # seq 2, never broadcast
+        await emit(center.id, 1)  # seq 3
+        received = await _receive_all(ws, timeout=1.0)
+        await ws.disconnect()
+        return received
+
+    filled_before = consumers.METRICS["gaps_filled"]
+    received = run(scenario)
+    assert [m["seq"] for m in received] == [1, 2, 3]  # in order, once, no notice
+    assert received[1]["payload"] == {"lost": True}
+    assert consumers.METRICS["gaps_filled"] == filled_before + 1
+
+
+def test_broadcasts_arriving_out_of_order_are_sent_in_order_without_a_replay(dispatcher, center):
+    from channels.layers import get_channel_layer
+
+    from cad.events import stream_group
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()  # hello seq 0
+        second, third = await emit_lost(center.id), await emit_lost(center.id)  # seq 1, 2 committed
+        group = stream_group(center_id=center.id, stream="console")
+        for envelope in (third, second):  # two server processes: the later commit's broadcast wins the race
+            await get_channel_layer().group_send(group, {"type": "cad.event", "envelope": envelope})
+        received = await _receive_all(ws)
+        await ws.disconnect()
+        return received
+
+    replays_before, filled_before = consumers.METRICS["replays"], consumers.METRICS["gaps_filled"]
+    received = run(scenario)
+    assert [m["seq"] for m in received] == [1, 2]
+    assert (consumers.METRICS["replays"], consumers.METRICS["gaps_filled"]) == (replays_before, filled_before)
 
 
 def test_too_far_behind_gets_resync_and_a_warning_then_live(dispatcher, center, settings):
