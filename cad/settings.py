@@ -181,6 +181,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Computer-aided dispatch for Mexican state command centres (C4/C5).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

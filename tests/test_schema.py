@@ -1,11 +1,15 @@
 """Property-based API test: schemathesis generates requests from our own OpenAPI document and every
 operation must answer without a server error (no 5xx), as an authenticated dispatcher."""
 
+import json
+
 import pytest
 import schemathesis
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
@@ -16,7 +20,11 @@ from incidents.catalogue import DEFAULT_EDITION, import_catalogue, read_catalogu
 from incidents.models import CallDisposition, IncidentType, Line
 from tests.factories import UnitFactory
 
-schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
+# The served schema needs a login; generate the same document in-process and point schemathesis at the app.
+schema = schemathesis.openapi.from_dict(
+    json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+)
+schema.app = get_wsgi_application()
 
 
 @pytest.fixture
@@ -50,7 +58,11 @@ def dispatcher_token(db, center, make_user, wsgi_keeps_test_connection):
     return Token.objects.create(user=user).key
 
 
-def test_schema_is_served_and_lists_every_operation(client):
+def test_schema_is_served_to_users_only_and_lists_every_operation(client, make_user):
+    assert client.get("/api/v1/schema/?format=json").status_code == 401
+    assert client.get("/api/v1/docs/").status_code in (401, 403)
+    client.force_login(make_user(Role.CALL_TAKER))
+    assert client.get("/api/v1/docs/").status_code == 200
     paths = client.get("/api/v1/schema/?format=json").json()["paths"]
     for path in (
         "/api/v1/calls/",
