@@ -96,3 +96,15 @@ class UnitFactory(factory.django.DjangoModelFactory):
     def capabilities(obj, create, extracted, **kwargs):
         for code in extracted or ["patrol"]:
             obj.capabilities.add(CapabilityFactory(code=code))
+
+
+def new_incident_call(**overrides) -> dict:
+    """API body of a 9-1-1 call that opens an accident incident (CNIE 10104) near Toluca."""
+    return {
+        "line": "911",
+        "disposition": "new_incident",
+        "incident_type_code": "10104",
+        "lat": 19.3,
+        "lon": -99.6,
+        **overrides,
+    }

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cad.models import Event, EventStream
 from incidents.models import Assignment, Incident, TimelineEntry
-from tests.factories import UnitFactory
+from tests.factories import UnitFactory, new_incident_call
 from units.models import Unit, UnitStatus
 
 pytestmark = pytest.mark.django_db
@@ -186,13 +186,7 @@ def test_patch_requires_a_current_version(center, call_taker, api_client_for, ac
     client = api_client_for(call_taker)
     response = client.post(
         "/api/v1/calls/",
-        {
-            "line": "911",
-            "disposition": "new_incident",
-            "incident_type_code": "10104",
-            "lat": 19.3,
-            "lon": -99.6,
-        },
+        new_incident_call(),
     )
     folio = response.json()["call"]["incident"]
     detail = client.get(f"/api/v1/incidents/{folio}/")
@@ -222,13 +216,7 @@ def test_incidents_are_scoped_to_the_users_centre(center, make_user, api_client_
     mine = api_client_for(make_user(Role.DISPATCHER, "d-mex"))
     response = mine.post(
         "/api/v1/calls/",
-        {
-            "line": "911",
-            "disposition": "new_incident",
-            "incident_type_code": "10104",
-            "lat": 19.3,
-            "lon": -99.6,
-        },
+        new_incident_call(),
     )
     folio = response.json()["call"]["incident"]
     other_center = CenterFactory(code="CDMX", name="C5 CDMX")
@@ -270,13 +258,7 @@ def test_list_queries_do_not_grow_with_rows(center, dispatcher, api_client_for, 
     def add_incident_with_unit():
         response = client.post(
             "/api/v1/calls/",
-            {
-                "line": "911",
-                "disposition": "new_incident",
-                "incident_type_code": "10104",
-                "lat": 19.3,
-                "lon": -99.6,
-            },
+            new_incident_call(),
         )
         unit = UnitFactory(center=center)
         client.post(

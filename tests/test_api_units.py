@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from cad.models import Event
 from incidents.models import Assignment
-from tests.factories import UnitFactory
+from tests.factories import UnitFactory, new_incident_call
 from units.models import AvlPosition, Unit, UnitStatus, UnitStatusChange
 
 pytestmark = pytest.mark.django_db
@@ -20,13 +20,7 @@ pytestmark = pytest.mark.django_db
 def incident_folio(call_taker, api_client_for, accident_type):
     response = api_client_for(call_taker).post(
         "/api/v1/calls/",
-        {
-            "line": "911",
-            "disposition": "new_incident",
-            "incident_type_code": "10104",
-            "lat": 19.3,
-            "lon": -99.6,
-        },
+        new_incident_call(),
     )
     return response.json()["call"]["incident"]
 

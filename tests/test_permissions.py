@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from incidents import services
 from incidents.models import CallDisposition, Line
-from tests.factories import UnitFactory
+from tests.factories import UnitFactory, new_incident_call
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +34,7 @@ def _request(endpoint: str, client: APIClient, *, folio: str, unit_id: int):
     if endpoint == "create_call":
         return client.post(
             "/api/v1/calls/",
-            {
-                "line": "911",
-                "disposition": "new_incident",
-                "incident_type_code": "10104",
-                "lat": 19.3,
-                "lon": -99.6,
-            },
+            new_incident_call(),
             format="json",
         )
     if endpoint == "assign":

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from incidents import services
 from incidents.models import Assignment, CallDisposition, Incident, Line
-from tests.factories import UnitFactory
+from tests.factories import UnitFactory, new_incident_call
 from units.models import Unit, UnitStatus
 
 pytestmark = [
@@ -82,13 +82,7 @@ def test_concurrent_calls_get_unique_contiguous_folios(center, call_taker, accid
         client.force_authenticate(user=call_taker)
         response = client.post(
             "/api/v1/calls/",
-            {
-                "line": "911",
-                "disposition": "new_incident",
-                "incident_type_code": "10104",
-                "lat": 19.3,
-                "lon": -99.6,
-            },
+            new_incident_call(),
             format="json",
         )
         assert response.status_code == 201, response.content
