@@ -1,7 +1,7 @@
 """The one publisher of domain events.
 
 `record_event` writes the event row in the caller's transaction (seq from a per-centre, per-stream
-counter locked FOR UPDATE) and broadcasts it to websocket groups only after that transaction commits:
+counter row, locked by its UPDATE until commit) and broadcasts it to websocket groups only after that transaction commits:
 rolled-back work is never seen. Consoles detect gaps by `seq` and replay from the table.
 """
 
@@ -29,8 +29,9 @@ def record_event(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record_event must run inside the transaction of the change it records")
     counter, _ = EventStream.objects.get_or_create(center_id=center_id, name=stream)
+    # The UPDATE takes the row lock until commit (on SQLite: the write lock), so seq order is commit order.
     EventStream.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
-    seq = EventStream.objects.select_for_update().values_list("last_seq", flat=True).get(pk=counter.pk)
+    seq = EventStream.objects.values_list("last_seq", flat=True).get(pk=counter.pk)
     event = Event.objects.create(
         center_id=center_id, stream=stream, seq=seq, type=type, payload=payload, created_at=timezone.now()
     )

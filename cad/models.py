@@ -25,8 +25,9 @@ class Center(models.Model):
 
 
 class EventStream(models.Model):
-    """Per-centre, per-stream sequence counter. Locked FOR UPDATE by `record_event`, so seq order is
-    commit order within a stream (autoincrement ids do not promise that)."""
+    """Per-centre, per-stream sequence counter. `record_event` increments it with an UPDATE that holds the
+    row lock until commit, so seq order is commit order within a stream (autoincrement ids do not promise
+    that)."""
 
     class Name(models.TextChoices):
         CONSOLE = "console", _("consola")
