@@ -31,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from accounts.permissions import CONSOLE_ROLES
 from cad.events import events_after, last_seq, stream_group
@@ -130,9 +131,12 @@ class GroupHub:
                 if loop.time() > refresh_at:
                     await self.layer.group_add(group, channel)
                     refresh_at = loop.time() + self.refresh_s
-            except (OSError, ConnectionError, TimeoutError) as exc:  # layer down: consoles resume by seq
+            except (OSError, TimeoutError, RedisError) as exc:
+                # Layer down (e.g. Redis restarting): keep trying, and join again once it answers, since a
+                # restarted Redis forgot the membership. Consoles fill what was missed by seq.
                 logger.warning("group hub receive failed", extra={"group": group, "error": str(exc)})
                 await asyncio.sleep(1.0)
+                refresh_at = loop.time()
                 continue
             envelope = message.get("envelope") if message.get("type") == "cad.event" else None
             if envelope is None:
@@ -174,7 +178,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         self.last_sent: dict[str, int] = {}
         self.pending: list | None = None  # live events held back while a replay/hello is being prepared
         self.held: dict[str, dict[int, tuple]] = {}  # stream -> seq -> live event ahead of a missing seq
-        self.gap_timers: dict[str, asyncio.Task] = {}
+        self.gap_timers: dict[str, asyncio.Task] = {}  # sleeping before a gap fill
+        self.gap_fills: set[asyncio.Task] = set()  # filling a gap from the table
         self.hub = group_hub(self.channel_layer)
         # AVL coalescing state: newest position per unit since the last flush.
         self.avl_buffer: dict[int, list] = {}
@@ -192,7 +197,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         if not hasattr(self, "joined"):
             return
         METRICS["connections_open"] -= 1
-        for task in [self.avl_task, *self.gap_timers.values()]:
+        for task in [self.avl_task, *self.gap_timers.values(), *self.gap_fills]:
             if task is not None:
                 task.cancel()
         for stream in self.joined:
@@ -241,6 +246,13 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def _fill_gap_later(self, stream: str) -> None:
         await asyncio.sleep(self.reorder_wait_s)
         self.gap_timers.pop(stream, None)
+        self.gap_fills.add(asyncio.current_task())
+        try:
+            await self._fill_gap(stream)
+        finally:
+            self.gap_fills.discard(asyncio.current_task())
+
+    async def _fill_gap(self, stream: str) -> None:
         last = self.last_sent[stream]
         self.held[stream] = {seq: event for seq, event in self.held.get(stream, {}).items() if seq > last}
         if not self.held[stream]:
@@ -331,7 +343,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         METRICS["resumes"] += 1
-        self.pending = []
+        self.pending = [] if self.pending is None else self.pending
         try:
             await self._replay(stream, seq, reason="resume")
         finally:
@@ -367,8 +379,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self._avl_add(rows, flush_now=True)
         else:
             for envelope in rows:
-                await self.send_json(envelope)
-            self.last_sent[stream] = max(self.last_sent[stream], rows[-1]["seq"])
+                if envelope["seq"] > self.last_sent[stream]:  # another replay may have sent it already
+                    self.last_sent[stream] = envelope["seq"]
+                    await self.send_json(envelope)
         if reason == "gap":
             return  # filled silently: the console never saw the hole
         if reason == "resume":

@@ -8,10 +8,12 @@ rolled-back work is never seen. Consoles detect gaps by `seq` and replay from th
 import logging
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from cad.models import Event, EventStream
 
@@ -36,7 +38,10 @@ def record_event(
         center_id=center_id, stream=stream, seq=seq, type=type, payload=payload, created_at=timezone.now()
     )
     envelope = event.envelope()
-    transaction.on_commit(lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope))
+    # robust: one failed broadcast must neither fail the committed request nor skip the other events'.
+    transaction.on_commit(
+        lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope), robust=True
+    )
     return event
 
 
@@ -49,7 +54,7 @@ def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:
         async_to_sync(layer.group_send)(
             stream_group(center_id=center_id, stream=stream), {"type": "cad.event", "envelope": envelope}
         )
-    except (OSError, ConnectionError) as exc:  # Redis down: consoles resync by seq when it returns
+    except (OSError, RedisError, ChannelFull) as exc:  # consoles fill the gap by seq when it returns
         logger.warning("broadcast failed", extra={"event_type": envelope["type"], "error": str(exc)})
 
 

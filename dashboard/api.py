@@ -43,10 +43,14 @@ class LocalDateTimeField(serializers.Field):
         except ValueError:
             self.fail("invalid")
         if day is not None:
+            if not 2000 <= day.year <= 2999:
+                self.fail("invalid")
             if self.end_of_day:
                 day += timedelta(days=1)
             return timezone.make_aware(datetime.combine(day, time.min))
         if moment is None:
+            self.fail("invalid")
+        if not 2000 <= moment.year <= 2999:
             self.fail("invalid")
         return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
@@ -162,7 +166,7 @@ class MonthlyExportApi(APIView):
 
         def validate_month(self, value):
             match = re.fullmatch(r"(\d{4})-(\d{2})", value.strip())
-            if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
+            if not match or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 2999:
                 raise serializers.ValidationError(_("Mes inválido; use AAAA-MM, p. ej. 2026-11."))
             return date(int(match[1]), int(match[2]), 1)
 

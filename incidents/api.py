@@ -416,6 +416,12 @@ class IncidentDetailApi(APIView):
         incident_type_code = IncidentTypeCodeField(required=False)
         version = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False)
 
+        def validate(self, attrs):
+            if ("lat" in attrs) != ("lon" in attrs):
+                missing = "lon" if "lat" in attrs else "lat"
+                raise serializers.ValidationError({missing: [_("Latitud y longitud van juntas.")]})
+            return attrs
+
     @extend_schema(
         operation_id="incidents_retrieve",
         parameters=[FOLIO_PARAM],

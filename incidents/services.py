@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cad.errors import DomainError, InvalidTransition, NotFound, StaleWrite, UnitNotAvailable
+from cad.errors import Conflict, DomainError, InvalidTransition, NotFound, StaleWrite, UnitNotAvailable
 from cad.events import record_event
 from cad.models import Center
 from incidents.models import (
@@ -312,9 +312,10 @@ def close_incident(
     if incident.status == IncidentStatus.CLOSED:
         raise InvalidTransition(_("El incidente ya está cerrado."))
     now = timezone.now()
-    for assignment in incident.assignments.filter(active=True).select_related("unit"):
-        unit = Unit.objects.select_for_update().get(pk=assignment.unit_id)
-        _clear_assignment(assignment, at=now)
+    assignments = {a.unit_id: a for a in incident.assignments.filter(active=True)}
+    # Units locked in id order, as every multi-unit writer does (AVL batches too): no deadlock cycles.
+    for unit in Unit.objects.select_for_update().filter(id__in=assignments).order_by("id"):
+        _clear_assignment(assignments[unit.id], at=now)
         set_unit_status(unit=unit, to=UnitStatus.AVAILABLE, by=by, incident=incident, at=now)
     incident.status = IncidentStatus.CLOSED
     incident.closed_at = now
@@ -422,7 +423,15 @@ def change_unit_status(
     *, unit_id: int, center_id: int, to: str, by, expected_version: int | None = None
 ) -> Unit:
     """A unit reports a new status. Validated against UNIT_TRANSITIONS; moves its assignment along
-    (recording the incident's first en route / on scene) or clears it when the unit becomes free."""
+    (recording the incident's first en route / on scene) or clears it when the unit becomes free.
+
+    Locks the incident before the unit, in the same order as assign_unit and close_incident."""
+    working_on = (
+        Assignment.objects.filter(unit_id=unit_id, active=True, unit__center_id=center_id)
+        .values_list("incident__folio", flat=True)
+        .first()
+    )
+    incident = _incident_for_update(folio=working_on, center_id=center_id) if working_on else None
     try:
         unit = Unit.objects.select_for_update().get(pk=unit_id, center_id=center_id)
     except Unit.DoesNotExist:
@@ -442,10 +451,10 @@ def change_unit_status(
             },
         )
     now = timezone.now()
-    assignment = Assignment.objects.select_related("incident").filter(unit=unit, active=True).first()
-    incident = None
+    assignment = Assignment.objects.filter(unit=unit, active=True).first()
+    if (assignment.incident_id if assignment else None) != (incident.id if incident else None):
+        raise Conflict(_("La unidad cambió de asignación mientras tanto; intente de nuevo."))
     if assignment is not None:
-        incident = _incident_for_update(folio=assignment.incident.folio, center_id=center_id)
         extra = []
         if to in _ASSIGNMENT_STAGE:
             stage, stamp = _ASSIGNMENT_STAGE[to]

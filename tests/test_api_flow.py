@@ -270,3 +270,10 @@ def test_list_queries_do_not_grow_with_rows(center, dispatcher, api_client_for, 
     for _ in range(4):
         add_incident_with_unit()
     assert (queries("/api/v1/incidents/?open=true"), queries("/api/v1/units/")) == one
+
+
+def test_patch_refuses_half_a_location(center, call_taker, api_client_for, accident_type):
+    client = api_client_for(call_taker)
+    folio = client.post("/api/v1/calls/", new_incident_call()).json()["call"]["incident"]
+    response = client.patch(f"/api/v1/incidents/{folio}/", {"lat": 19.4, "version": 1})
+    assert response.status_code == 400 and "lon" in response.json()["fields"]

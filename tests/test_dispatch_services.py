@@ -126,3 +126,28 @@ def test_recommendation_completes_the_plan_less_assigned_units(center, dispatche
     assert after["suggested_unit_ids"] == [ambulance.id]
     by_capability = {r["capability"]: r for r in after["requirements"]}
     assert by_capability["patrol"]["assigned"] == 1 and by_capability["patrol"]["suggested"] == []
+
+
+def test_closing_frees_units_without_tying_them_to_the_closed_incident(center, dispatcher, accident_type):
+    incident = _open_incident(center, dispatcher, accident_type)
+    unit = UnitFactory(center=center)
+    services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    services.close_incident(folio=incident.folio, center_id=center.id, disposition="Atendido", by=dispatcher)
+    freed = Event.objects.filter(type="unit.status_changed").order_by("-seq").first()
+    assert freed.payload["status"] == UnitStatus.AVAILABLE
+    assert freed.payload["incident"] is None
+    assert unit.status_changes.order_by("-at", "-id").first().incident_id == incident.id  # history keeps it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_broadcast_does_not_fail_the_committed_write(center, dispatcher, accident_type, settings):
+    # A Redis channel layer nobody listens on: every group_send fails after commit.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]},
+        }
+    }
+    incident = _open_incident(center, dispatcher, accident_type)  # three events, three failed broadcasts
+    assert incident.folio.startswith("MEX-")
+    assert Event.objects.filter(type="incident.created", payload__folio=incident.folio).exists()

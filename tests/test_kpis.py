@@ -333,6 +333,8 @@ def test_kpi_api_from_rollups_and_exact(known_set, api_client_for, supervisor):
         ("from=2026-11-10&to=2026-11-01", "to"),
         ("from=2024-01-01&to=2026-01-01", "to"),
         ("group_by=color", "group_by"),
+        ("from=9998-12-01&to=9999-12-31", "to"),
+        ("from=0001-01-01T00:00:00Z", "from"),
     ],
 )
 def test_kpi_api_rejects_bad_dates(api_client_for, supervisor, query, field):
@@ -409,3 +411,8 @@ def test_map_snapshot_and_boundaries(known_set, api_client_for, supervisor, disp
     boundaries = api_client_for(supervisor).get("/api/v1/dashboard/boundaries").json()
     assert boundaries["type"] == "FeatureCollection"
     assert api_client_for(dispatcher).get("/api/v1/dashboard/map").status_code == 403
+
+
+def test_monthly_export_rejects_months_out_of_range(api_client_for, supervisor):
+    response = api_client_for(supervisor).get("/api/v1/exports/monthly.csv?month=9999-12")
+    assert response.status_code == 400 and "month" in response.json()["fields"]

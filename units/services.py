@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from cad.errors import DomainError
 from cad.events import record_event
 from cad.models import EventStream
-from units.models import AvlPosition, Unit, UnitStatusChange
+from units.models import ASSIGNED_STATUSES, AvlPosition, Unit, UnitStatusChange
 
 
 def unit_summary(unit: Unit, *, incident_folio: str | None = None) -> dict:
@@ -44,7 +44,9 @@ def set_unit_status(
     record_event(
         type="unit.status_changed",
         center_id=unit.center_id,
-        payload=unit_summary(unit, incident_folio=incident.folio if incident else None),
+        payload=unit_summary(
+            unit, incident_folio=incident.folio if incident and to in ASSIGNED_STATUSES else None
+        ),
     )
     return change
 
@@ -121,6 +123,11 @@ def _move_units_to_newest(fixes: list[dict]) -> list[dict]:
     if connection.vendor == "postgresql":
         moved_ids: set[int] = set()
         with connection.cursor() as cursor:
+            # Lock in id order first: concurrent batches (and multi-unit closes) then never deadlock.
+            cursor.execute(
+                "SELECT id FROM units_unit WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                [sorted(f["unit_id"] for f in fixes)],
+            )
             for start in range(0, len(fixes), 1000):
                 chunk = fixes[start : start + 1000]
                 values = ", ".join(["(%s::bigint, %s::float8, %s::float8, %s::timestamptz)"] * len(chunk))
