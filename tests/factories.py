@@ -108,3 +108,37 @@ def new_incident_call(**overrides) -> dict:
         "lon": -99.6,
         **overrides,
     }
+
+
+def open_incident(*, center, by, incident_type, lat=19.3, lon=-99.6):
+    """Open an incident the way a call-taker does (a 9-1-1 call with disposition new_incident)."""
+    from incidents import services
+    from incidents.models import CallDisposition, Line
+
+    return services.take_call(
+        center=center,
+        by=by,
+        line=Line.EMERGENCY,
+        disposition=CallDisposition.NEW_INCIDENT,
+        incident_type=incident_type,
+        lat=lat,
+        lon=lon,
+    ).incident
+
+
+def jurisdiction(cvegeo: str, name: str, kind: str, parent=None):
+    """A jurisdiction row with a placeholder geometry (for tests that only group by it)."""
+    from geo.models import Jurisdiction
+
+    return Jurisdiction.objects.create(
+        kind=kind,
+        cvegeo=cvegeo,
+        cve_ent=cvegeo[:2],
+        name=name,
+        parent=parent,
+        geometry={"type": "Polygon", "coordinates": []},
+        min_lat=19,
+        min_lon=-100,
+        max_lat=20,
+        max_lon=-99,
+    )

@@ -6,30 +6,17 @@ from django.db import transaction
 from cad.errors import InvalidTransition, UnitNotAvailable
 from cad.models import Event
 from incidents import services
-from incidents.models import CallDisposition, IncidentStatus, Line
-from tests.factories import UnitFactory
+from incidents.models import IncidentStatus
+from tests.factories import UnitFactory, open_incident
 from units.models import UnitStatus
 
 pytestmark = pytest.mark.django_db
 
 
-def _open_incident(center, by, incident_type, lat=19.29, lon=-99.65):
-    call = services.take_call(
-        center=center,
-        by=by,
-        line=Line.EMERGENCY,
-        disposition=CallDisposition.NEW_INCIDENT,
-        incident_type=incident_type,
-        lat=lat,
-        lon=lon,
-    )
-    return call.incident
-
-
 def test_assign_unit_broadcasts_only_on_commit(
     django_capture_on_commit_callbacks, center, dispatcher, accident_type
 ):
-    incident = _open_incident(center, dispatcher, accident_type)
+    incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
     unit = UnitFactory(center=center)
     before = Event.objects.count()
     with django_capture_on_commit_callbacks() as callbacks:
@@ -44,13 +31,13 @@ def test_assign_unit_broadcasts_only_on_commit(
 def test_rolled_back_work_records_no_event(center, dispatcher, accident_type):
     before = Event.objects.count()
     with pytest.raises(RuntimeError), transaction.atomic():
-        _open_incident(center, dispatcher, accident_type)
+        open_incident(center=center, by=dispatcher, incident_type=accident_type)
         raise RuntimeError("abort")
     assert Event.objects.count() == before
 
 
 def test_incident_status_follows_its_units(center, dispatcher, accident_type):
-    incident = _open_incident(center, dispatcher, accident_type)
+    incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
     first, second = UnitFactory(center=center), UnitFactory(center=center)
     assert incident.status == IncidentStatus.PENDING
     for unit in (first, second):
@@ -79,8 +66,8 @@ def test_incident_status_follows_its_units(center, dispatcher, accident_type):
 
 
 def test_busy_and_out_of_service_units_cannot_be_assigned(center, dispatcher, accident_type):
-    incident = _open_incident(center, dispatcher, accident_type)
-    other = _open_incident(center, dispatcher, accident_type, lat=19.5)
+    incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
+    other = open_incident(center=center, by=dispatcher, incident_type=accident_type, lat=19.5)
     unit = UnitFactory(center=center)
     services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
     with pytest.raises(UnitNotAvailable):
@@ -105,7 +92,9 @@ def test_unit_cannot_be_on_scene_before_dispatch(center, dispatcher):
 
 
 def test_folios_carry_state_prefix_year_and_sequence(center, dispatcher, accident_type):
-    folios = [_open_incident(center, dispatcher, accident_type).folio for _ in range(3)]
+    folios = [
+        open_incident(center=center, by=dispatcher, incident_type=accident_type).folio for _ in range(3)
+    ]
     prefix = folios[0].rsplit("-", 1)[0]
     assert prefix.startswith("MEX-20")
     assert [int(f.rsplit("-", 1)[1]) for f in folios] == [1, 2, 3]
@@ -114,7 +103,9 @@ def test_folios_carry_state_prefix_year_and_sequence(center, dispatcher, acciden
 def test_recommendation_completes_the_plan_less_assigned_units(center, dispatcher, accident_type):
     from units.selectors import recommend_units
 
-    incident = _open_incident(center, dispatcher, accident_type)  # plan: 1 ambulance + 1 patrol
+    incident = open_incident(
+        center=center, by=dispatcher, incident_type=accident_type
+    )  # plan: 1 ambulance + 1 patrol
     patrol = UnitFactory(center=center, capabilities=["patrol"], lat=19.291, lon=-99.651)
     UnitFactory(center=center, capabilities=["patrol"], lat=19.30, lon=-99.66)
     ambulance = UnitFactory(center=center, capabilities=["ambulance"], lat=19.31, lon=-99.65)
@@ -129,7 +120,7 @@ def test_recommendation_completes_the_plan_less_assigned_units(center, dispatche
 
 
 def test_closing_frees_units_without_tying_them_to_the_closed_incident(center, dispatcher, accident_type):
-    incident = _open_incident(center, dispatcher, accident_type)
+    incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
     unit = UnitFactory(center=center)
     services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
     services.close_incident(folio=incident.folio, center_id=center.id, disposition="Atendido", by=dispatcher)
@@ -148,6 +139,8 @@ def test_a_failed_broadcast_does_not_fail_the_committed_write(center, dispatcher
             "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]},
         }
     }
-    incident = _open_incident(center, dispatcher, accident_type)  # three events, three failed broadcasts
+    incident = open_incident(
+        center=center, by=dispatcher, incident_type=accident_type
+    )  # three events, three failed broadcasts
     assert incident.folio.startswith("MEX-")
     assert Event.objects.filter(type="incident.created", payload__folio=incident.folio).exists()

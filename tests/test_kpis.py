@@ -14,7 +14,7 @@ from dashboard.rollups import refresh_rollups
 from geo.models import Jurisdiction
 from incidents.models import Assignment, Call, CallDisposition, Incident, IncidentStatus
 from incidents.services import assign_unit, change_unit_status
-from tests.factories import IncidentTypeFactory, UnitFactory
+from tests.factories import IncidentTypeFactory, UnitFactory, jurisdiction
 from units.models import UnitStatus
 
 pytestmark = pytest.mark.django_db
@@ -25,21 +25,6 @@ RANGE = {"start": T0 - timedelta(hours=1), "end": T0 + timedelta(hours=2)}
 
 def at(seconds):
     return None if seconds is None else T0 + timedelta(seconds=seconds)
-
-
-def _jurisdiction(cvegeo, name, kind, parent=None):
-    return Jurisdiction.objects.create(
-        kind=kind,
-        cvegeo=cvegeo,
-        cve_ent=cvegeo[:2],
-        name=name,
-        parent=parent,
-        geometry={"type": "Polygon", "coordinates": []},
-        min_lat=19,
-        min_lon=-100,
-        max_lat=20,
-        max_lon=-99,
-    )
 
 
 def _incident(
@@ -98,8 +83,8 @@ def known_set(center, make_user):
     user = make_user(Role.CALL_TAKER)
     medical = IncidentTypeFactory(code="10104")
     prank = IncidentTypeFactory(code="70101", name="Llamada de broma", tipo_name="Improcedente")
-    state = _jurisdiction("15", "México", Jurisdiction.Kind.STATE)
-    toluca = _jurisdiction("15106", "Toluca", Jurisdiction.Kind.MUNICIPALITY, parent=state)
+    state = jurisdiction("15", "México", Jurisdiction.Kind.STATE)
+    toluca = jurisdiction("15106", "Toluca", Jurisdiction.Kind.MUNICIPALITY, parent=state)
     # A: answered 10 s, processing 30, dispatch 60, turnout 30, travel 300, total 430 (Toluca).
     a = _incident(
         center,

@@ -6,9 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Role
-from incidents import services
-from incidents.models import CallDisposition, Line
-from tests.factories import UnitFactory, new_incident_call
+from tests.factories import UnitFactory, new_incident_call, open_incident
 
 pytestmark = pytest.mark.django_db
 
@@ -53,15 +51,7 @@ def _request(endpoint: str, client: APIClient, *, folio: str, unit_id: int):
 @pytest.mark.parametrize("role", ROLES)
 def test_permission_matrix(role, endpoint, center, make_user, accident_type):
     opener = make_user(Role.CALL_TAKER, "opener")
-    folio = services.take_call(
-        center=center,
-        by=opener,
-        line=Line.EMERGENCY,
-        disposition=CallDisposition.NEW_INCIDENT,
-        incident_type=accident_type,
-        lat=19.3,
-        lon=-99.6,
-    ).incident.folio
+    folio = open_incident(center=center, by=opener, incident_type=accident_type).folio
     unit = UnitFactory(center=center)
 
     client = APIClient()

@@ -8,9 +8,8 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
-from incidents import services
-from incidents.models import Assignment, CallDisposition, Incident, Line
-from tests.factories import UnitFactory, new_incident_call
+from incidents.models import Assignment, Incident
+from tests.factories import UnitFactory, new_incident_call, open_incident
 from units.models import Unit, UnitStatus
 
 pytestmark = [
@@ -46,16 +45,7 @@ def _run_together(work, n=THREADS):
 
 def test_one_unit_raced_onto_many_incidents_has_exactly_one_winner(center, dispatcher, accident_type):
     folios = [
-        services.take_call(
-            center=center,
-            by=dispatcher,
-            line=Line.EMERGENCY,
-            disposition=CallDisposition.NEW_INCIDENT,
-            incident_type=accident_type,
-            lat=19.3,
-            lon=-99.6,
-        ).incident.folio
-        for _ in range(THREADS)
+        open_incident(center=center, by=dispatcher, incident_type=accident_type).folio for _ in range(THREADS)
     ]
     unit = UnitFactory(center=center)
 

@@ -17,27 +17,12 @@ from dashboard.models import KpiRollup, RollupWatermark
 from dashboard.rollups import refresh_rollups
 from geo.models import Jurisdiction
 from incidents.models import Call, CallDisposition, Incident, IncidentStatus
-from tests.factories import IncidentTypeFactory
+from tests.factories import IncidentTypeFactory, jurisdiction
 
 pytestmark = pytest.mark.django_db
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 RANGE = {"start": START, "end": START + timedelta(days=3)}
-
-
-def _place(cvegeo, name, kind, parent=None):
-    return Jurisdiction.objects.create(
-        kind=kind,
-        cvegeo=cvegeo,
-        cve_ent="15",
-        name=name,
-        parent=parent,
-        geometry={"type": "Polygon", "coordinates": []},
-        min_lat=19,
-        min_lon=-100,
-        max_lat=20,
-        max_lon=-99,
-    )
 
 
 @pytest.fixture
@@ -48,11 +33,11 @@ def synthetic(center, make_user):
     user = make_user(Role.CALL_TAKER)
     types = [IncidentTypeFactory(code=c) for c in ("10104", "20101", "30101")]
     prank = IncidentTypeFactory(code="70101", name="Broma")
-    state = _place("15", "México", Jurisdiction.Kind.STATE)
+    state = jurisdiction("15", "México", Jurisdiction.Kind.STATE)
     munis = [
         state,
-        _place("15106", "Toluca", "municipality", state),
-        _place("15033", "Ecatepec", "municipality", state),
+        jurisdiction("15106", "Toluca", "municipality", state),
+        jurisdiction("15033", "Ecatepec", "municipality", state),
     ]
     count = 3000
     arrivals = START + np.sort(rng.uniform(0, 3 * 86400, count)) * timedelta(seconds=1)

@@ -15,10 +15,9 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
 from accounts.models import Role
-from incidents import services
 from incidents.catalogue import DEFAULT_EDITION, import_catalogue, read_catalogue_csv
-from incidents.models import CallDisposition, IncidentType, Line
-from tests.factories import UnitFactory
+from incidents.models import IncidentType
+from tests.factories import UnitFactory, open_incident
 
 # The served schema needs a login; generate the same document in-process and point schemathesis at the app.
 schema = schemathesis.openapi.from_dict(
@@ -46,15 +45,7 @@ def dispatcher_token(db, center, make_user, wsgi_keeps_test_connection):
     for capability in ("ambulance", "patrol", "fire_engine"):
         UnitFactory(center=center, capabilities=[capability])
     incident_type = IncidentType.objects.filter(active=True).exclude(tipo_code="7").first()
-    services.take_call(
-        center=center,
-        by=user,
-        line=Line.EMERGENCY,
-        disposition=CallDisposition.NEW_INCIDENT,
-        incident_type=incident_type,
-        lat=19.29,
-        lon=-99.65,
-    )
+    open_incident(center=center, by=user, incident_type=incident_type)
     return Token.objects.create(user=user).key
 
 
