@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from accounts.models import Role
 from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES, IsSupervisor
 from cad.consumers import METRICS, metrics_snapshot
-from incidents.models import IncidentStatus, Priority
+from incidents.models import CallDisposition, IncidentStatus, LocationSource, Priority
 from units.models import UNIT_TRANSITIONS, UnitStatus
 
 
@@ -119,6 +119,8 @@ def _render_page(request, template: str, *, line: str | None = None, **context):
             "config": config,
             "targets": config["targets"],
             "dashboard_url": _dashboard_url(),
+            "location_sources": LocationSource.choices,
+            "call_dispositions": CallDisposition.choices,
             **context,
         },
     )
