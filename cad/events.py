@@ -1,11 +1,15 @@
 """The one publisher of domain events.
 
+Feature apps react to domain events without the domain apps importing them: `add_listener` registers a
+function that `record_event` calls in the same transaction (e.g. interstate's transactional outbox).
+
 `record_event` writes the event row in the caller's transaction (seq from a per-centre, per-stream
 counter row, locked by its UPDATE until commit) and broadcasts it to websocket groups only after that transaction commits:
 rolled-back work is never seen. Consoles detect gaps by `seq` and replay from the table.
 """
 
 import logging
+from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
@@ -18,6 +22,18 @@ from redis.exceptions import RedisError
 from cad.models import Event, EventStream
 
 logger = logging.getLogger(__name__)
+
+EventListener = Callable[[Event], None]
+_listeners: list[EventListener] = []
+
+
+def add_listener(listener: EventListener) -> None:
+    """Call `listener(event)` inside `record_event`, in the transaction of the change, right after the
+    event row is written (apps register from AppConfig.ready). An exception in a listener rolls the whole
+    change back: what a listener writes (e.g. an outbox row) commits with the change or not at all.
+    Listeners run for every event, so they must return fast when the event does not concern them."""
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 def stream_group(*, center_id: int, stream: str) -> str:
@@ -42,6 +58,9 @@ def record_event(
     transaction.on_commit(
         lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope), robust=True
     )
+    # After this event's broadcast is queued, so events a listener records are broadcast after it (seq order).
+    for listener in _listeners:
+        listener(event)
     return event
 
 

@@ -126,6 +126,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}
+# kombu's Redis default (3600 s) would hold an unacknowledged task of a killed worker for an hour: redeliver in
+# seconds. Task retry countdowns stay well below it (CAD_INTERSTATE_RETRY_BACKOFF_MAX_S), or a waiting retry
+# would be redelivered while it waits.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=30)}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -215,6 +219,24 @@ CAD = {
     "TARGET_DISPATCH_S": env.int("CAD_TARGET_DISPATCH_S", default=120),
     "TARGET_ON_SCENE_S": env.int("CAD_TARGET_ON_SCENE_S", default=600),
 }
+
+# --- Interstate (CAD-to-CAD escalation; docs/interstate.md) ---------------------------------
+CAD_PUBLIC_URL = env.str("CAD_PUBLIC_URL", default="http://127.0.0.1:8000")  # published to peers
+CAD_CENTER_KIND = env.str("CAD_CENTER_KIND", default="state")  # state | municipal (published to peers)
+CAD_CONTACT_DESK = env.str("CAD_CONTACT_DESK", default="")  # published to peers
+CAD_INTERSTATE_BORDER_KM = env.float("CAD_INTERSTATE_BORDER_KM", default=5.0)
+CAD_INTERSTATE_CLOCK_SKEW_S = env.int("CAD_INTERSTATE_CLOCK_SKEW_S", default=300)
+CAD_INTERSTATE_SWEEP_AFTER_S = env.float("CAD_INTERSTATE_SWEEP_AFTER_S", default=10.0)
+CAD_INTERSTATE_SWEEP_EVERY_S = env.float("CAD_INTERSTATE_SWEEP_EVERY_S", default=5.0)
+CAD_INTERSTATE_HTTP_TIMEOUT_S = env.float("CAD_INTERSTATE_HTTP_TIMEOUT_S", default=5.0)
+CAD_INTERSTATE_LEASE_S = env.float("CAD_INTERSTATE_LEASE_S", default=30.0)
+CAD_INTERSTATE_RETRY_BACKOFF_MAX_S = env.int("CAD_INTERSTATE_RETRY_BACKOFF_MAX_S", default=10)
+# Encrypts the peers' HMAC secrets at rest. Required in production (`check --deploy`); without it a key is
+# derived from SECRET_KEY (changing SECRET_KEY then makes the stored secrets unreadable: rotate them).
+CAD_INTERSTATE_KEY = env.str("CAD_INTERSTATE_KEY", default="")
+# Dotted paths of callables `fn(incident) -> {"vehicles": [...], "persons": [...]}` adding facts to the EIDO
+# (interstate.eido.EidoFacts documents the keys).
+CAD_INTERSTATE_EIDO_SOURCES = env.list("CAD_INTERSTATE_EIDO_SOURCES", default=[])
 
 # --- Security (production settings are checked with `check --deploy`) -----------------------
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG and bool(REDIS_URL))

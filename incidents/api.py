@@ -175,6 +175,12 @@ class IncidentListOutput(serializers.Serializer):
     first_on_scene_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.DateTimeField(allow_null=True)
     units = ActiveUnitOutput(source="assignments", many=True, help_text=gettext_lazy("Asignaciones activas."))
+    origin_center = serializers.CharField(
+        help_text=gettext_lazy("Centro que pidió el servicio (vacío si es propio).")
+    )
+    origin_folio = serializers.CharField(
+        help_text=gettext_lazy("Folio del incidente en el centro de origen.")
+    )
     version = serializers.IntegerField()
 
 

@@ -108,6 +108,10 @@ class Incident(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     disposition = models.CharField(_("cierre"), max_length=200, blank=True)
     created_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+")
+    # Set when the incident was opened on behalf of another command centre (e.g. a neighbouring state's
+    # request for service): that centre's code and its own folio for the incident.
+    origin_center = models.CharField(_("centro de origen"), max_length=16, blank=True)
+    origin_folio = models.CharField(_("folio de origen"), max_length=64, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
 

@@ -55,6 +55,8 @@ def incident_summary(incident: Incident) -> dict:
         "first_en_route_at": _iso(incident.first_en_route_at),
         "first_on_scene_at": _iso(incident.first_on_scene_at),
         "closed_at": _iso(incident.closed_at),
+        "origin_center": incident.origin_center,
+        "origin_folio": incident.origin_folio,
         "version": incident.version,
     }
 
@@ -103,12 +105,15 @@ def take_call(
     answered_at: datetime | None = None,
     caller_name: str | None = None,
     callback_number: str | None = None,
+    origin_center: str = "",
+    origin_folio: str = "",
     **call_fields,
 ) -> Call:
     """Record a call and act on its disposition: open an incident, link it to one, or just record it.
 
     089 tips never carry caller identity: refused here, and by a database check constraint.
-    Improcedentes are recorded, never dispatched.
+    Improcedentes are recorded, never dispatched. `origin_center`/`origin_folio` mark an incident opened on
+    behalf of another command centre (its code and folio).
     """
     now = timezone.now()
     if line == Line.ANONYMOUS and (caller_name or callback_number):
@@ -154,7 +159,9 @@ def take_call(
             fields={"answered_at": [_("Debe ser posterior a la llegada.")]},
         )
     if disposition == CallDisposition.NEW_INCIDENT:
-        call.incident = open_incident(call=call, by=by)
+        call.incident = open_incident(
+            call=call, by=by, origin_center=origin_center, origin_folio=origin_folio
+        )
         call.save(update_fields=["incident"])
     elif disposition == CallDisposition.LINKED:
         if not link_to_folio:
@@ -178,7 +185,7 @@ def take_call(
     return call
 
 
-def open_incident(*, call: Call, by) -> Incident:
+def open_incident(*, call: Call, by, origin_center: str = "", origin_folio: str = "") -> Incident:
     """Open an incident from a classified call (runs inside take_call's transaction)."""
     incident_type = call.incident_type
     if not incident_type.active:
@@ -206,6 +213,8 @@ def open_incident(*, call: Call, by) -> Incident:
         call_answered_at=call.answered_at,
         opened_at=now,
         created_by=by,
+        origin_center=origin_center,
+        origin_folio=origin_folio,
     )
     _timeline(
         incident,
@@ -251,13 +260,20 @@ def link_call(*, call: Call, folio: str, by) -> Incident:
 def _touch(incident: Incident, fields: list[str] | None = None) -> None:
     incident.version += 1
     incident.save(update_fields=[*(fields or []), "version", "updated_at"])
-    record_event(type="incident.updated", center_id=incident.center_id, payload=incident_summary(incident))
+    # `changed` names the fields this update wrote, so listeners can tell e.g. a relocation from a status change.
+    record_event(
+        type="incident.updated",
+        center_id=incident.center_id,
+        payload={**incident_summary(incident), "changed": sorted(set(fields or []))},
+    )
 
 
 @transaction.atomic
-def add_note(*, folio: str, center_id: int, text: str, by) -> TimelineEntry:
+def add_note(*, folio: str, center_id: int, text: str, by, data: dict | None = None) -> TimelineEntry:
+    """Append a note. `data` is kept with the entry (e.g. where a note received from another centre came
+    from), never shown as text."""
     incident = _incident_for_update(folio=folio, center_id=center_id)
-    entry = _timeline(incident, kind=TimelineEntry.Kind.NOTE, by=by, text=text)
+    entry = _timeline(incident, kind=TimelineEntry.Kind.NOTE, by=by, text=text, data=data)
     record_event(
         type="incident.note_added",
         center_id=center_id,

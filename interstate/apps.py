@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class InterstateConfig(AppConfig):
     name = "interstate"
-    verbose_name = "Interconexión entre estados"
+    verbose_name = _("Interconexión entre centros")

@@ -1,1 +1,274 @@
-"""Interstate escalation (NENA EIDO over REST). Models arrive with the interstate issue."""
+"""Interstate escalation: peers (other command centres' CADs), escalations of incidents between them, the
+transactional outbox that delivers messages, the inbound dedupe table and the audit of every peer request.
+
+See docs/interstate.md for the wire protocol these rows implement.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from interstate import secrets
+
+
+def default_border_km() -> float:
+    return settings.CAD_INTERSTATE_BORDER_KM
+
+
+class Peer(models.Model):
+    """Another command centre whose CAD speaks this interface (a neighbouring state or a municipal C4).
+
+    HMAC needs the plaintext secret on both sides, so secrets are stored encrypted (interstate.secrets) and
+    never shown back: `outbound_*` signs our requests to the peer, `inbound_*` verifies the peer's to us."""
+
+    class Kind(models.TextChoices):
+        STATE = "state", _("Estatal")
+        MUNICIPAL = "municipal", _("Municipal")
+
+    code = models.CharField(
+        _("código"), max_length=16, unique=True, help_text=_("Clave del centro, p. ej. CDMX")
+    )
+    kind = models.CharField(_("tipo"), max_length=16, choices=Kind.choices, default=Kind.STATE)
+    name = models.CharField(_("nombre"), max_length=160)
+    base_url = models.URLField(_("URL base"), help_text=_("p. ej. https://cad.c5.cdmx.gob.mx"))
+    contact_desk = models.CharField(_("mesa de contacto"), max_length=300, blank=True)
+    enabled = models.BooleanField(_("habilitado"), default=True)
+    service_area = models.JSONField(_("área de servicio (GeoJSON)"), null=True, blank=True)
+    min_lat = models.FloatField(null=True, blank=True)
+    min_lon = models.FloatField(null=True, blank=True)
+    max_lat = models.FloatField(null=True, blank=True)
+    max_lon = models.FloatField(null=True, blank=True)
+    border_km = models.FloatField(
+        _("distancia a la frontera (km)"),
+        default=default_border_km,
+        help_text=_("Se marcan los incidentes a esta distancia o menos del área del centro."),
+    )
+    outbound_key_id = models.CharField(_("clave de envío"), max_length=64, blank=True)
+    outbound_secret_encrypted = models.TextField(blank=True, editable=False)
+    inbound_key_id = models.CharField(_("clave de recepción"), max_length=64, unique=True)
+    inbound_secret_encrypted = models.TextField(editable=False)
+    service_user = models.OneToOneField(
+        "accounts.User", on_delete=models.PROTECT, related_name="interstate_peer", editable=False
+    )
+    refreshed_at = models.DateTimeField(_("documento del par leído"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("centro par")
+        verbose_name_plural = _("centros pares")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} — {self.name}"
+
+    @property
+    def outbound_secret(self) -> str:
+        return secrets.decrypt(self.outbound_secret_encrypted) if self.outbound_secret_encrypted else ""
+
+    @outbound_secret.setter
+    def outbound_secret(self, value: str) -> None:
+        self.outbound_secret_encrypted = secrets.encrypt(value) if value else ""
+
+    @property
+    def inbound_secret(self) -> str:
+        return secrets.decrypt(self.inbound_secret_encrypted)
+
+    @inbound_secret.setter
+    def inbound_secret(self, value: str) -> None:
+        self.inbound_secret_encrypted = secrets.encrypt(value)
+
+
+class AutoEscalationPolicy(models.Model):
+    """Escalate automatically the incidents of a CNIE type that detection flags for a peer."""
+
+    class Kind(models.TextChoices):
+        REQUEST_FOR_SERVICE = "request_for_service", _("Solicitud de servicio")
+        REQUEST_AWARENESS = "request_awareness", _("Aviso")
+
+    peer = models.ForeignKey(
+        Peer,
+        verbose_name=_("centro par"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="policies",
+        help_text=_("Vacío: cualquier centro par que la detección marque."),
+    )
+    type_prefix = models.CharField(
+        _("clave CNIE"),
+        max_length=5,
+        help_text=_("Tipo (1 dígito), subtipo (3) o clave (5)."),
+    )
+    kind = models.CharField(_("tipo de escalamiento"), max_length=24, choices=Kind.choices)
+    enabled = models.BooleanField(_("habilitada"), default=True)
+
+    class Meta:
+        verbose_name = _("política de escalamiento automático")
+        verbose_name_plural = _("políticas de escalamiento automático")
+
+    def __str__(self) -> str:
+        return f"{self.type_prefix} → {self.peer.code if self.peer_id else '*'} ({self.kind})"
+
+
+EscalationKind = AutoEscalationPolicy.Kind
+
+
+def new_request_id() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+class Escalation(models.Model):
+    """One local incident shared with one peer. Outbound: we shared our incident; inbound: the peer shared
+    theirs and `incident` is our linked copy. `request_id` is the sender's stable id of the share (the
+    STA-024 requestId), the same on both sides."""
+
+    class Direction(models.TextChoices):
+        OUTBOUND = "outbound", _("Enviado")
+        INBOUND = "inbound", _("Recibido")
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pendiente")
+        SENT = "sent", _("Enviado")
+        ACCEPTED = "accepted", _("Aceptado")
+        REJECTED = "rejected", _("Rechazado")
+        FAILED = "failed", _("Falló")
+        CANCELLED = "cancelled", _("Cancelado")
+        CLOSED = "closed", _("Cerrado")
+
+    request_id = models.CharField(max_length=100, default=new_request_id, editable=False)
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="escalations")
+    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="escalations")
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    kind = models.CharField(max_length=24, choices=EscalationKind.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    reason = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+    remote_incident_id = models.CharField(max_length=200, blank=True)
+    remote_folio = models.CharField(max_length=64, blank=True)
+    remote_status = models.CharField(max_length=32, blank=True)
+    out_seq = models.PositiveIntegerField(default=0)
+    in_seq = models.PositiveIntegerField(default=0)
+    remote_resources = models.JSONField(default=list, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "accounts.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # States in which changes to the incident still flow to the peer as updates.
+    SHARED_STATES = (State.PENDING, State.SENT, State.ACCEPTED, State.CLOSED)
+
+    class Meta:
+        verbose_name = _("escalamiento")
+        verbose_name_plural = _("escalamientos")
+        constraints = [
+            models.UniqueConstraint(fields=["peer", "request_id"], name="uniq_escalation_request_per_peer"),
+            # One live share per incident and peer; a rejected or cancelled one may be escalated again.
+            models.UniqueConstraint(
+                fields=["incident", "peer"],
+                condition=~Q(state__in=["rejected", "cancelled"]),
+                name="one_live_escalation_per_incident_peer",
+            ),
+        ]
+        indexes = [models.Index(fields=["incident", "state"], name="escalation_incident_state")]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id} ↔ {self.peer_id} ({self.direction}, {self.state})"
+
+
+class OutboxMessage(models.Model):
+    """A message to a peer, written in the transaction of the change it reports (transactional outbox) and
+    delivered in id order per escalation by interstate.delivery."""
+
+    class Kind(models.TextChoices):
+        REQUEST_FOR_SERVICE = "requestForService", "requestForService"
+        REQUEST_AWARENESS = "requestAwareness", "requestAwareness"
+        UPDATE = "update", "update"
+        CANCEL = "cancel", "cancel"
+        RESPONSE = "response", "response"
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pendiente")
+        DELIVERED = "delivered", _("Entregado")
+        DEAD = "dead", _("Descartado")
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="outbox")
+    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="outbox")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    seq = models.PositiveIntegerField(null=True, blank=True)
+    body = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("mensaje saliente")
+        verbose_name_plural = _("mensajes salientes")
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["escalation", "id"], condition=Q(state="pending"), name="outbox_pending_by_escalation"
+            ),
+            models.Index(fields=["created_at"], condition=Q(state="pending"), name="outbox_pending_age"),
+        ]
+
+
+class InboundMessage(models.Model):
+    """A message received from a peer, by its idempotency key: a repeated POST gets the original answer."""
+
+    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="inbound")
+    idempotency_key = models.CharField(max_length=80)
+    kind = models.CharField(max_length=20)
+    request_id = models.CharField(max_length=100, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = _("mensaje recibido")
+        verbose_name_plural = _("mensajes recibidos")
+        constraints = [
+            models.UniqueConstraint(fields=["peer", "idempotency_key"], name="uniq_inbound_key_per_peer")
+        ]
+
+
+class PeerRequestLog(models.Model):
+    """Audit of every peer request, inbound and outbound, refused ones included. Append-only."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", _("Recibida")
+        OUTBOUND = "outbound", _("Enviada")
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    peer = models.ForeignKey(Peer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    peer_code = models.CharField(max_length=16, blank=True, help_text=_("Clave presentada o del par."))
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    action = models.CharField(max_length=32)
+    request_id = models.CharField(max_length=100, blank=True)
+    incident_folio = models.CharField(max_length=32, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    result = models.CharField(max_length=64)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("bitácora de peticiones entre centros")
+        verbose_name_plural = _("bitácora de peticiones entre centros")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["peer", "at"], name="peerlog_peer_at")]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit entries are append-only")
+        super().save(*args, **kwargs)

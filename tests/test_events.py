@@ -166,3 +166,26 @@ def test_seq_is_contiguous_under_concurrent_writers():
         list(pool.map(writer, range(6)))
     seqs = sorted(Event.objects.filter(center=center, stream="console").values_list("seq", flat=True))
     assert seqs == list(range(1, 61))
+
+
+@pytest.mark.django_db
+def test_listeners_run_inside_the_transaction_and_can_veto_it(center):
+    from cad import events
+
+    seen = []
+
+    def listener(event):
+        seen.append((event.type, transaction.get_connection().in_atomic_block))
+        if event.type == "test.vetoed":
+            raise RuntimeError("listener refused")
+
+    events.add_listener(listener)
+    try:
+        with transaction.atomic():
+            events.record_event(type="test.ok", center_id=center.id, payload={})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            events.record_event(type="test.vetoed", center_id=center.id, payload={})
+    finally:
+        events._listeners.remove(listener)
+    assert seen == [("test.ok", True), ("test.vetoed", True)]
+    assert list(Event.objects.values_list("type", flat=True)) == ["test.ok"]
