@@ -4,6 +4,7 @@
     python3 run.py              # install into .venv, migrate, seed the demo, serve on :8000
     python3 run.py test [ARGS]  # install dev extras into .venv, run the whole pytest suite
     python3 run.py install [--dev]  # only install into .venv (CI uses it before linting)
+    python3 run.py interstate   # two centres: MEX on :8000 and CDMX on :8001, each with its own database
 
 Standard library only: this file runs before anything is installed. Nothing is installed system-wide.
 
@@ -27,6 +28,7 @@ import sys
 import time
 import venv
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -205,6 +207,84 @@ CommandLineInterface().run(sys.argv[1:])
 """
 
 
+def prepare(env: dict, *, center: str, seed: bool, units: int | None = None, hint: str = "") -> None:
+    """Migrate the database in `env` and seed the demo centre `center` (idempotent)."""
+    say(f"Migrando la base de datos ({center})")
+    manage("migrate", "--noinput", what="migrate", hint=hint, env=env)
+    if seed:
+        say(f"Cargando datos de demostración de {center} (seed_demo, idempotente)")
+        units_args = ["--units", str(units)] if units is not None else []
+        manage(
+            "seed_demo",
+            "--center",
+            center,
+            *units_args,
+            what="seed_demo",
+            hint="revise el error anterior; omita la siembra con --no-seed",
+            env=env,
+        )
+
+
+def check_web_procs(web_procs: int, *, prod: bool) -> None:
+    if web_procs < 1:
+        fail("--web-procs debe ser 1 o más.")
+    if web_procs > 1 and not prod:
+        fail(
+            f"--web-procs {web_procs} necesita REDIS_URL (ruta de producción).",
+            "el modo embebido usa un canal en memoria: un solo proceso; defina REDIS_URL o quite --web-procs",
+        )
+
+
+def check_port(host: str, port: int, option: str = "--port") -> None:
+    if not port_free(host, port):
+        fail(
+            f"El puerto {port} en {host} ya está en uso.",
+            f"detenga el otro servidor o use otro puerto: python3 run.py {option} {port + 2}",
+        )
+
+
+def instance_processes(
+    env: dict, *, host: str, port: int, web_procs: int, simulate: bool, tag: str = ""
+) -> list[tuple[str, list, dict, bool]]:
+    """The processes of one instance: (name, command, environment, essential). Production path: Daphne
+    (`cad.serve`), a Celery worker, Celery beat and the AVL simulator; embedded: one Daphne process that also
+    runs the periodic scheduler and the simulator. `tag` names the instance when several share this host."""
+    label = f"{tag}-" if tag else ""
+    if not production_path(env):
+        daphne_args = ["-b", host, "-p", str(port), "--proxy-headers", "cad.asgi:application"]
+        child_env = dict(env, CAD_RUN_AVL_SIM="1" if simulate else "0")
+        return [(f"{label}daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env, True)]
+    serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs), "--proxy-headers"]
+    worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"]
+    if tag:
+        worker += ["-n", f"{tag}@%h"]
+    beat_schedule = ROOT / "var" / f"celerybeat-schedule{'-' + tag if tag else ''}"
+    processes = [
+        (f"{label}daphne", [PY, "-m", "cad.serve", *serve_args], env, True),
+        (f"{label}celery-worker", worker, env, True),
+        (
+            f"{label}celery-beat",
+            [BIN / "celery", "-A", "cad", "beat", "-l", "INFO", "-s", beat_schedule],
+            env,
+            True,
+        ),
+    ]
+    if simulate:
+        sim = [PY, "manage.py", "simulate_avl", "--interval", "5", "--quiet"]
+        processes.append((f"{label}simulate-avl", sim, env, False))
+    return processes
+
+
+def start_processes(
+    processes: list[tuple[str, list, dict, bool]],
+) -> list[tuple[str, subprocess.Popen, bool]]:
+    children = []
+    for name, cmd, child_env, essential in processes:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=child_env)  # noqa: S603
+        children.append((name, proc, essential))
+    return children
+
+
 def serve(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     prod = production_path(env)
@@ -216,76 +296,32 @@ def serve(args: argparse.Namespace) -> None:
     (ROOT / "var").mkdir(exist_ok=True)
     if env.get("DATABASE_URL") or env.get("REDIS_URL"):
         check_services(env)
-    say("Migrando la base de datos")
-    manage(
-        "migrate",
-        "--noinput",
-        what="migrate",
+    center = env.get("CAD_CENTER_CODE") or "MEX"
+    prepare(
+        env,
+        center=center,
+        seed=not args.no_seed,
         hint="revise el error anterior; en modo embebido puede borrar var/cad.sqlite3",
-        env=env,
     )
     compile_messages(env)
-    if not args.no_seed:
-        say("Cargando datos de demostración (seed_demo, idempotente)")
-        manage(
-            "seed_demo",
-            what="seed_demo",
-            hint="revise el error anterior; omita la siembra con --no-seed",
-            env=env,
-        )
     say("Reuniendo archivos estáticos (collectstatic)")
     manage("collectstatic", "--noinput", "-v", "0", what="collectstatic", env=env)
     web_procs = args.web_procs
     if web_procs is None:
         web_procs = (os.cpu_count() or 1) if prod else 1
-    if web_procs < 1:
-        fail("--web-procs debe ser 1 o más.")
-    if web_procs > 1 and not prod:
-        fail(
-            f"--web-procs {web_procs} necesita REDIS_URL (ruta de producción).",
-            "el modo embebido usa un canal en memoria: un solo proceso; defina REDIS_URL o quite --web-procs",
-        )
-    if not port_free(args.host, args.port):
-        fail(
-            f"El puerto {args.port} en {args.host} ya está en uso.",
-            f"detenga el otro servidor o use otro puerto: python3 run.py --port {args.port + 1}",
-        )
-
-    daphne_args = ["-b", args.host, "-p", str(args.port), "--proxy-headers", "cad.asgi:application"]
-    children: list[tuple[str, subprocess.Popen, bool]] = []
-
-    def start(name: str, cmd: list, child_env: dict, *, essential: bool = True) -> None:
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=child_env)  # noqa: S603
-        children.append((name, proc, essential))
+    check_web_procs(web_procs, prod=prod)
+    check_port(args.host, args.port)
 
     simulate = not args.no_avl_sim
     if prod:
         say(
             f"Ruta de producción (Redis): arrancando {web_procs} proceso(s) Daphne, Celery worker y Celery beat"
         )
-        serve_args = [
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-            "--procs",
-            str(web_procs),
-            "--proxy-headers",
-        ]
-        start("daphne", [PY, "-m", "cad.serve", *serve_args], env)
-        start(
-            "celery-worker", [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"], env
-        )
-        beat_schedule = ROOT / "var" / "celerybeat-schedule"
-        start("celery-beat", [BIN / "celery", "-A", "cad", "beat", "-l", "INFO", "-s", beat_schedule], env)
-        if simulate:
-            sim = [PY, "manage.py", "simulate_avl", "--interval", "5", "--quiet"]
-            start("simulate-avl", sim, env, essential=False)
     else:
         say("Modo embebido: un proceso, canal en memoria, tareas en hilos locales")
-        child_env = dict(env, CAD_RUN_AVL_SIM="1" if simulate else "0")
-        start("daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env)
-
+    children = start_processes(
+        instance_processes(env, host=args.host, port=args.port, web_procs=web_procs, simulate=simulate)
+    )
     banner(args.host, args.port, prod=prod, simulate=simulate, web_procs=web_procs)
     supervise(children)
 
@@ -311,6 +347,112 @@ def banner(host: str, port: int, *, prod: bool, simulate: bool, web_procs: int =
         f" Simulador AVL: {'activo' if simulate else 'desactivado (--no-avl-sim)'}",
         f" Procesos Daphne: {web_procs}"
         + (" (una dirección, --web-procs N)" if prod else " (modo embebido)"),
+        "",
+        " Ctrl+C para detener.",
+        "=" * 72,
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+# --- Two centres registered as each other's peers (interstate) -------------------------------
+# (centre code, its service area: an INEGI GeoJSON shipped in geo/data/inegi-entidades/)
+PEER_CENTRES = (("MEX", "15-estado-de-mexico.geojson"), ("CDMX", "09-ciudad-de-mexico.geojson"))
+CENTRE_NAMES = {"MEX": "Estado de México C5", "CDMX": "Ciudad de México C5"}
+
+
+def instance_database_url(url: str, tag: str) -> str:
+    """The database of instance `tag`: `var/<tag>.sqlite3` by default, `<name>_<tag>` with a DATABASE_URL
+    (PostgreSQL: a database beside the named one; SQLite: a file beside it)."""
+    if not url:
+        return f"sqlite:///{ROOT / 'var' / f'{tag}.sqlite3'}"
+    if url.startswith("sqlite"):
+        stem, dot, ext = url.rpartition(".")
+        return f"{stem}_{tag}.{ext}" if dot and "/" not in ext else f"{url}_{tag}"
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{parts.path.lstrip('/') or 'cad'}_{tag}"))
+
+
+def instance_env(env: dict, *, code: str, public_url: str) -> dict:
+    """Environment of one of several instances on this host: its own database, its centre, its Redis
+    namespace and session cookie (CAD_INSTANCE), and the URL it publishes to its peers."""
+    tag = code.lower()
+    return dict(
+        env,
+        DATABASE_URL=instance_database_url(env.get("DATABASE_URL", ""), tag),
+        CAD_CENTER_CODE=code,
+        CAD_INSTANCE=tag,
+        CAD_PUBLIC_URL=public_url,
+        # Plain HTTP on this host: a Secure session cookie would never be sent back.
+        DJANGO_SECURE_COOKIES=env.get("DJANGO_SECURE_COOKIES", "false"),
+    )
+
+
+def interstate(args: argparse.Namespace) -> None:
+    """Two instances on this host, MEX and CDMX, each with its own database; Ctrl+C stops both."""
+    env = dict(os.environ)
+    prod = production_path(env)
+    ensure_installed(dev=False)
+    (ROOT / "var").mkdir(exist_ok=True)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104 - display only
+    ports = {"MEX": args.mex_port, "CDMX": args.cdmx_port}
+    if ports["MEX"] == ports["CDMX"]:
+        fail("--mex-port y --cdmx-port deben ser distintos.")
+    check_web_procs(args.web_procs, prod=prod)
+    for code, port in ports.items():
+        check_port(args.host, port, f"--{code.lower()}-port")
+    instances = []
+    for code, area in PEER_CENTRES:
+        url = f"http://{shown}:{ports[code]}"
+        instance = instance_env(env, code=code, public_url=url)
+        if env.get("DATABASE_URL") or env.get("REDIS_URL"):
+            check_services(instance)
+        prepare(
+            instance,
+            center=code,
+            seed=not args.no_seed,
+            hint=f"revise el error anterior; en modo embebido puede borrar var/{code.lower()}.sqlite3",
+        )
+        instances.append((code, area, url, instance))
+    compile_messages(env)
+    say("Reuniendo archivos estáticos (collectstatic)")
+    manage("collectstatic", "--noinput", "-v", "0", what="collectstatic", env=instances[0][3])
+
+    simulate = not args.no_avl_sim
+    processes = []
+    for code, _area, _url, instance in instances:
+        processes += instance_processes(
+            instance,
+            host=args.host,
+            port=ports[code],
+            web_procs=args.web_procs,
+            simulate=simulate,
+            tag=code.lower(),
+        )
+    say(
+        "Ruta de producción: por centro, Daphne, Celery worker y Celery beat"
+        if prod
+        else "Modo embebido: un proceso por centro (canal en memoria, tareas en hilos locales)"
+    )
+    children = start_processes(processes)
+    interstate_banner({code: url for code, _area, url, _env in instances}, prod=prod)
+    supervise(children)
+
+
+def interstate_banner(urls: dict[str, str], *, prod: bool) -> None:
+    mex, cdmx = urls["MEX"], urls["CDMX"]
+    lines = [
+        "",
+        "=" * 72,
+        f" Dos centros vecinos ({'ruta de producción' if prod else 'modo embebido'}):",
+        "",
+        f"   MEX  Estado de México     {mex}/console/   (llamadas: {mex}/console/intake/)",
+        f"   CDMX Ciudad de México     {cdmx}/console/   (llamadas: {cdmx}/console/intake/)",
+        "",
+        f" Usuarios en cada centro (contraseña {os.environ.get('CAD_DEMO_PASSWORD') or DEMO_PASSWORD}):",
+        "   operador (operador de llamadas), despachador, supervisor, admin (administrador)",
+        "",
+        " Guía completa: README.md, sección «Dos centros: escalamiento interestatal».",
         "",
         " Ctrl+C para detener.",
         "=" * 72,
@@ -391,11 +533,15 @@ def main(argv: list[str]) -> None:
         ensure_installed(dev=dev)
         say(f"Instalado en .venv{' (con extras dev)' if dev else ''}: {PY}")
         return
+    if argv[:1] == ["interstate"]:
+        interstate(interstate_parser().parse_args(argv[1:]))
+        return
     parser = argparse.ArgumentParser(
         prog="python3 run.py",
         description="Instala en .venv, migra, siembra la demostración y sirve las consolas con Daphne. "
         "`python3 run.py test [args de pytest]` ejecuta las pruebas; "
-        "`python3 run.py install [--dev]` sólo instala en .venv.",
+        "`python3 run.py install [--dev]` sólo instala en .venv; "
+        "`python3 run.py interstate` arranca dos centros vecinos (MEX y CDMX).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -408,6 +554,23 @@ def main(argv: list[str]) -> None:
         help="procesos Daphne en la ruta de producción (por omisión: uno por CPU; el modo embebido usa 1)",
     )
     serve(parser.parse_args(argv))
+
+
+def interstate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 run.py interstate",
+        description="Dos centros en este equipo, Estado de México (MEX) y Ciudad de México (CDMX), cada uno "
+        "con su base de datos, registrados como centros vecinos (escalamiento interestatal).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--mex-port", type=int, default=8000)
+    parser.add_argument("--cdmx-port", type=int, default=8001)
+    parser.add_argument("--no-seed", action="store_true", help="no ejecutar seed_demo")
+    parser.add_argument("--no-avl-sim", action="store_true", help="no arrancar el simulador AVL")
+    parser.add_argument(
+        "--web-procs", type=int, default=1, help="procesos Daphne por centro en la ruta de producción (1)"
+    )
+    return parser
 
 
 if __name__ == "__main__":

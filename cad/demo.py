@@ -30,10 +30,13 @@ DEFAULT_DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - documented demo password;
 PASSWORD_ENV = "CAD_DEMO_PASSWORD"  # noqa: S105 - the variable name, not a secret
 RANDOM_SEED = 2026
 
-DEMO_CENTERS = {"MEX": {"name": "Estado de México C5", "cve_ent": "15"}}
-
 TOLUCA = (19.2826, -99.6557)
 ECATEPEC = (19.6018, -99.0507)
+# Ciudad de México: borough centres well inside the city's boundary (≥ 7 km from it), so every demo unit is
+# located in CDMX.
+CUAUHTEMOC = (19.4326, -99.1332)
+COYOACAN = (19.3467, -99.1617)
+TLALPAN = (19.2900, -99.1700)
 
 # Station offsets (degrees) around each city.
 _AROUND = [(0.0, 0.0), (0.025, 0.03), (-0.03, 0.02), (0.02, -0.035)]
@@ -52,7 +55,7 @@ class AgencySpec:
     cities: tuple[tuple[str, tuple[float, float]], ...]
 
 
-AGENCIES = (
+MEX_AGENCIES = (
     AgencySpec(
         "PE",
         "Policía Estatal",
@@ -132,13 +135,99 @@ AGENCIES = (
     ),
 )
 
+CDMX_CITIES = (("Cuauhtémoc", CUAUHTEMOC), ("Coyoacán", COYOACAN), ("Tlalpan", TLALPAN))
+CDMX_AGENCIES = (
+    AgencySpec(
+        "SSC",
+        "Secretaría de Seguridad Ciudadana",
+        Agency.Kind.POLICE,
+        45.0,
+        "SSC",
+        101,
+        0.45,
+        ("patrol",),
+        CDMX_CITIES,
+    ),
+    AgencySpec(
+        "ERUM",
+        "Escuadrón de Rescate y Urgencias Médicas",
+        Agency.Kind.AMBULANCE,
+        50.0,
+        "ERUM",
+        1,
+        0.2,
+        ("ambulance",),
+        CDMX_CITIES,
+    ),
+    AgencySpec(
+        "HCB",
+        "Heroico Cuerpo de Bomberos",
+        Agency.Kind.FIRE,
+        40.0,
+        "HCB",
+        1,
+        0.15,
+        ("fire_engine", "rescue"),
+        CDMX_CITIES,
+    ),
+    AgencySpec(
+        "PCCDMX",
+        "Protección Civil CDMX",
+        Agency.Kind.CIVIL_PROTECTION,
+        40.0,
+        "PCC",
+        1,
+        0.08,
+        ("civil_protection", "rescue"),
+        CDMX_CITIES,
+    ),
+    AgencySpec(
+        "CRM",
+        "Cruz Roja Mexicana",
+        Agency.Kind.AMBULANCE,
+        50.0,
+        "CRM",
+        1,
+        0.12,
+        ("ambulance",),
+        CDMX_CITIES,
+    ),
+)
+
 HUMAN_USERS = (
     ("operador", Role.CALL_TAKER, "Operadora", "Demo"),
     ("despachador", Role.DISPATCHER, "Despachador", "Demo"),
     ("supervisor", Role.SUPERVISOR, "Supervisora", "Demo"),
     ("admin", Role.ADMINISTRATOR, "Administrador", "Demo"),
 )
-SERVICE_USERS = (("avl-gateway", Role.DEVICE), ("peer-cdmx", Role.PEER))
+
+
+@dataclass(frozen=True)
+class CenterSpec:
+    name: str
+    cve_ent: str  # INEGI state key: the centre's service area
+    agencies: tuple[AgencySpec, ...]
+    units: int  # default number of demo units
+    service_users: tuple[tuple[str, str], ...]  # token-only accounts: (username, role)
+    timezone: str = "America/Mexico_City"
+
+
+DEMO_CENTERS = {
+    "MEX": CenterSpec(
+        "Estado de México C5",
+        "15",
+        MEX_AGENCIES,
+        200,
+        (("avl-gateway", Role.DEVICE), ("peer-cdmx", Role.PEER)),
+    ),
+    "CDMX": CenterSpec(
+        "Ciudad de México C5",
+        "09",
+        CDMX_AGENCIES,
+        60,
+        (("avl-gateway", Role.DEVICE), ("peer-mex", Role.PEER)),
+    ),
+}
 
 
 @dataclass
@@ -159,9 +248,9 @@ def demo_password(password: str | None = None) -> str:
     return password or os.environ.get(PASSWORD_ENV) or DEFAULT_DEMO_PASSWORD
 
 
-def _unit_counts(total: int) -> list[int]:
-    """Units per agency (AGENCIES order), proportional to the weights and summing to `total`."""
-    weights = [spec.weight for spec in AGENCIES]
+def _unit_counts(agencies: tuple[AgencySpec, ...], total: int) -> list[int]:
+    """Units per agency (in `agencies` order), proportional to the weights and summing to `total`."""
+    weights = [spec.weight for spec in agencies]
     scale = total / sum(weights)
     counts = [int(w * scale) for w in weights]
     remainders = sorted(range(len(weights)), key=lambda i: -(weights[i] * scale - counts[i]))
@@ -170,14 +259,21 @@ def _unit_counts(total: int) -> list[int]:
     return counts
 
 
-def ensure_center(*, code: str) -> Center:
+def center_spec(code: str) -> CenterSpec:
     spec = DEMO_CENTERS.get(code.upper())
     if spec is None:
         raise DomainError(
             _("No hay datos de demostración para el centro «%(code)s»; use uno de: %(codes)s.")
             % {"code": code, "codes": ", ".join(DEMO_CENTERS)}
         )
-    center, _created = Center.objects.update_or_create(code=code.upper(), defaults=spec)
+    return spec
+
+
+def ensure_center(*, code: str) -> Center:
+    spec = center_spec(code)
+    center, _created = Center.objects.update_or_create(
+        code=code.upper(), defaults={"name": spec.name, "cve_ent": spec.cve_ent, "timezone": spec.timezone}
+    )
     for name in EventStream.Name.values:
         EventStream.objects.get_or_create(center=center, name=name)
     return center
@@ -195,11 +291,13 @@ def seed_jurisdictions() -> int:
 
 
 @transaction.atomic
-def seed_agencies(*, center: Center) -> tuple[dict[str, Agency], dict[str, list[Station]]]:
+def seed_agencies(
+    *, center: Center, specs: tuple[AgencySpec, ...]
+) -> tuple[dict[str, Agency], dict[str, list[Station]]]:
     for code, name in CAPABILITY_NAMES.items():
         Capability.objects.update_or_create(code=code, defaults={"name": name})
     agencies, stations = {}, {}
-    for spec in AGENCIES:
+    for spec in specs:
         agency, _created = Agency.objects.update_or_create(
             center=center,
             code=spec.code,
@@ -220,7 +318,12 @@ def seed_agencies(*, center: Center) -> tuple[dict[str, Agency], dict[str, list[
 
 @transaction.atomic
 def seed_units(
-    *, center: Center, agencies: dict[str, Agency], stations: dict[str, list[Station]], total: int
+    *,
+    center: Center,
+    specs: tuple[AgencySpec, ...],
+    agencies: dict[str, Agency],
+    stations: dict[str, list[Station]],
+    total: int,
 ) -> tuple[int, int]:
     """Create the missing demo units (bulk); returns (units of the centre, units created). Existing units
     are left as they are (their status and position may be part of a running demo)."""
@@ -228,7 +331,7 @@ def seed_units(
     existing = set(Unit.objects.filter(center=center).values_list("callsign", flat=True))
     capabilities = dict(Capability.objects.values_list("code", "id"))
     new_units, wanted_caps = [], {}
-    for spec, count in zip(AGENCIES, _unit_counts(total), strict=True):
+    for spec, count in zip(specs, _unit_counts(specs, total), strict=True):
         agency, agency_stations = agencies[spec.code], stations[spec.code]
         for i in range(count):
             callsign = f"{spec.prefix}-{spec.first_number + i}"
@@ -271,7 +374,9 @@ def seed_units(
 
 
 @transaction.atomic
-def seed_users(*, center: Center, password: str) -> tuple[list, list]:
+def seed_users(
+    *, center: Center, password: str, service_users: tuple[tuple[str, str], ...]
+) -> tuple[list, list]:
     """One user per human role (password reset to `password`, so printed credentials always work) and
     the service accounts with their DRF tokens."""
     users, tokens = [], []
@@ -292,7 +397,7 @@ def seed_users(*, center: Center, password: str) -> tuple[list, list]:
         user.set_password(password)
         user.save(update_fields=["password"])
         users.append((username, role, password))
-    for username, role in SERVICE_USERS:
+    for username, role in service_users:
         user, created = User.objects.update_or_create(
             username=username, defaults={"role": role, "center": center, "is_active": True}
         )
@@ -305,9 +410,16 @@ def seed_users(*, center: Center, password: str) -> tuple[list, list]:
 
 
 def seed_demo(
-    *, center_code: str = "MEX", units: int = 200, password: str | None = None, progress: Callable = print
+    *,
+    center_code: str = "MEX",
+    units: int | None = None,
+    password: str | None = None,
+    progress: Callable = print,
 ) -> SeedReport:
-    """Seed (or refresh) the demo centre. `progress` receives one line per step."""
+    """Seed (or refresh) a demo centre (`DEMO_CENTERS`: MEX or CDMX), each in its own database. `units`
+    defaults to the centre's demo size. `progress` receives one line per step."""
+    spec = center_spec(center_code)
+    units = spec.units if units is None else units
     if units < 0:
         raise DomainError(_("El número de unidades no puede ser negativo."))
     report = SeedReport(password=demo_password(password))
@@ -321,7 +433,7 @@ def seed_demo(
         _("[3/%(n)s] límites estatales (INEGI)… %(count)s entidades")
         % {"n": steps, "count": report.jurisdictions}
     )
-    agencies, stations = seed_agencies(center=center)
+    agencies, stations = seed_agencies(center=center, specs=spec.agencies)
     report.agencies = len(agencies)
     report.stations = sum(len(s) for s in stations.values())
     progress(
@@ -329,13 +441,15 @@ def seed_demo(
         % {"n": steps, "agencies": report.agencies, "stations": report.stations}
     )
     report.units_total, report.units_created = seed_units(
-        center=center, agencies=agencies, stations=stations, total=units
+        center=center, specs=spec.agencies, agencies=agencies, stations=stations, total=units
     )
     progress(
         _("[5/%(n)s] unidades… %(total)s (%(created)s nuevas)")
         % {"n": steps, "total": report.units_total, "created": report.units_created}
     )
-    report.users, report.tokens = seed_users(center=center, password=report.password)
+    report.users, report.tokens = seed_users(
+        center=center, password=report.password, service_users=spec.service_users
+    )
     progress(
         _("[6/%(n)s] usuarios… %(users)s personas, %(services)s cuentas de servicio")
         % {"n": steps, "users": len(report.users), "services": len(report.tokens)}

@@ -92,6 +92,10 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Redis: channel layer, Celery, cache ----------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Several instances on one host (`python3 run.py interstate`): CAD_INSTANCE namespaces this instance's Redis
+# keys (channel layer groups, Celery queues, cache) and its session cookie, so two centres can share one
+# Redis server and one browser without seeing each other's events, tasks, cache entries or logins.
+INSTANCE = env.str("CAD_INSTANCE", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -105,6 +109,7 @@ if REDIS_URL:
                         "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=2000),
                     }
                 ],
+                "prefix": f"{INSTANCE}:asgi" if INSTANCE else "asgi",
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 "expiry": 30,
                 "group_expiry": 86400,
@@ -112,7 +117,13 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": INSTANCE,
+        }
+    }
 else:
     # Channels reserves the in-memory layer for development and tests: one process only.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -130,6 +141,8 @@ CELERY_BEAT_SCHEDULE = {}
 # seconds. Task retry countdowns stay well below it (CAD_INTERSTATE_RETRY_BACKOFF_MAX_S), or a waiting retry
 # would be redelivered while it waits.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=30)}
+if INSTANCE:  # kombu prefixes every broker key (queues, unacked, pidbox) with it
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"{INSTANCE}:"
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -137,6 +150,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+SESSION_COOKIE_NAME = f"{INSTANCE}_sessionid" if INSTANCE else "sessionid"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

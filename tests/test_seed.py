@@ -100,3 +100,33 @@ def test_unknown_center_is_an_error():
 
     with pytest.raises(CommandError, match="ZZZ"):
         call_command("seed_demo", "--center", "ZZZ", "--units", "1")
+
+
+def test_seed_cdmx_is_idempotent_and_every_unit_is_inside_the_city(monkeypatch):
+    monkeypatch.delenv("CAD_DEMO_PASSWORD", raising=False)
+    call_command("seed_demo", "--center", "CDMX")
+    first = counts()
+    call_command("seed_demo", "--center", "CDMX")
+    assert counts() == first
+
+    center = Center.objects.get(code="CDMX")
+    assert (center.name, center.cve_ent, center.timezone) == (
+        "Ciudad de México C5",
+        "09",
+        "America/Mexico_City",
+    )
+    assert Unit.objects.filter(center=center).count() == 60
+    assert set(Agency.objects.filter(center=center).values_list("code", flat=True)) == {
+        "SSC",
+        "ERUM",
+        "HCB",
+        "PCCDMX",
+        "CRM",
+    }
+    for lat, lon in Unit.objects.values_list("lat", "lon"):
+        state, _municipality = locator.locate(lat, lon)
+        assert state is not None and state.cve_ent == "09", (lat, lon)
+    for username in ("operador", "despachador", "supervisor", "admin"):
+        user = authenticate(username=username, password=DEFAULT_DEMO_PASSWORD)
+        assert user is not None and user.center == center
+    assert User.objects.get(username="peer-mex").role == Role.PEER

@@ -32,13 +32,17 @@ print(json.dumps({
     "layer_hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
     "broker": settings.CELERY_BROKER_URL,
     "cache": settings.CACHES["default"]["BACKEND"],
+    "layer_prefix": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix"),
+    "cache_prefix": settings.CACHES["default"].get("KEY_PREFIX"),
+    "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    "session_cookie": settings.SESSION_COOKIE_NAME,
 }))
 """
 
 
 def settings_with(**env_vars) -> dict:
     """Load cad.settings in a fresh interpreter with exactly these DATABASE_URL / REDIS_URL values."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CAD_INSTANCE")}
     env.update(env_vars)
     result = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -70,6 +74,25 @@ def test_production_path_uses_postgres_redis_layer_and_celery_broker():
     assert hosts == ["redis://cache.internal:6379/3"]
     assert loaded["broker"] == "redis://cache.internal:6379/3"
     assert loaded["cache"].endswith("RedisCache")
+
+
+def test_cad_instance_namespaces_redis_keys_and_the_session_cookie():
+    """Two instances on one host (run.py interstate) share a Redis server and a browser: each one's channel
+    groups, Celery queues, cache entries and login cookie are its own."""
+    shared = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/cad_x", "REDIS_URL": "redis://r:6379/0"}
+    plain = settings_with(**shared)
+    assert (plain["layer_prefix"], plain["cache_prefix"]) == ("asgi", "")
+    assert "global_keyprefix" not in plain["broker_options"]
+    assert plain["session_cookie"] == "sessionid"
+    mex, cdmx = settings_with(**shared, CAD_INSTANCE="mex"), settings_with(**shared, CAD_INSTANCE="cdmx")
+    assert (mex["layer_prefix"], mex["cache_prefix"], mex["session_cookie"]) == (
+        "mex:asgi",
+        "mex",
+        "mex_sessionid",
+    )
+    assert mex["broker_options"]["global_keyprefix"] == "mex:"
+    assert cdmx["broker_options"]["global_keyprefix"] == "cdmx:"
+    assert cdmx["session_cookie"] == "cdmx_sessionid"
 
 
 def test_database_url_alone_keeps_the_in_process_layer():

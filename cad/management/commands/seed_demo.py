@@ -14,8 +14,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--center", default="MEX", help=_("Código del centro (MEX)"))
-        parser.add_argument("--units", type=int, default=200, help=_("Número de unidades (200)"))
+        parser.add_argument("--center", default="MEX", help=_("Código del centro: MEX o CDMX (MEX)"))
+        parser.add_argument(
+            "--units",
+            type=int,
+            default=None,
+            help=_("Número de unidades (por omisión: 200 en MEX, 60 en CDMX)"),
+        )
         parser.add_argument(
             "--password",
             default=None,
