@@ -10,9 +10,10 @@ class Role(models.TextChoices):
     ADMINISTRATOR = "administrator", _("Administrador")
     DEVICE = "device", _("Dispositivo (AVL, botón de pánico, LPR)")
     PEER = "peer", _("Estado vecino (CAD par)")
+    TIPS_089 = "tips_089", _("Operador 089 (seguimiento de denuncias)")
 
 
-HUMAN_ROLES = (Role.CALL_TAKER, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR)
+HUMAN_ROLES = (Role.CALL_TAKER, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR, Role.TIPS_089)
 SERVICE_ROLES = (Role.DEVICE, Role.PEER)
 
 

@@ -9,6 +9,10 @@
 | KPIs, exports                    |            |            |     x      |       x       |        |      |
 | AVL positions                    |            |            |            |       x       |   x    |      |
 | interstate endpoints             |            |            |            |               |        |  x   |
+
+089 tips (app `tips`): contents, follow-up and call-back look-ups only for the 089 role (`tips_089`) and
+supervisors — not administrators, not call-takers or dispatchers. Panic buttons and LPR devices post
+with the device role; hotlists are managed by supervisors and administrators.
 """
 
 from rest_framework.permissions import BasePermission
@@ -20,6 +24,7 @@ DISPATCH_ROLES = (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR)
 SUPERVISION_ROLES = (Role.SUPERVISOR, Role.ADMINISTRATOR)
 AVL_ROLES = (Role.DEVICE, Role.ADMINISTRATOR)
 PEER_ROLES = (Role.PEER,)
+TIPS_ROLES = (Role.TIPS_089, Role.SUPERVISOR)
 
 
 def _role_permission(name: str, roles: tuple) -> type[BasePermission]:
@@ -35,3 +40,4 @@ IsDispatcher = _role_permission("IsDispatcher", DISPATCH_ROLES)
 IsSupervisor = _role_permission("IsSupervisor", SUPERVISION_ROLES)
 IsAvlDevice = _role_permission("IsAvlDevice", AVL_ROLES)
 IsPeer = _role_permission("IsPeer", PEER_ROLES)
+IsTipsUser = _role_permission("IsTipsUser", TIPS_ROLES)

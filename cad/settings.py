@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "incidents",
     "interstate",
     "dashboard",
+    "tips",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,9 @@ CAD = {
     "TARGET_MINIMUM_DATA_S": env.int("CAD_TARGET_MINIMUM_DATA_S", default=90),
     "TARGET_DISPATCH_S": env.int("CAD_TARGET_DISPATCH_S", default=120),
     "TARGET_ON_SCENE_S": env.int("CAD_TARGET_ON_SCENE_S", default=600),
+    # 089 follow-up: failed call-back look-ups of one folio allowed per window before it is locked.
+    "TIPS_LOOKUP_MAX_FAILURES": env.int("CAD_TIPS_LOOKUP_MAX_FAILURES", default=5),
+    "TIPS_LOOKUP_WINDOW_MIN": env.int("CAD_TIPS_LOOKUP_WINDOW_MIN", default=15),
 }
 
 # --- Interstate (CAD-to-CAD escalation; docs/interstate.md) ---------------------------------
