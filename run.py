@@ -108,20 +108,36 @@ def manage(*args: str, what: str, hint: str = "", env: dict | None = None) -> No
 
 
 def compile_messages(env: dict) -> None:
-    """Compile Spanish translations when gettext's msgfmt is available (msgids are Spanish anyway)."""
+    """Compile the translation catalogues (.po → .mo; the .mo files are build output, not in git).
+
+    gettext's msgfmt when installed (Django's compilemessages); otherwise polib, a project dependency, so a
+    machine with only Python still gets the English interface."""
     if not list(ROOT.glob("**/locale/*/LC_MESSAGES/*.po")):
         return
-    if shutil.which("msgfmt") is None:
-        say("gettext (msgfmt) no está instalado: se omite compilemessages (los textos ya están en español)")
+    if shutil.which("msgfmt") is not None:
+        manage(
+            "compilemessages",
+            "--ignore=.venv",
+            "--ignore=node_modules",
+            what="compilemessages",
+            hint="revise los archivos .po indicados arriba",
+            env=env,
+        )
         return
-    manage(
-        "compilemessages",
-        "--ignore=.venv",
-        "--ignore=node_modules",
-        what="compilemessages",
-        hint="revise los archivos .po indicados arriba",
+    run(
+        [PY, "-c", POLIB_COMPILE],
+        what="La compilación de traducciones (polib)",
+        hint="revise los archivos .po indicados arriba, o instale gettext (msgfmt)",
         env=env,
     )
+
+
+POLIB_COMPILE = """
+import pathlib, polib
+for po in pathlib.Path(".").glob("**/locale/*/LC_MESSAGES/*.po"):
+    if ".venv" not in po.parts:
+        polib.pofile(str(po)).save_as_mofile(str(po.with_suffix(".mo")))
+"""
 
 
 # --- Modes ----------------------------------------------------------------------------------
