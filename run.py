@@ -218,6 +218,14 @@ if os.environ.get("CAD_RUN_AVL_SIM") == "1":
             print(f"==> Simulador AVL no iniciado: {exc}", flush=True)
     threading.Thread(target=simulate, name="avl-simulator", daemon=True).start()
     print("==> Simulador AVL de demostración activo (cada 5 s)", flush=True)
+if os.environ.get("CAD_RUN_DC09_PORT"):
+    # Embedded: the DC-09 receiver shares this process, so its events reach the in-process channel layer.
+    def receive_dc09():
+        try:
+            call_command("dc09_receiver", port=int(os.environ["CAD_RUN_DC09_PORT"]))
+        except OSError as exc:
+            print(f"==> Receptor DC-09 no iniciado: {exc}", flush=True)
+    threading.Thread(target=receive_dc09, name="dc09-receiver", daemon=True).start()
 from daphne.cli import CommandLineInterface
 CommandLineInterface().run(sys.argv[1:])
 """
@@ -260,15 +268,19 @@ def check_port(host: str, port: int, option: str = "--port") -> None:
 
 
 def instance_processes(
-    env: dict, *, host: str, port: int, web_procs: int, simulate: bool, tag: str = ""
+    env: dict, *, host: str, port: int, web_procs: int, simulate: bool, tag: str = "", dc09_port: int = 0
 ) -> list[tuple[str, list, dict, bool]]:
     """The processes of one instance: (name, command, environment, essential). Production path: Daphne
     (`cad.serve`), a Celery worker, Celery beat and the AVL simulator; embedded: one Daphne process that also
-    runs the periodic scheduler and the simulator. `tag` names the instance when several share this host."""
+    runs the periodic scheduler and the simulator. `tag` names the instance when several share this host.
+    `dc09_port` > 0 adds the SIA DC-09 panic-button receiver: its own process on the production path
+    (non-essential: a taken port does not stop the server), a thread of the one process when embedded."""
     label = f"{tag}-" if tag else ""
     if not production_path(env):
         daphne_args = ["-b", host, "-p", str(port), "--proxy-headers", "cad.asgi:application"]
-        child_env = dict(env, CAD_RUN_AVL_SIM="1" if simulate else "0")
+        child_env = dict(
+            env, CAD_RUN_AVL_SIM="1" if simulate else "0", CAD_RUN_DC09_PORT=str(dc09_port or "")
+        )
         return [(f"{label}daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env, True)]
     serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs), "--proxy-headers"]
     worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"]
@@ -288,6 +300,9 @@ def instance_processes(
     if simulate:
         sim = [PY, "manage.py", "simulate_avl", "--interval", "5", "--quiet"]
         processes.append((f"{label}simulate-avl", sim, env, False))
+    if dc09_port:
+        dc09 = [PY, "manage.py", "dc09_receiver", "--port", str(dc09_port)]
+        processes.append((f"{label}dc09-receiver", dc09, env, False))
     return processes
 
 
@@ -336,13 +351,22 @@ def serve(args: argparse.Namespace) -> None:
     else:
         say("Modo embebido: un proceso, canal en memoria, tareas en hilos locales")
     children = start_processes(
-        instance_processes(env, host=args.host, port=args.port, web_procs=web_procs, simulate=simulate)
+        instance_processes(
+            env,
+            host=args.host,
+            port=args.port,
+            web_procs=web_procs,
+            simulate=simulate,
+            dc09_port=args.dc09_port,
+        )
     )
-    banner(args.host, args.port, prod=prod, simulate=simulate, web_procs=web_procs)
+    banner(args.host, args.port, prod=prod, simulate=simulate, web_procs=web_procs, dc09_port=args.dc09_port)
     supervise(children)
 
 
-def banner(host: str, port: int, *, prod: bool, simulate: bool, web_procs: int = 1) -> None:
+def banner(
+    host: str, port: int, *, prod: bool, simulate: bool, web_procs: int = 1, dc09_port: int = 0
+) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
     base = f"http://{shown}:{port}"
     lines = [
@@ -361,6 +385,8 @@ def banner(host: str, port: int, *, prod: bool, simulate: bool, web_procs: int =
         "   operador (operador de llamadas), despachador, supervisor, admin (administrador)",
         " Cuentas de servicio por token: avl-gateway (AVL), peer-cdmx (estado vecino)",
         f" Simulador AVL: {'activo' if simulate else 'desactivado (--no-avl-sim)'}",
+        " Receptor SIA DC-09 (botones de pánico): "
+        + (f"TCP {dc09_port}" if dc09_port else "desactivado (--dc09-port 0)"),
         f" Procesos Daphne: {web_procs}"
         + (" (una dirección, --web-procs N)" if prod else " (modo embebido)"),
         "",
@@ -563,6 +589,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-seed", action="store_true", help="no ejecutar seed_demo")
     parser.add_argument("--no-avl-sim", action="store_true", help="no arrancar el simulador AVL")
+    parser.add_argument(
+        "--dc09-port",
+        type=int,
+        default=int(os.environ.get("CAD_DC09_PORT", "12128")),
+        help="puerto TCP del receptor SIA DC-09 de botones de pánico (0 = no arrancarlo)",
+    )
     parser.add_argument(
         "--web-procs",
         type=int,

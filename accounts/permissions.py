@@ -22,7 +22,7 @@ from accounts.models import Role
 CONSOLE_ROLES = (Role.CALL_TAKER, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR)
 DISPATCH_ROLES = (Role.DISPATCHER, Role.SUPERVISOR, Role.ADMINISTRATOR)
 SUPERVISION_ROLES = (Role.SUPERVISOR, Role.ADMINISTRATOR)
-AVL_ROLES = (Role.DEVICE, Role.ADMINISTRATOR)
+AVL_ROLES = DEVICE_ROLES = (Role.DEVICE, Role.ADMINISTRATOR)
 PEER_ROLES = (Role.PEER,)
 TIPS_ROLES = (Role.TIPS_089, Role.SUPERVISOR)
 
@@ -39,5 +39,6 @@ IsConsoleUser = _role_permission("IsConsoleUser", CONSOLE_ROLES)
 IsDispatcher = _role_permission("IsDispatcher", DISPATCH_ROLES)
 IsSupervisor = _role_permission("IsSupervisor", SUPERVISION_ROLES)
 IsAvlDevice = _role_permission("IsAvlDevice", AVL_ROLES)
+IsDevice = _role_permission("IsDevice", DEVICE_ROLES)  # panic buttons and plate readers
 IsPeer = _role_permission("IsPeer", PEER_ROLES)
 IsTipsUser = _role_permission("IsTipsUser", TIPS_ROLES)

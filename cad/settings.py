@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "interstate",
     "dashboard",
     "tips",
+    "sensors",
 ]
 
 MIDDLEWARE = [
@@ -236,6 +237,22 @@ CAD = {
     # 089 follow-up: failed call-back look-ups of one folio allowed per window before it is locked.
     "TIPS_LOOKUP_MAX_FAILURES": env.int("CAD_TIPS_LOOKUP_MAX_FAILURES", default=5),
     "TIPS_LOOKUP_WINDOW_MIN": env.int("CAD_TIPS_LOOKUP_WINDOW_MIN", default=15),
+    # Panic buttons: CNIE type of the incident a press opens (30402 «Botón de emergencia activado», ALTA),
+    # SIA codes that count as a press, and the window in which presses of one button join its incident.
+    "PANIC_INCIDENT_TYPE": env.str("CAD_PANIC_INCIDENT_TYPE", default="30402"),
+    "PANIC_PRESS_CODES": env.list("CAD_PANIC_PRESS_CODES", default=["PA", "HA", "QA", "MA", "PH"]),
+    "PANIC_MERGE_WINDOW_S": env.int("CAD_PANIC_MERGE_WINDOW_S", default=600),
+    # SIA DC-09 receiver (its own process): address, accepted timestamp window (s before, s after now).
+    "DC09_HOST": env.str("CAD_DC09_HOST", default="0.0.0.0"),  # noqa: S104 - panels dial in from the network
+    "DC09_PORT": env.int("CAD_DC09_PORT", default=12128),
+    "DC09_TIMEBAND": tuple(env.list("CAD_DC09_TIMEBAND", cast=int, default=[40, 20])),
+    "DC09_ACCOUNTS_REFRESH_S": env.float("CAD_DC09_ACCOUNTS_REFRESH_S", default=30.0),
+    # LPR: raw reads kept this many days (hits stay), reads per ingest batch, hours of track shown.
+    "LPR_RETENTION_DAYS": env.int("CAD_LPR_RETENTION_DAYS", default=90),
+    "LPR_MAX_BATCH": env.int("CAD_LPR_MAX_BATCH", default=5000),
+    "LPR_TRACK_HOURS": env.int("CAD_LPR_TRACK_HOURS", default=24),
+    # CNIE type of an incident opened from a hit when the dispatcher does not choose one.
+    "LPR_INCIDENT_TYPE": env.str("CAD_LPR_INCIDENT_TYPE", default="30430"),
 }
 
 # --- Interstate (CAD-to-CAD escalation; docs/interstate.md) ---------------------------------

@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("geo.urls")),
     path("", include("dashboard.urls")),
     path("", include("tips.urls")),
+    path("", include("sensors.urls")),
     path("realtime/metrics", RealtimeMetricsApi.as_view(), name="realtime-metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

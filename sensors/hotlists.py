@@ -1,0 +1,147 @@
+"""Hotlist writes: one entry at a time (API) and bulk CSV import (management command, 1,000,000 rows
+in chunks with progress). Plates are stored normalised, keyed by the confusion-tolerant `plate_key`."""
+
+import csv
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from cad.errors import DomainError, NotFound
+from sensors.models import Hotlist, HotlistEntry
+from sensors.plates import normalize_plate, plate_key, valid_plate
+
+CSV_COLUMNS = ("plate", "reason", "valid_until", "owner", "source_ref", "make", "model", "color", "year")
+VEHICLE_COLUMNS = ("make", "model", "color", "year")
+_UPDATE_FIELDS = ["plate", "reason", "source_ref", "owner", "valid_from", "valid_until", "vehicle"]
+
+
+def _hotlist(*, hotlist_id: int, center_id: int) -> Hotlist:
+    hotlist = Hotlist.objects.filter(pk=hotlist_id, center_id=center_id).first()
+    if hotlist is None:
+        raise NotFound(_("No existe la lista %(id)s.") % {"id": hotlist_id})
+    return hotlist
+
+
+def _plate(raw: str) -> str:
+    plate = normalize_plate(raw)
+    if not valid_plate(plate):
+        raise DomainError(_("Placa inválida: de 4 a 10 letras y dígitos."), fields={"plate": [raw[:20]]})
+    return plate
+
+
+@transaction.atomic
+def add_entry(
+    *,
+    hotlist_id: int,
+    center_id: int,
+    by,
+    plate: str,
+    reason: str = "",
+    owner: str = "",
+    source_ref: str = "",
+    valid_until: datetime | None = None,
+    vehicle: dict | None = None,
+) -> HotlistEntry:
+    hotlist = _hotlist(hotlist_id=hotlist_id, center_id=center_id)
+    plate = _plate(plate)
+    now = timezone.now()
+    if valid_until is not None and valid_until <= now:
+        raise DomainError(
+            _("La vigencia debe terminar en el futuro."), fields={"valid_until": [_("Fecha pasada.")]}
+        )
+    entry, _created = HotlistEntry.objects.update_or_create(
+        hotlist=hotlist,
+        plate_key=plate_key(plate),
+        defaults={
+            "plate": plate,
+            "reason": reason,
+            "owner": owner or by.get_username(),
+            "source_ref": source_ref,
+            "valid_from": now,
+            "valid_until": valid_until,
+            "vehicle": {
+                k: str(v)[:60] for k, v in (vehicle or {}).items() if k in VEHICLE_COLUMNS + ("type",)
+            },
+        },
+    )
+    return entry
+
+
+@transaction.atomic
+def remove_entry(*, hotlist_id: int, center_id: int, plate: str, by) -> None:
+    hotlist = _hotlist(hotlist_id=hotlist_id, center_id=center_id)
+    deleted, _detail = HotlistEntry.objects.filter(hotlist=hotlist, plate_key=plate_key(plate)).delete()
+    if not deleted:
+        raise NotFound(_("La placa no está en la lista."))
+
+
+def _row_entry(hotlist: Hotlist, row: dict, now: datetime) -> HotlistEntry:
+    plate = normalize_plate(row.get("plate") or "")
+    if not valid_plate(plate):
+        raise ValueError(_("placa inválida"))
+    valid_until = None
+    if row.get("valid_until"):
+        valid_until = parse_datetime(row["valid_until"].strip())
+        if valid_until is None:
+            raise ValueError(_("vigencia inválida"))
+        if timezone.is_naive(valid_until):
+            valid_until = timezone.make_aware(valid_until)
+    return HotlistEntry(
+        hotlist=hotlist,
+        plate=plate,
+        plate_key=plate_key(plate),
+        reason=(row.get("reason") or "")[:300],
+        owner=(row.get("owner") or "")[:120],
+        source_ref=(row.get("source_ref") or "")[:120],
+        valid_from=now,
+        valid_until=valid_until,
+        vehicle={k: row[k][:60] for k in VEHICLE_COLUMNS if row.get(k)},
+    )
+
+
+def import_csv(
+    *,
+    hotlist: Hotlist,
+    lines: Iterable[str],
+    chunk: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Upsert the CSV's rows into `hotlist` (header required; columns CSV_COLUMNS, only `plate` mandatory).
+    Each chunk is one transaction; a plate repeated in the file keeps its last row. Returns (rows stored,
+    errors as "line N: why"). `progress(stored, errors)` is called after every chunk."""
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames or "plate" not in reader.fieldnames:
+        raise DomainError(_("El CSV necesita encabezado con la columna «plate»."), code="csv_header")
+    now = timezone.now()
+    stored, errors, pending = 0, [], {}
+
+    def flush():
+        nonlocal stored
+        with transaction.atomic():
+            HotlistEntry.objects.bulk_create(
+                list(pending.values()),
+                update_conflicts=True,
+                unique_fields=["hotlist", "plate_key"],
+                update_fields=_UPDATE_FIELDS,
+            )
+        stored += len(pending)
+        pending.clear()
+        if progress:
+            progress(stored, len(errors))
+
+    for line_no, row in enumerate(reader, start=2):
+        try:
+            entry = _row_entry(hotlist, row, now)
+        except ValueError as exc:
+            errors.append(f"line {line_no}: {exc}")
+            continue
+        pending[entry.plate_key] = entry
+        if len(pending) >= chunk:
+            flush()
+    if pending:
+        flush()
+    return stored, errors
