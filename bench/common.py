@@ -3,6 +3,7 @@
 Every benchmark prints its `key=value` results last and appends one dated row to docs/benchmarks.md.
 """
 
+import csv
 import os
 import platform
 import signal
@@ -10,12 +11,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
+SWEEPS = ROOT / "docs" / "bench"  # sweep points (CSV) and charts (PNG), linked from docs/benchmarks.md
 HEADER = (
     "# Benchmarks\n\n"
     "Rows are appended by the scripts in `bench/` (newest last). Machines are shared and noisy: compare\n"
@@ -126,12 +130,65 @@ def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
+def bench_database(suffix: str, *, fresh: bool = True) -> str:
+    """The URL of a dedicated bench database named after DATABASE_URL's (`<name>_bench_<suffix>`, so each
+    developer's benches stay under their own prefix), recreated when `fresh`. Without PostgreSQL: a
+    temporary SQLite file."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        path = Path(tempfile.gettempdir()) / f"cad_bench_{suffix}.sqlite3"
+        if fresh:
+            path.unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'cad'}_bench_{suffix}"
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if fresh and exists:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if fresh or not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_bench_database(url: str) -> None:
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin_url(url: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cad.settings")
     import django
 
     django.setup()
+
+
+def session_cookie(username: str) -> str:
+    """A logged-in session key for `username` made with Django's session engine (for console sockets)."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from accounts.models import User
+
+    user = User.objects.get(username=username)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
 
 
 def backend() -> str:
@@ -175,3 +232,42 @@ def report(name: str, parameters: dict, results: dict) -> None:
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def write_sweep(
+    name: str, rows: list[dict], *, x: str, series: dict[str, str], xlabel: str, ylabel: str, floor=None
+) -> tuple[Path, Path | None]:
+    """Write a sweep's points to docs/bench/<name>.csv and draw docs/bench/<name>.png (log-scaled x): one
+    line per `series` column (label by column), a dashed line at `floor`. The chart needs matplotlib
+    (`pip install -e .[bench]`); without it only the CSV is written. Returns the paths written."""
+    SWEEPS.mkdir(parents=True, exist_ok=True)
+    csv_path = SWEEPS / f"{name}.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        progress("matplotlib is not installed (pip install -e .[bench]): CSV only, no chart")
+        return csv_path, None
+    figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
+    xs = [float(row[x]) for row in rows]
+    for column, label in series.items():
+        axes.plot(xs, [float(row[column]) for row in rows], marker="o", label=label)
+    if floor is not None:
+        axes.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"floor {floor:g}")
+    axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(f"{name} ({backend()}, {datetime.now(tz=UTC):%Y-%m-%d})", fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    png_path = SWEEPS / f"{name}.png"
+    figure.savefig(png_path)
+    pyplot.close(figure)
+    return csv_path, png_path

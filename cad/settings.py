@@ -81,8 +81,21 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cad.sqlite3'}")}
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 if IS_POSTGRES:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI each request runs on a thread of its own, so a persistent connection (CONN_MAX_AGE) is never
+    # reused: every request would open a new PostgreSQL connection (a backend process, milliseconds). A pool
+    # per process (psycopg_pool) lends each request an open connection instead. DB_POOL_MAX_SIZE=0 turns it
+    # off (then DB_CONN_MAX_AGE applies), e.g. behind PgBouncer in transaction mode.
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=8)
+    if DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DB_POOL_MIN_SIZE", default=1), DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     # WAL + a busy timeout so the console, the task threads and the dev server share SQLite.

@@ -33,7 +33,7 @@ from incidents.models import (
     Line,
     LocationSource,
 )
-from incidents.selectors import duplicate_candidates, incident_get
+from incidents.selectors import duplicate_candidates, incident_get, incident_get_for_recommendation
 from units.selectors import recommend_units
 
 
@@ -525,7 +525,7 @@ class IncidentRecommendationsApi(APIView):
     )
     def get(self, request, folio):
         folio = folio_of(folio)
-        incident = incident_get(folio=folio, center_id=request.user.center_id)
+        incident = incident_get_for_recommendation(folio=folio, center_id=request.user.center_id)
         return Response(RecommendationsOutput(recommend_units(incident=incident)).data)
 
 

@@ -25,16 +25,29 @@ def incident_list_for_console(*, center_id: int) -> QuerySet[Incident]:
     )
 
 
-def incident_get(*, folio: str, center_id: int) -> Incident:
-    """One incident with everything its detail view shows (timeline, calls, assignments)."""
+def _incident_or_404(incidents: QuerySet[Incident], *, folio: str, center_id: int) -> Incident:
     try:
-        return (
-            Incident.objects.select_related("incident_type", "state", "municipality", "created_by")
-            .prefetch_related("timeline__by", "calls", "assignments__unit__agency")
-            .get(folio=folio, center_id=center_id)
-        )
+        return incidents.get(folio=folio, center_id=center_id)
     except Incident.DoesNotExist:
         raise NotFound(f"No existe el incidente {folio}.") from None
+
+
+def incident_get(*, folio: str, center_id: int) -> Incident:
+    """One incident with everything its detail view shows (timeline, calls, assignments)."""
+    return _incident_or_404(
+        Incident.objects.select_related(
+            "incident_type", "state", "municipality", "created_by"
+        ).prefetch_related("timeline__by", "calls", "assignments__unit__agency"),
+        folio=folio,
+        center_id=center_id,
+    )
+
+
+def incident_get_for_recommendation(*, folio: str, center_id: int) -> Incident:
+    """One incident with its type only: what a recommendation reads (no timeline, calls or assignments)."""
+    return _incident_or_404(
+        Incident.objects.select_related("incident_type"), folio=folio, center_id=center_id
+    )
 
 
 def _compatible(candidate: Incident, incident_type: IncidentType | None, match: str) -> bool:

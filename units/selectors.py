@@ -1,17 +1,18 @@
 """Unit reads: board lists and dispatch recommendations."""
 
+import math
 from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, Value
-from django.db.models.functions import ASin, Cos, Greatest, Least, Radians, Sin, Sqrt
+from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cad.errors import DomainError
-from units.models import Unit, UnitStatus
-from units.routing import StraightLineEstimator, get_estimator
+from units.models import Agency, Capability, Unit, UnitStatus
+from units.routing import EARTH_RADIUS_KM, StraightLineEstimator, get_estimator
 
 # Road-routing estimators re-rank a straight-line shortlist this many times larger than the answer.
 SHORTLIST_FACTOR = 4
@@ -26,29 +27,128 @@ def unit_list_for_board(*, center_id: int) -> QuerySet[Unit]:
     )
 
 
-def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, fresh_after, exclude):
-    """The `limit` best available units by straight-line ETA, ranked in the database (one query).
+# The shortlist searches a box around the incident first and grows it until the answer is provably the
+# same as ranking every available unit (see _shortlist_by_straight_line_eta).
+FIRST_BOX_KM = 8.0
+# Past this radius (fewer than `limit` units within it) the query ranks the whole centre instead.
+LAST_BOX_KM = 250.0
+# Float rounding between Python's box and the database's haversine: certify with this much to spare.
+CERTIFY_MARGIN = 1e-9
 
-    The ORDER BY is the haversine distance ÷ max(speed, 1): StraightLineEstimator's formula less its
-    constant factors, so for that estimator this equals a full scan without shipping every unit."""
-    rows = Unit.objects.filter(
-        center_id=center_id, status=UnitStatus.AVAILABLE, position_at__gte=fresh_after, lat__isnull=False
+
+def _box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float] | None:
+    """(min_lat, max_lat, min_lon, max_lon) in degrees holding every point within `radius_km` of (lat, lon)
+    on the sphere (J. P. Matuschek, "Finding Points Within a Distance of a Latitude/Longitude Using
+    Bounding Coordinates"); None when it would reach a pole or cross the antimeridian."""
+    delta = radius_km / EARTH_RADIUS_KM
+    lat_r, lon_r = math.radians(lat), math.radians(lon)
+    min_lat, max_lat = lat_r - delta, lat_r + delta
+    if min_lat <= -math.pi / 2 or max_lat >= math.pi / 2 or math.sin(delta) >= math.cos(lat_r):
+        return None
+    dlon = math.asin(math.sin(delta) / math.cos(lat_r))
+    if lon_r - dlon <= -math.pi or lon_r + dlon >= math.pi:
+        return None
+    return (
+        math.degrees(min_lat),
+        math.degrees(max_lat),
+        math.degrees(lon_r - dlon),
+        math.degrees(lon_r + dlon),
     )
-    if capability:
-        rows = rows.filter(capabilities__code=capability)
-    if exclude:
-        rows = rows.exclude(id__in=exclude)
-    lat_r, lon_r = float(np.radians(lat)), float(np.radians(lon))
-    half_dlat = Sin((Radians(F("lat")) - Value(lat_r)) / Value(2.0))
-    half_dlon = Sin((Radians(F("lon")) - Value(lon_r)) / Value(2.0))
-    a = half_dlat * half_dlat + Value(float(np.cos(lat_r))) * Cos(Radians(F("lat"))) * half_dlon * half_dlon
-    eta_rank = ASin(Sqrt(Least(a, Value(1.0)))) / Greatest(F("agency__speed_kmh"), Value(1.0))
-    rows = rows.annotate(eta_rank=ExpressionWrapper(eta_rank, output_field=FloatField()))
-    return list(
-        rows.order_by("eta_rank", "id").values_list(
-            "id", "callsign", "lat", "lon", "position_at", "agency__name", "agency__speed_kmh"
-        )[:limit]
+
+
+# The rank is the haversine half-angle ÷ max(speed, 1) (StraightLineEstimator's order: its constant factors
+# left out), written with portable SQL: PostgreSQL has these functions, Django registers them on SQLite.
+_SHORTLIST_SQL = """
+SELECT id, callsign, lat, lon, position_at, agency_name, speed_kmh,
+       ASIN(SQRT(CASE WHEN hav < 1.0 THEN hav ELSE 1.0 END))
+         / (CASE WHEN speed_kmh > 1.0 THEN speed_kmh ELSE 1.0 END) AS eta_rank,
+       (SELECT MAX(speed_kmh) FROM {agency} WHERE center_id = %(center)s) AS fastest_kmh
+  FROM (SELECT u.id, u.callsign, u.lat, u.lon, u.position_at, a.name AS agency_name, a.speed_kmh,
+               SIN((RADIANS(u.lat) - %(lat_r)s) / 2.0) * SIN((RADIANS(u.lat) - %(lat_r)s) / 2.0)
+                 + %(cos_lat)s * COS(RADIANS(u.lat))
+                   * SIN((RADIANS(u.lon) - %(lon_r)s) / 2.0) * SIN((RADIANS(u.lon) - %(lon_r)s) / 2.0) AS hav
+          FROM {unit} u JOIN {agency} a ON a.id = u.agency_id
+         WHERE u.center_id = %(center)s AND u.status = %(status)s AND u.position_at >= %(fresh_after)s
+           AND u.lat IS NOT NULL {box} {capability} {exclude}) candidates
+ ORDER BY eta_rank, id
+ LIMIT %(limit)s
+"""
+_SHORTLIST_BOX = "AND u.lat BETWEEN %(min_lat)s AND %(max_lat)s AND u.lon BETWEEN %(min_lon)s AND %(max_lon)s"
+_SHORTLIST_CAPABILITY = (
+    "AND u.id IN (SELECT uc.unit_id FROM {unit_capability} uc JOIN {capability} c ON c.id = uc.capability_id"
+    " WHERE c.code = %(capability)s)"
+)
+
+
+def _shortlist_sql(*, boxed: bool, capability: bool, excluded: int) -> str:
+    through = Unit.capabilities.through._meta.db_table
+    return _SHORTLIST_SQL.format(
+        unit=Unit._meta.db_table,
+        agency=Agency._meta.db_table,
+        box=_SHORTLIST_BOX if boxed else "",
+        capability=(
+            _SHORTLIST_CAPABILITY.format(unit_capability=through, capability=Capability._meta.db_table)
+            if capability
+            else ""
+        ),
+        exclude=(
+            "AND u.id NOT IN ({})".format(", ".join(f"%(x{i})s" for i in range(excluded))) if excluded else ""
+        ),
     )
+
+
+def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, fresh_after, exclude):
+    """The `limit` best available units by straight-line ETA, ranked in the database (ties by id).
+
+    Each query reads only a box around the incident through the (center, status, lat, lon) index. A unit
+    outside a box of radius r is farther than r, so it ranks above r ÷ (the centre's fastest agency): once
+    the box holds `limit` units ranked below that, no unit outside can enter the answer, which is then
+    exactly what ranking every available unit gives. Otherwise the box grows — straight to the radius the
+    `limit`-th unit found calls for, once there are that many — and the query repeats."""
+    lat_r, lon_r = math.radians(lat), math.radians(lon)
+    params = {
+        "center": center_id,
+        "status": UnitStatus.AVAILABLE.value,
+        "fresh_after": connection.ops.adapt_datetimefield_value(fresh_after),
+        "lat_r": lat_r,
+        "lon_r": lon_r,
+        "cos_lat": math.cos(lat_r),
+        "capability": capability,
+        "limit": limit,
+        **{f"x{i}": unit_id for i, unit_id in enumerate(exclude)},
+    }
+    shape = {"capability": bool(capability), "excluded": len(exclude)}
+    # Raw rows carry the driver's datetime (SQLite: naive text); the field's converter makes it aware.
+    position_at = Unit._meta.get_field("position_at")
+    converters = [c for c in connection.ops.get_db_converters(position_at.cached_col) if c]
+
+    def shortlisted(rows):
+        out = []
+        for row in rows:
+            at = row[4]
+            for convert in converters:
+                at = convert(at, position_at.cached_col, connection)
+            out.append((*row[:4], at, *row[5:7]))
+        return out
+
+    radius_km = FIRST_BOX_KM
+    with connection.cursor() as cursor:
+        while True:
+            box = _box(lat, lon, radius_km) if radius_km <= LAST_BOX_KM else None
+            if box is None:  # too wide (or over a pole or the antimeridian): rank the whole centre
+                cursor.execute(_shortlist_sql(boxed=False, **shape), params)
+                return shortlisted(cursor.fetchall())
+            params.update(zip(("min_lat", "max_lat", "min_lon", "max_lon"), box, strict=True))
+            cursor.execute(_shortlist_sql(boxed=True, **shape), params)
+            found = cursor.fetchall()
+            if len(found) < limit:  # too few in the box: grow it (by area, when it holds some already)
+                radius_km *= math.sqrt(2 * limit / len(found)) if found else 3.0
+                continue
+            worst, fastest_kmh = found[-1][7], max(found[-1][8], 1.0)
+            if worst < radius_km / (2 * EARTH_RADIUS_KM) / fastest_kmh * (1 - CERTIFY_MARGIN):
+                return shortlisted(found)
+            # The radius within which a unit of the fastest agency would rank as the `limit`-th found.
+            radius_km = max(worst * fastest_kmh * 2 * EARTH_RADIUS_KM * (1 + 1e-6), radius_km * 1.2)
 
 
 def nearest_available_units(
@@ -110,12 +210,14 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
     plan = response_plan_for(incident.incident_type) or {"": 1}
     # Units already working the incident count toward the plan (each unit toward one capability).
-    working = {
-        unit.id: {c.code for c in unit.capabilities.all()}
-        for unit in Unit.objects.filter(
-            assignments__incident=incident, assignments__active=True
-        ).prefetch_related("capabilities")
-    }
+    # One query (unit, capability) pairs, in the units' board order (callsign), as the plan is covered in it.
+    working: dict[int, set[str]] = {}
+    for unit_id, code in (
+        Unit.objects.filter(assignments__incident=incident, assignments__active=True)
+        .order_by("callsign", "id")
+        .values_list("id", "capabilities__code")
+    ):
+        working.setdefault(unit_id, set()).update([code] if code else [])
     requirements, suggested, counted = [], [], set()
     for capability, count in plan.items():
         covering = [
