@@ -27,8 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, progress, report, setup_django  # noqa: E402
-from bench.recommend import use_bench_database  # noqa: E402
+from bench.common import bench_database, percentile, progress, report, setup_django  # noqa: E402
 
 FLOOR_PER_S = 5000.0
 
@@ -135,8 +134,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
 
-    database = use_bench_database("avl")
-    progress(f"bench database {database}")
+    database = bench_database("avl")
+    os.environ["DATABASE_URL"] = database
+    progress(f"bench database {database.rsplit('/', 1)[-1]}")
     os.environ.setdefault("DJANGO_DEBUG", "false")
     setup_django()
     logging.getLogger("httpx").setLevel(logging.WARNING)
