@@ -90,7 +90,9 @@ ASSIGNED_STATUSES = frozenset(
 
 
 class Unit(models.Model):
-    center = models.ForeignKey("cad.Center", on_delete=models.PROTECT, related_name="units")
+    # No index of its own: (center, callsign) and (center, status, lat, lon) lead with it, and every AVL move
+    # of a unit rewrites each index of the row (lat and lon are indexed, so the update cannot be HOT).
+    center = models.ForeignKey("cad.Center", on_delete=models.PROTECT, related_name="units", db_index=False)
     agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="units")
     station = models.ForeignKey(
         Station, on_delete=models.SET_NULL, null=True, blank=True, related_name="units"

@@ -60,8 +60,12 @@ def record_positions(*, center_id: int, positions: list[dict]) -> int:
     """Store a batch of AVL fixes and move each unit to its newest fix, in one transaction.
 
     `positions`: dicts with unit_id, lat, lon, recorded_at (aware datetime), optional speed_kmh, heading.
-    Units of other centres are refused. Older fixes than a unit's current position are kept in the track
-    but do not move the unit. One `units.positions` event on the AVL stream carries the moves.
+    Units of other centres are refused (nothing is written). Older fixes than a unit's current position are
+    kept in the track but do not move the unit; of several fixes of one unit with the same newest time the
+    first counts. One `units.positions` event on the AVL stream carries the moves.
+
+    PostgreSQL: the batch is COPYed into a per-connection staging table, then one INSERT … SELECT writes the
+    track and one UPDATE … FROM moves the units. Other databases (SQLite): the ORM, unit by unit.
     """
     limit = settings.CAD["AVL_MAX_BATCH"]
     if len(positions) > limit:
@@ -72,9 +76,22 @@ def record_positions(*, center_id: int, positions: list[dict]) -> int:
         )
     if not positions:
         return 0
-    unit_ids = {p["unit_id"] for p in positions}
-    known = set(Unit.objects.filter(center_id=center_id, id__in=unit_ids).values_list("id", flat=True))
-    unknown = sorted(unit_ids - known)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            moved = _store_and_move_by_copy(center_id=center_id, positions=positions)
+        else:
+            moved = _store_and_move_by_orm(center_id=center_id, positions=positions)
+        if moved:
+            record_event(
+                type="units.positions",
+                center_id=center_id,
+                stream=EventStream.Name.AVL,
+                payload={"positions": [[uid, lat, lon, at.isoformat()] for uid, lat, lon, at in moved]},
+            )
+    return len(positions)
+
+
+def _refuse_unknown_units(unknown: list[int]) -> None:
     if unknown:
         raise DomainError(
             _("Unidades desconocidas en este centro: %(ids)s") % {"ids": ", ".join(map(str, unknown[:20]))},
@@ -82,69 +99,96 @@ def record_positions(*, center_id: int, positions: list[dict]) -> int:
             fields={"positions": [_("Unidad desconocida: %(id)s") % {"id": uid} for uid in unknown[:20]]},
         )
 
-    newest: dict[int, dict] = {}
+
+_STAGING = "avl_staging"
+_STAGING_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (ord integer, unit_id bigint, recorded_at timestamptz, "
+    "lat float8, lon float8, speed_kmh float8, heading float8) ON COMMIT DELETE ROWS"
+)
+
+
+def _store_and_move_by_copy(*, center_id: int, positions: list[dict]) -> list[tuple]:
+    """PostgreSQL: COPY → staging, refuse foreign units, INSERT the track, lock and UPDATE the units whose
+    newest fix is newer than their position. Returns the moves (unit_id, lat, lon, recorded_at)."""
+    unit, track = Unit._meta.db_table, AvlPosition._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(_STAGING_DDL)
+        with cursor.cursor.copy(
+            f"COPY {_STAGING} (ord, unit_id, recorded_at, lat, lon, speed_kmh, heading) FROM STDIN"
+        ) as copy:
+            for index, p in enumerate(positions):
+                copy.write_row(
+                    (
+                        index,
+                        p["unit_id"],
+                        p["recorded_at"],
+                        p["lat"],
+                        p["lon"],
+                        p.get("speed_kmh"),
+                        p.get("heading"),
+                    )
+                )
+        cursor.execute(
+            f"SELECT DISTINCT s.unit_id FROM {_STAGING} s LEFT JOIN {unit} u "  # noqa: S608 - our identifiers
+            "ON u.id = s.unit_id AND u.center_id = %s WHERE u.id IS NULL ORDER BY 1 LIMIT 20",
+            [center_id],
+        )
+        _refuse_unknown_units([row[0] for row in cursor.fetchall()])
+        cursor.execute(
+            f"INSERT INTO {track} (unit_id, recorded_at, lat, lon, speed_kmh, heading) "  # noqa: S608
+            f"SELECT unit_id, recorded_at, lat, lon, speed_kmh, heading FROM {_STAGING} ORDER BY ord"
+        )
+        # Lock in id order first: concurrent batches (and multi-unit closes) then never deadlock.
+        cursor.execute(
+            f"SELECT u.id FROM {unit} u WHERE u.id IN (SELECT unit_id FROM {_STAGING}) "  # noqa: S608
+            "ORDER BY u.id FOR UPDATE"
+        )
+        cursor.execute(
+            f"UPDATE {unit} AS u SET lat = n.lat, lon = n.lon, position_at = n.recorded_at "  # noqa: S608
+            f"FROM (SELECT DISTINCT ON (unit_id) unit_id, recorded_at, lat, lon FROM {_STAGING} "
+            "      ORDER BY unit_id, recorded_at DESC, ord) AS n "
+            "WHERE u.id = n.unit_id AND (u.position_at IS NULL OR u.position_at < n.recorded_at) "
+            "RETURNING u.id"
+        )
+        newest = _newest_per_unit(positions)
+        return [newest[unit_id] for (unit_id,) in sorted(cursor.fetchall())]
+
+
+def _newest_per_unit(positions: list[dict]) -> dict[int, tuple]:
+    """unit_id → (unit_id, lat, lon, recorded_at) of its newest fix (the first of equally new ones)."""
+    newest: dict[int, tuple] = {}
     for fix in positions:
         current = newest.get(fix["unit_id"])
-        if current is None or fix["recorded_at"] > current["recorded_at"]:
-            newest[fix["unit_id"]] = fix
+        if current is None or fix["recorded_at"] > current[3]:
+            newest[fix["unit_id"]] = (fix["unit_id"], fix["lat"], fix["lon"], fix["recorded_at"])
+    return newest
 
-    with transaction.atomic():
-        AvlPosition.objects.bulk_create(
-            [
-                AvlPosition(
-                    unit_id=p["unit_id"],
-                    recorded_at=p["recorded_at"],
-                    lat=p["lat"],
-                    lon=p["lon"],
-                    speed_kmh=p.get("speed_kmh"),
-                    heading=p.get("heading"),
-                )
-                for p in positions
-            ],
-            batch_size=2000,
-        )
-        moved = _move_units_to_newest(list(newest.values()))
-        if moved:
-            record_event(
-                type="units.positions",
-                center_id=center_id,
-                stream=EventStream.Name.AVL,
-                payload={
-                    "positions": [
-                        [p["unit_id"], p["lat"], p["lon"], p["recorded_at"].isoformat()] for p in moved
-                    ]
-                },
+
+def _store_and_move_by_orm(*, center_id: int, positions: list[dict]) -> list[tuple]:
+    """Embedded SQLite path (small fleets): bulk_create the track, one UPDATE per unit that moves."""
+    unit_ids = {p["unit_id"] for p in positions}
+    known = set(Unit.objects.filter(center_id=center_id, id__in=unit_ids).values_list("id", flat=True))
+    _refuse_unknown_units(sorted(unit_ids - known))
+    newest = _newest_per_unit(positions)
+    AvlPosition.objects.bulk_create(
+        [
+            AvlPosition(
+                unit_id=p["unit_id"],
+                recorded_at=p["recorded_at"],
+                lat=p["lat"],
+                lon=p["lon"],
+                speed_kmh=p.get("speed_kmh"),
+                heading=p.get("heading"),
             )
-    return len(positions)
-
-
-def _move_units_to_newest(fixes: list[dict]) -> list[dict]:
-    """One set-based UPDATE … FROM (VALUES …) (PostgreSQL) moving units whose fix is newer; returns those."""
-    if connection.vendor == "postgresql":
-        moved_ids: set[int] = set()
-        with connection.cursor() as cursor:
-            # Lock in id order first: concurrent batches (and multi-unit closes) then never deadlock.
-            cursor.execute(
-                "SELECT id FROM units_unit WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                [sorted(f["unit_id"] for f in fixes)],
-            )
-            for start in range(0, len(fixes), 1000):
-                chunk = fixes[start : start + 1000]
-                values = ", ".join(["(%s::bigint, %s::float8, %s::float8, %s::timestamptz)"] * len(chunk))
-                params = [v for f in chunk for v in (f["unit_id"], f["lat"], f["lon"], f["recorded_at"])]
-                cursor.execute(
-                    f"UPDATE units_unit AS u SET lat = v.lat, lon = v.lon, position_at = v.at "  # noqa: S608
-                    f"FROM (VALUES {values}) AS v(id, lat, lon, at) "
-                    "WHERE u.id = v.id AND (u.position_at IS NULL OR u.position_at < v.at) RETURNING u.id",
-                    params,
-                )
-                moved_ids.update(row[0] for row in cursor.fetchall())
-        return [f for f in fixes if f["unit_id"] in moved_ids]
-
-    current = dict(Unit.objects.filter(id__in=[f["unit_id"] for f in fixes]).values_list("id", "position_at"))
-    moved = [
-        f for f in fixes if current.get(f["unit_id"]) is None or current[f["unit_id"]] < f["recorded_at"]
-    ]
-    for f in moved:  # embedded SQLite path: small fleets, one UPDATE per unit
-        Unit.objects.filter(id=f["unit_id"]).update(lat=f["lat"], lon=f["lon"], position_at=f["recorded_at"])
+            for p in positions
+        ],
+        batch_size=2000,
+    )
+    current = dict(Unit.objects.select_for_update().filter(id__in=newest).values_list("id", "position_at"))
+    moved = []
+    for unit_id in sorted(newest):
+        _unit_id, lat, lon, recorded_at = newest[unit_id]
+        if current[unit_id] is None or current[unit_id] < recorded_at:
+            Unit.objects.filter(id=unit_id).update(lat=lat, lon=lon, position_at=recorded_at)
+            moved.append(newest[unit_id])
     return moved
