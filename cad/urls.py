@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cad.views import RealtimeMetricsApi
+from interstate.peer_api import WellKnownApi
 
 api_v1 = [
     path("", include("incidents.urls")),
@@ -11,6 +12,7 @@ api_v1 = [
     path("", include("dashboard.urls")),
     path("", include("tips.urls")),
     path("", include("sensors.urls")),
+    path("", include("interstate.urls")),
     path("realtime/metrics", RealtimeMetricsApi.as_view(), name="realtime-metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
@@ -19,6 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path(".well-known/cad-peer", WellKnownApi.as_view(), name="cad-peer"),
     path("api/v1/", include(api_v1)),
     path("dashboard/", include("dashboard.web_urls")),
     path("", include("cad.web_urls")),

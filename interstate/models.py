@@ -153,7 +153,9 @@ class Escalation(models.Model):
     out_seq = models.PositiveIntegerField(default=0)
     in_seq = models.PositiveIntegerField(default=0)
     remote_resources = models.JSONField(default=list, blank=True)
+    # Delivery lease: who drains this escalation's outbox now, until when (interstate.delivery).
     lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(
         "accounts.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -250,7 +252,7 @@ class PeerRequestLog(models.Model):
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     peer = models.ForeignKey(Peer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    peer_code = models.CharField(max_length=16, blank=True, help_text=_("Clave presentada o del par."))
+    peer_code = models.CharField(max_length=64, blank=True, help_text=_("Clave presentada o del par."))
     direction = models.CharField(max_length=8, choices=Direction.choices)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=300)

@@ -1,0 +1,290 @@
+"""Delivery of the outbox: drain ONE escalation's pending messages to its peer, in order, under a lease.
+
+* Lease: `Escalation.lease_until`/`lease_owner`, taken by a conditional UPDATE (free, expired, or already
+  ours), renewed per message, so two workers never send one escalation's messages at the same time. A Celery
+  retry chain keeps its lease across the backoff (same task id = same owner), so new enqueues and the sweeper
+  leave the escalation to it; if the chain dies the lease expires and the sweeper takes over.
+* Order: messages in id order; the first failure stops the drain (PeerUnavailable: retried later), so a peer
+  never sees message n+1 before n from us. Permanent refusals (4xx other than 401/403/408/409/429) mark the
+  message dead and the escalation failed, and the drain goes on.
+* Every request is audited (PeerRequestLog, direction outbound), failures included.
+"""
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cad.events import record_event
+from interstate import signing
+from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
+from interstate.selectors import escalation_summary
+
+logger = logging.getLogger(__name__)
+MESSAGES_PATH = "/api/v1/interstate/messages"
+WELL_KNOWN_PATH = "/.well-known/cad-peer"
+RETRYABLE_STATUS = {401, 403, 408, 409, 425, 429}
+
+
+class PeerUnavailable(Exception):
+    """The peer could not take the message now (network, timeout, 5xx, auth being fixed…): retry later."""
+
+
+class PeerRefused(Exception):
+    """The peer refused the message for good (a 4xx about its content)."""
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+_http_client: httpx.Client | None = None
+
+
+def http_client() -> httpx.Client:
+    """One pooled client per process (keep-alive connections to the peers; created after a worker forks)."""
+    global _http_client
+    if _http_client is None:
+        _http_client = httpx.Client(timeout=settings.CAD_INTERSTATE_HTTP_TIMEOUT_S, follow_redirects=False)
+    return _http_client
+
+
+def signed_request(
+    peer: Peer,
+    method: str,
+    path: str,
+    *,
+    action: str,
+    body: bytes = b"",
+    headers: dict | None = None,
+    **audit_fields,
+) -> httpx.Response:
+    """One signed request to a peer, audited (`audit_fields`: request_id, incident_folio). Raises
+    PeerUnavailable on network errors and timeouts."""
+    all_headers = {
+        "Content-Type": "application/json",
+        **(headers or {}),
+        **signing.sign(
+            key_id=peer.outbound_key_id, secret=peer.outbound_secret, method=method, path=path, body=body
+        ),
+    }
+    audit = {
+        "peer": peer,
+        "peer_code": peer.code,
+        "method": method,
+        "path": path[:300],
+        "action": action,
+        **audit_fields,
+    }
+    try:
+        response = http_client().request(
+            method, peer.base_url + path, content=body or None, headers=all_headers
+        )
+    except httpx.HTTPError as exc:
+        _audit(**audit, status_code=None, result="network_error", detail=f"{type(exc).__name__}: {exc}")
+        raise PeerUnavailable(f"{peer.code}: {type(exc).__name__}: {exc}") from exc
+    _audit(
+        **audit, status_code=response.status_code, result=_result_code(response), detail=response.text[:500]
+    )
+    return response
+
+
+def _result_code(response: httpx.Response) -> str:
+    if response.is_success:
+        return "ok"
+    try:
+        return str(response.json().get("code") or "error")[:64]
+    except (ValueError, AttributeError):
+        return "error"
+
+
+def _audit(**fields) -> None:
+    PeerRequestLog.objects.create(direction=PeerRequestLog.Direction.OUTBOUND, **fields)
+
+
+def _send(message: OutboxMessage) -> dict:
+    body = json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode()
+    response = signed_request(
+        message.peer,
+        "POST",
+        MESSAGES_PATH,
+        action=message.kind,
+        body=body,
+        headers={signing.IDEMPOTENCY_KEY: str(message.idempotency_key)},
+        request_id=str(message.body.get("requestId", ""))[:100],
+        incident_folio=message.escalation.incident.folio,
+    )
+    if response.is_success:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        return answer if isinstance(answer, dict) else {}
+    summary = f"HTTP {response.status_code}: {response.text[:300]}"
+    if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+        raise PeerUnavailable(summary)
+    raise PeerRefused(summary)
+
+
+# --- Lease ------------------------------------------------------------------------------------
+def _acquire(escalation_id: int, owner: str) -> bool:
+    now = timezone.now()
+    return bool(
+        Escalation.objects.filter(pk=escalation_id)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
+        .update(lease_until=now + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S), lease_owner=owner)
+    )
+
+
+def _release(escalation_id: int, owner: str) -> None:
+    Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(lease_until=None, lease_owner="")
+
+
+def _hold(escalation_id: int, owner: str, *, seconds: float) -> None:
+    Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(
+        lease_until=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+def _next_pending(escalation_id: int) -> OutboxMessage | None:
+    return (
+        OutboxMessage.objects.filter(escalation_id=escalation_id, state=OutboxMessage.State.PENDING)
+        .select_related("peer", "escalation__incident")
+        .order_by("id")
+        .first()
+    )
+
+
+# --- Drain ------------------------------------------------------------------------------------
+def drain_escalation(
+    *, escalation_id: int, owner: str | None = None, hold_lease_on_failure: bool = False
+) -> int:
+    """Send the escalation's pending messages in order; returns how many were delivered. Raises PeerUnavailable
+    when the peer cannot take one now (with `hold_lease_on_failure` the lease is kept for the caller's retry)."""
+    owner = owner or f"local-{uuid.uuid4().hex}"
+    delivered = 0
+    while _acquire(escalation_id, owner):
+        message = _next_pending(escalation_id)
+        if message is None or not message.peer.enabled:
+            _release(escalation_id, owner)
+            # A message committed while we were releasing would otherwise wait for the sweeper.
+            if message is None and _next_pending(escalation_id) is not None:
+                continue
+            return delivered
+        try:
+            answer = _send(message)
+        except PeerUnavailable as exc:
+            _record_failure(message, str(exc), dead=False)
+            if hold_lease_on_failure:
+                _hold(
+                    escalation_id,
+                    owner,
+                    seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S + settings.CAD_INTERSTATE_LEASE_S,
+                )
+            else:
+                _release(escalation_id, owner)
+            raise
+        except PeerRefused as exc:
+            _record_failure(message, str(exc), dead=True)
+            continue
+        _record_delivery(message, answer)
+        delivered += 1
+    return delivered
+
+
+@transaction.atomic
+def _record_delivery(message: OutboxMessage, answer: dict) -> None:
+    now = timezone.now()
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
+    )
+    escalation = (
+        Escalation.objects.select_for_update()
+        .select_related("incident", "peer")
+        .get(pk=message.escalation_id)
+    )
+    fields = []
+    if escalation.last_error:
+        escalation.last_error = ""
+        fields.append("last_error")
+    request_kinds = (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS)
+    if message.kind in request_kinds and escalation.state in (
+        Escalation.State.PENDING,
+        Escalation.State.FAILED,
+    ):
+        escalation.state = Escalation.State.SENT
+        escalation.remote_folio = str(answer.get("incident") or "")[:64]
+        fields += ["state", "remote_folio"]
+    if fields:
+        _escalation_changed(escalation, fields)
+
+
+@transaction.atomic
+def _record_failure(message: OutboxMessage, error: str, *, dead: bool) -> None:
+    now = timezone.now()
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        attempts=message.attempts + 1,
+        last_error=error[:2000],
+        next_attempt_at=now + timedelta(seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S),
+        state=OutboxMessage.State.DEAD if dead else OutboxMessage.State.PENDING,
+    )
+    escalation = (
+        Escalation.objects.select_for_update()
+        .select_related("incident", "peer")
+        .get(pk=message.escalation_id)
+    )
+    fields = []
+    if escalation.last_error != error[:2000]:
+        escalation.last_error = error[:2000]
+        fields.append("last_error")
+    if dead and escalation.state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
+        escalation.state = Escalation.State.FAILED
+        fields.append("state")
+    if fields:
+        _escalation_changed(escalation, fields)
+    logger.warning(
+        "interstate delivery failed",
+        extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},
+    )
+
+
+def _escalation_changed(escalation: Escalation, fields: list[str]) -> None:
+    escalation.save(update_fields=[*fields, "updated_at"])
+    record_event(
+        type="interstate.escalation",
+        center_id=escalation.incident.center_id,
+        payload={"folio": escalation.incident.folio, "escalation": escalation_summary(escalation)},
+    )
+
+
+# --- Sweeper ----------------------------------------------------------------------------------
+def due_escalations(*, limit: int = 500) -> list[int]:
+    """Escalations with a pending message that is due (written SWEEP_AFTER_S ago and never sent, or its
+    backoff passed after a failure), whose peer is enabled and whose lease nobody holds."""
+    now = timezone.now()
+    return list(
+        OutboxMessage.objects.filter(
+            state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
+        )
+        .filter(Q(escalation__lease_until__isnull=True) | Q(escalation__lease_until__lt=now))
+        .values_list("escalation_id", flat=True)
+        .distinct()[:limit]
+    )
+
+
+# --- Well-known document ------------------------------------------------------------------------
+def fetch_peer_document(peer: Peer) -> dict:
+    """GET the peer's /.well-known/cad-peer (signed). Raises PeerUnavailable / PeerRefused."""
+    response = signed_request(peer, "GET", WELL_KNOWN_PATH, action="well-known")
+    if not response.is_success:
+        raise PeerRefused(f"HTTP {response.status_code}: {response.text[:300]}")
+    try:
+        document = response.json()
+    except ValueError:
+        raise PeerRefused("the well-known document is not JSON") from None
+    if not isinstance(document, dict):
+        raise PeerRefused("the well-known document is not a JSON object")
+    return document

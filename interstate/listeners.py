@@ -1,0 +1,87 @@
+"""Interstate reacts to incident domain events inside the transaction of the change (cad.events.add_listener):
+
+* a shared incident changed (an `incident.*` event, or a call joined it) → an `update` snapshot for each peer it is shared with (transactional outbox);
+* an incident created or relocated → detection flags (`interstate.flagged`) and per-CNIE-type auto-escalation.
+
+Cheap for everything else: events that are not `incident.*` return at once; an unshared incident costs one
+indexed lookup (plus the detection check when it is created or moved).
+"""
+
+from django.utils.translation import gettext as _
+
+from cad.events import record_event
+from cad.models import Event, EventStream
+from incidents.models import Incident
+from interstate import detection, services
+from interstate.models import AutoEscalationPolicy, Escalation, Peer
+
+
+def on_event(event: Event) -> None:
+    if event.stream != EventStream.Name.CONSOLE:
+        return
+    if event.type == "call.created":  # a call opened or joined an incident: the snapshot gains the call
+        folio = event.payload.get("incident")
+    elif event.type.startswith("incident."):
+        folio = event.payload.get("folio")
+    else:
+        return
+    if not folio:
+        return
+    if event.type == "incident.created" or "lat" in event.payload.get("changed", ()):
+        _detect(event, folio)
+    if event.type == "incident.created":
+        return  # nothing can be shared yet (escalations are made after the incident exists)
+    shared = Escalation.objects.filter(
+        incident__folio=folio, incident__center_id=event.center_id, state__in=Escalation.SHARED_STATES
+    ).select_related("peer")
+    for escalation in shared:
+        services.write_update(escalation)
+
+
+def _detect(event: Event, folio: str) -> None:
+    payload = event.payload
+    origin = payload.get("origin_center") or ""
+    flags = detection.flags_for(payload.get("lat"), payload.get("lon"), exclude_codes=(origin,))
+    if not flags and event.type == "incident.created":
+        return
+    record_event(
+        type="interstate.flagged", center_id=event.center_id, payload={"folio": folio, "peers": flags}
+    )
+    _auto_escalate(event, folio, flags, origin)
+
+
+def _auto_escalate(event: Event, folio: str, flags: list[dict], origin: str) -> None:
+    """Escalate per the policies whose CNIE prefix matches, to the flagged peers they name (or any)."""
+    if not flags:
+        return
+    type_code = event.payload.get("type_code", "")
+    prefixes = [type_code[:1], type_code[:3], type_code]
+    flagged = {flag["peer"] for flag in flags}
+    policies = AutoEscalationPolicy.objects.filter(enabled=True, type_prefix__in=prefixes).select_related(
+        "peer"
+    )
+    wanted: dict[str, str] = {}
+    for policy in policies.order_by("kind"):  # request_for_service sorts before request_awareness
+        targets = [policy.peer.code] if policy.peer_id else sorted(flagged)
+        for code in targets:
+            if code in flagged and code != origin:
+                wanted.setdefault(code, policy.kind)
+    if not wanted:
+        return
+    incident = Incident.objects.only("id", "created_by_id").get(folio=folio, center_id=event.center_id)
+    already = set(
+        Escalation.objects.filter(incident=incident, peer__code__in=wanted)
+        .exclude(state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED])
+        .values_list("peer__code", flat=True)
+    )
+    enabled = set(Peer.objects.filter(code__in=wanted, enabled=True).values_list("code", flat=True))
+    for code, kind in sorted(wanted.items()):
+        if code in enabled and code not in already:
+            services.escalate_incident(
+                folio=folio,
+                center_id=event.center_id,
+                peer_code=code,
+                kind=kind,
+                reason=_("Escalamiento automático (política por tipo CNIE)"),
+                by=incident.created_by,
+            )

@@ -1,0 +1,304 @@
+"""The peer-facing endpoints (another centre's CAD calls these; docs/interstate.md sections 2–5).
+
+Every request is authenticated by an HMAC signature (PeerSignatureAuthentication) and audited in
+PeerRequestLog by `PeerApiView.finalize_response` — accepted and refused alike, whatever refused it.
+"""
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsPeer
+from cad.api import ErrorOutput
+from geo.models import Jurisdiction
+from interstate import eido, services, signing
+from interstate.models import Escalation, Peer, PeerRequestLog
+from interstate.selectors import escalation_shared_with
+from interstate.validation import SchemaErrors, validate_message
+
+PROTOCOL = "c4cad-interstate/1"
+
+
+class Replayed(exceptions.APIException):
+    status_code = 409
+    default_detail = gettext_lazy("Mensaje repetido: esa combinación de clave y nonce ya se recibió.")
+    default_code = "replayed"
+
+
+class PeerSignatureAuthentication(BaseAuthentication):
+    """Key id → peer; enabled; timestamp within the skew; HMAC over method, path, timestamp, nonce and body;
+    (key id, nonce) unseen within the window. Authenticates as the peer's service user; `request.auth` is the
+    Peer."""
+
+    def authenticate(self, request):
+        headers = request.headers
+        key_id, timestamp, nonce, presented = (
+            headers.get(name, "")
+            for name in (signing.KEY_ID, signing.TIMESTAMP, signing.NONCE, signing.SIGNATURE)
+        )
+        request._request.interstate_key_id = key_id[:64]
+        well_formed = bool(signing.KEY_ID_RE.match(key_id))
+        peer = None
+        if well_formed:
+            peer = Peer.objects.select_related("service_user").filter(inbound_key_id=key_id).first()
+            request._request.interstate_peer = peer  # the audit names the peer even when refused below
+        if not (well_formed and timestamp.isdigit() and signing.NONCE_RE.match(nonce) and presented):
+            raise exceptions.AuthenticationFailed(
+                _("Petición sin firma o con encabezados X-CAD-* inválidos."), code="not_signed"
+            )
+        if peer is None:
+            raise exceptions.AuthenticationFailed(_("Clave desconocida."), code="unknown_key")
+        if not peer.enabled:
+            raise exceptions.PermissionDenied(_("El centro par está deshabilitado."), code="peer_disabled")
+        skew = settings.CAD_INTERSTATE_CLOCK_SKEW_S
+        if abs(time.time() - int(timestamp)) > skew:
+            raise exceptions.AuthenticationFailed(
+                _("Marca de tiempo fuera de la ventana de ±%(s)s s.") % {"s": skew}, code="stale_timestamp"
+            )
+        message = signing.canonical(
+            method=request.method,
+            path=request._request.get_full_path(),
+            timestamp=timestamp,
+            nonce=nonce,
+            body=request._request.body,
+        )
+        if not signing.matches(peer.inbound_secret, message, presented):
+            raise exceptions.AuthenticationFailed(_("Firma inválida."), code="bad_signature")
+        if not cache.add(f"interstate:nonce:{peer.id}:{nonce}", 1, timeout=2 * skew + 1):
+            raise Replayed()
+        return peer.service_user, peer
+
+    def authenticate_header(self, request) -> str:
+        return 'CAD-HMAC realm="interstate"'
+
+
+class PeerSignatureScheme(OpenApiAuthenticationExtension):
+    target_class = PeerSignatureAuthentication
+    name = "peerSignature"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": signing.SIGNATURE,
+            "description": (
+                "HMAC-SHA256 (hex) with the secret the receiver issued, over "
+                "METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nhex(sha256(BODY)); also send X-CAD-Key-Id, X-CAD-Timestamp "
+                "(Unix seconds, ±300 s) and X-CAD-Nonce (16–64 of [A-Za-z0-9_-], never reused). See docs/interstate.md."
+            ),
+        }
+
+
+SIGNATURE_HEADERS = [
+    OpenApiParameter(signing.KEY_ID, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter(signing.TIMESTAMP, OpenApiTypes.INT, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter(signing.NONCE, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter(signing.SIGNATURE, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
+]
+REFUSALS = {
+    401: OpenApiResponse(ErrorOutput, description="not_signed, unknown_key, stale_timestamp, bad_signature"),
+    403: OpenApiResponse(ErrorOutput, description="peer_disabled"),
+    409: OpenApiResponse(ErrorOutput, description="replayed (or duplicate_request)"),
+}
+
+
+class PeerApiView(APIView):
+    """Signed peer requests only; every answer is written to the audit."""
+
+    authentication_classes = [PeerSignatureAuthentication]
+    permission_classes = [IsPeer]
+    audit_action = ""
+
+    def initial(self, request, *args, **kwargs):
+        self.audit = {"action": self.audit_action, "request_id": "", "incident_folio": ""}
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        audit = getattr(self, "audit", {"action": self.audit_action})
+        peer = getattr(request._request, "interstate_peer", None)
+        data = response.data if isinstance(response.data, dict) else {}
+        PeerRequestLog.objects.create(
+            peer=peer,
+            peer_code=peer.code if peer else getattr(request._request, "interstate_key_id", ""),
+            direction=PeerRequestLog.Direction.INBOUND,
+            method=request.method,
+            path=request._request.path[:300],
+            action=(audit.get("action") or self.audit_action)[:32],
+            request_id=str(audit.get("request_id") or "")[:100],
+            incident_folio=str(audit.get("incident_folio") or data.get("incident") or "")[:32],
+            status_code=response.status_code,
+            result=("ok" if response.status_code < 400 else str(data.get("code") or "error"))[:64],
+            remote_addr=(request.META.get("REMOTE_ADDR") or "")[:64],
+            detail=str(data.get("message") or data.get("responseText") or "")[:500],
+        )
+        return response
+
+
+ANSWER = inline_serializer(
+    "PeerMessageAnswer",
+    {
+        "requestId": serializers.CharField(),
+        "responseCode": serializers.IntegerField(help_text="182 queued, 200 done"),
+        "responseText": serializers.CharField(),
+        "incident": serializers.CharField(help_text="The receiver's folio of the shared incident."),
+    },
+)
+ENVELOPE = inline_serializer(
+    "PeerMessage",
+    {
+        "requestForService": serializers.JSONField(required=False, help_text="{requestId}"),
+        "requestAwarenes": serializers.JSONField(
+            required=False,
+            help_text="{requestId, subscriptionId, statusCode, statusText} (published spelling)",
+        ),
+        "event": serializers.JSONField(required=False, help_text="update: {subscriptionId, transactionId}"),
+        "cancelREequest": serializers.JSONField(required=False, help_text="{requestId} (published spelling)"),
+        "response": serializers.JSONField(
+            required=False, help_text="{requestId, responseCode, responseText}"
+        ),
+        "requestId": serializers.CharField(max_length=100),
+        "eido": serializers.JSONField(required=False, help_text="NENA EIDO (STA-021) document"),
+        "sequence": serializers.IntegerField(required=False, min_value=1, help_text="update only"),
+        "reason": serializers.CharField(required=False, help_text="cancel only"),
+        "incident": serializers.CharField(required=False, help_text="response only: the responder's folio"),
+    },
+)
+
+
+class PeerMessageApi(PeerApiView):
+    audit_action = "message"
+
+    @extend_schema(
+        operation_id="interstate_messages_create",
+        tags=["interstate-peer"],
+        parameters=[
+            *SIGNATURE_HEADERS,
+            OpenApiParameter(
+                signing.IDEMPOTENCY_KEY, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True
+            ),
+        ],
+        request=ENVELOPE,
+        responses={
+            200: ANSWER,
+            202: ANSWER,
+            400: OpenApiResponse(
+                ErrorOutput, description="invalid_message (fields.schema lists the reasons)"
+            ),
+            404: OpenApiResponse(ErrorOutput, description="not_shared"),
+            **REFUSALS,
+        },
+        summary=gettext_lazy(
+            "Mensaje STA-024 de un centro par (solicitud, aviso, actualización, cancelación, respuesta)"
+        ),
+    )
+    def post(self, request):
+        message = request.data
+        wire_key = services.message_kind(message)
+        self.audit.update(
+            action=services.KIND_OF_WIRE_KEY[wire_key],
+            request_id=message.get("requestId") if isinstance(message.get("requestId"), str) else "",
+        )
+        key = request.headers.get(signing.IDEMPOTENCY_KEY, "")
+        if not key or len(key) > 80:
+            raise services.MessageRefused(
+                _("Falta el encabezado Idempotency-Key (máximo 80 caracteres)."),
+                code="idempotency_key_required",
+            )
+        try:
+            validate_message(wire_key, message)
+        except SchemaErrors as errors:
+            raise services.refuse_invalid(errors) from None
+        status, answer = services.receive_message(
+            peer=request.auth, idempotency_key=key, wire_key=wire_key, message=message
+        )
+        return Response(answer, status=status)
+
+
+class PeerIncidentApi(PeerApiView):
+    audit_action = "read"
+
+    @extend_schema(
+        operation_id="interstate_incident_retrieve",
+        tags=["interstate-peer"],
+        parameters=[
+            *SIGNATURE_HEADERS,
+            OpenApiParameter("request_id", OpenApiTypes.STR, OpenApiParameter.PATH),
+        ],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="NENA EIDO"),
+            404: ErrorOutput,
+            **REFUSALS,
+        },
+        summary=gettext_lazy("EIDO actual de un incidente compartido con el centro par"),
+    )
+    def get(self, request, request_id):
+        self.audit["request_id"] = request_id
+        escalation = escalation_shared_with(peer=request.auth, request_id=request_id)
+        self.audit["incident_folio"] = escalation.incident.folio
+        direction = "inbound" if escalation.direction == Escalation.Direction.INBOUND else escalation.kind
+        return Response(
+            eido.build_eido(
+                escalation.incident, peer_code=request.auth.code, peer_role=eido.PEER_ROLE[direction]
+            )
+        )
+
+
+class WellKnownApi(PeerApiView):
+    audit_action = "well-known"
+
+    @extend_schema(
+        operation_id="interstate_well_known",
+        tags=["interstate-peer"],
+        parameters=SIGNATURE_HEADERS,
+        responses={
+            200: inline_serializer(
+                "CadPeerDocument",
+                {
+                    "center": serializers.CharField(),
+                    "name": serializers.CharField(),
+                    "kind": serializers.ChoiceField(choices=Peer.Kind.choices),
+                    "agency_id": serializers.CharField(),
+                    "base_url": serializers.URLField(),
+                    "contact_desk": serializers.CharField(),
+                    "service_area": serializers.JSONField(allow_null=True, help_text="GeoJSON geometry"),
+                    "protocol": serializers.CharField(),
+                    "eido_version": serializers.CharField(),
+                },
+            ),
+            **REFUSALS,
+        },
+        summary=gettext_lazy("Identidad y área de servicio de este centro"),
+    )
+    def get(self, request):
+        center = services.home_center()
+        area = (
+            Jurisdiction.objects.filter(kind=Jurisdiction.Kind.STATE, cve_ent=center.cve_ent)
+            .values_list("geometry", flat=True)
+            .first()
+            if center.cve_ent
+            else None
+        )
+        return Response(
+            {
+                "center": center.code,
+                "name": center.name,
+                "kind": settings.CAD_CENTER_KIND,
+                "agency_id": eido.agency_id(center.code),
+                "base_url": settings.CAD_PUBLIC_URL,
+                "contact_desk": settings.CAD_CONTACT_DESK,
+                "service_area": area,
+                "protocol": PROTOCOL,
+                "eido_version": eido.EIDO_VERSION,
+            }
+        )

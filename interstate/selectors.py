@@ -1,0 +1,76 @@
+"""Interstate reads: what the consoles and the peer endpoints show."""
+
+from django.db.models import Count, Q, QuerySet
+
+from cad.errors import NotFound
+from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
+
+
+def escalation_summary(escalation: Escalation, *, attempts: int | None = None) -> dict:
+    """One escalation as the console shows it (API answers and `interstate.escalation` events agree)."""
+    if attempts is None:
+        attempts = (
+            escalation.outbox.filter(state=OutboxMessage.State.PENDING)
+            .order_by("id")
+            .values_list("attempts", flat=True)
+            .first()
+            or 0
+        )
+    return {
+        "id": escalation.id,
+        "request_id": escalation.request_id,
+        "folio": escalation.incident.folio,
+        "peer": {"code": escalation.peer.code, "name": escalation.peer.name, "kind": escalation.peer.kind},
+        "direction": escalation.direction,
+        "kind": escalation.kind,
+        "state": escalation.state,
+        "reason": escalation.reason,
+        "last_error": escalation.last_error,
+        "attempts": attempts,
+        "remote_folio": escalation.remote_folio,
+        "remote_status": escalation.remote_status,
+        "remote_resources": escalation.remote_resources,
+        "created_at": escalation.created_at.isoformat(),
+        "updated_at": escalation.updated_at.isoformat(),
+    }
+
+
+def escalations_for_incident(*, incident_id: int) -> list[dict]:
+    escalations = (
+        Escalation.objects.filter(incident_id=incident_id)
+        .select_related("peer", "incident")
+        .order_by("created_at", "id")
+    )
+    return [escalation_summary(escalation) for escalation in escalations]
+
+
+def escalation_shared_with(*, peer: Peer, request_id: str) -> Escalation:
+    """The escalation `peer` may read under `request_id` (either direction), else NotFound."""
+    escalation = (
+        Escalation.objects.select_related("incident", "peer").filter(peer=peer, request_id=request_id).first()
+    )
+    if escalation is None:
+        raise NotFound(f"Nothing is shared with {peer.code} under {request_id}.", code="not_shared")
+    return escalation
+
+
+def peers_for_console() -> QuerySet[Peer]:
+    return Peer.objects.filter(enabled=True).order_by("code")
+
+
+def peer_list_for_admin() -> QuerySet[Peer]:
+    """Every peer with its count of undelivered messages (management command `list`)."""
+    return Peer.objects.annotate(
+        pending=Count("outbox", filter=Q(outbox__state=OutboxMessage.State.PENDING))
+    ).order_by("code")
+
+
+def audit_entries(*, peer: str | None = None, direction: str | None = None, result: str | None = None):
+    entries = PeerRequestLog.objects.all()
+    if peer:
+        entries = entries.filter(peer_code=peer.upper())
+    if direction:
+        entries = entries.filter(direction=direction)
+    if result:
+        entries = entries.filter(result=result)
+    return entries.order_by("-at", "-id")

@@ -1,0 +1,778 @@
+"""Interstate writes: peers, escalations (outbound), what the receiver does with a peer's messages (inbound),
+the dispatcher's accept/reject, the supervisor's retry/cancel, and the outbox rows all of them produce.
+
+Every function runs in one transaction, locks what it races on (the incident, the escalation row), raises
+domain errors and records `interstate.escalation` events. Messages to peers are written to the outbox in the
+same transaction and delivered after commit (interstate.delivery); nothing here talks to the network.
+"""
+
+import contextvars
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from shapely.errors import ShapelyError
+from shapely.geometry import shape
+
+from accounts.models import Role, User
+from cad.errors import Conflict, DomainError, InvalidTransition, NotFound
+from cad.events import record_event
+from cad.models import Center
+from cad.tasks import enqueue
+from incidents import services as incident_services
+from incidents.models import CallDisposition, Channel, Incident, IncidentStatus, IncidentType, Line
+from interstate import eido, secrets
+from interstate.models import Escalation, EscalationKind, InboundMessage, OutboxMessage, Peer
+from interstate.selectors import escalation_summary
+from interstate.validation import SchemaErrors
+
+# The peer whose message is being applied: changes it causes are not sent back to it (no echo).
+_applying_from: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "interstate_applying_from", default=None
+)
+
+WIRE_KEY = {
+    OutboxMessage.Kind.REQUEST_FOR_SERVICE: "requestForService",
+    OutboxMessage.Kind.REQUEST_AWARENESS: "requestAwarenes",  # the published STA-024 spelling
+    OutboxMessage.Kind.UPDATE: "event",
+    OutboxMessage.Kind.CANCEL: "cancelREequest",  # the published STA-024 spelling
+    OutboxMessage.Kind.RESPONSE: "response",
+}
+KIND_OF_WIRE_KEY = {key: kind for kind, key in WIRE_KEY.items()}
+REQUEST_KIND = {
+    EscalationKind.REQUEST_FOR_SERVICE: OutboxMessage.Kind.REQUEST_FOR_SERVICE,
+    EscalationKind.REQUEST_AWARENESS: OutboxMessage.Kind.REQUEST_AWARENESS,
+}
+ACCEPTED, DECLINED, QUEUED = 200, 603, 182
+
+
+class MessageRefused(DomainError):
+    """A peer's message that cannot be applied (answered with the status and code, nothing written)."""
+
+
+def applying_from_peer() -> int | None:
+    return _applying_from.get()
+
+
+@contextmanager
+def _from_peer(peer: Peer):
+    token = _applying_from.set(peer.id)
+    try:
+        yield
+    finally:
+        _applying_from.reset(token)
+
+
+def home_center() -> Center:
+    """This installation's command centre (CAD_CENTER_CODE)."""
+    try:
+        return Center.objects.get(code=settings.CAD["CENTER_CODE"])
+    except Center.DoesNotExist:
+        raise NotFound(
+            _("No existe el centro %(code)s (CAD_CENTER_CODE).") % {"code": settings.CAD["CENTER_CODE"]}
+        ) from None
+
+
+# --- Peers ------------------------------------------------------------------------------------
+def service_area_fields(geometry: dict | None) -> dict:
+    """The service area and its bounding box, validated (Polygon or MultiPolygon GeoJSON, or nothing)."""
+    if not geometry:
+        return {"service_area": None, "min_lat": None, "min_lon": None, "max_lat": None, "max_lon": None}
+    try:
+        shaped = shape(geometry)
+    except (ValueError, TypeError, AttributeError, KeyError, ShapelyError):
+        raise DomainError(
+            _("El área de servicio no es una geometría GeoJSON válida."),
+            code="invalid_geojson",
+            fields={"service_area": [_("Geometría inválida.")]},
+        ) from None
+    if shaped.is_empty or shaped.geom_type not in ("Polygon", "MultiPolygon"):
+        raise DomainError(
+            _("El área de servicio debe ser un polígono o multipolígono."),
+            code="invalid_geojson",
+            fields={"service_area": [_("Se espera Polygon o MultiPolygon.")]},
+        )
+    min_lon, min_lat, max_lon, max_lat = shaped.bounds
+    return {
+        "service_area": geometry,
+        "min_lat": min_lat,
+        "min_lon": min_lon,
+        "max_lat": max_lat,
+        "max_lon": max_lon,
+    }
+
+
+@transaction.atomic
+def peer_register(
+    *,
+    code: str,
+    name: str,
+    base_url: str,
+    kind: str = Peer.Kind.STATE,
+    contact_desk: str = "",
+    service_area: dict | None = None,
+    border_km: float | None = None,
+    enabled: bool = True,
+    outbound_key_id: str = "",
+    outbound_secret: str = "",
+    inbound_key_id: str = "",
+    inbound_secret: str = "",
+) -> tuple[Peer, str]:
+    """Register a peer centre. Returns the peer and the inbound secret (generated unless given): the only time
+    it is available in clear; hand it, with `peer.inbound_key_id`, to the peer's administrator."""
+    code = code.strip().upper()
+    if Peer.objects.filter(code=code).exists():
+        raise Conflict(_("Ya existe el centro par %(code)s.") % {"code": code}, code="peer_exists")
+    if code == settings.CAD["CENTER_CODE"]:
+        raise DomainError(_("Un centro no puede ser su propio par."), fields={"code": [code]})
+    user, _created = User.objects.get_or_create(
+        username=f"peer-{code.lower()}",
+        defaults={"role": Role.PEER, "center": home_center(), "first_name": name[:150]},
+    )
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    inbound_secret = inbound_secret or secrets.new_secret()
+    peer = Peer(
+        code=code,
+        name=name,
+        base_url=base_url.rstrip("/"),
+        kind=kind,
+        contact_desk=contact_desk,
+        enabled=enabled,
+        outbound_key_id=outbound_key_id,
+        inbound_key_id=inbound_key_id or secrets.new_key_id(code),
+        service_user=user,
+        **service_area_fields(service_area),
+    )
+    if border_km is not None:
+        peer.border_km = border_km
+    peer.outbound_secret = outbound_secret
+    peer.inbound_secret = inbound_secret
+    peer.full_clean(exclude=["service_user", "inbound_secret_encrypted"])
+    peer.save()
+    return peer, inbound_secret
+
+
+def _peer_for_update(code: str) -> Peer:
+    try:
+        return Peer.objects.select_for_update().get(code=code.strip().upper())
+    except Peer.DoesNotExist:
+        raise NotFound(_("No existe el centro par %(code)s.") % {"code": code}) from None
+
+
+@transaction.atomic
+def peer_set_enabled(*, code: str, enabled: bool) -> Peer:
+    """Disabling cuts the peer's access at once (checked on every request) and pauses its outbox; enabling
+    resumes the delivery of what waited."""
+    peer = _peer_for_update(code)
+    peer.enabled = enabled
+    peer.save(update_fields=["enabled", "updated_at"])
+    if enabled:
+        waiting = (
+            OutboxMessage.objects.filter(peer=peer, state=OutboxMessage.State.PENDING)
+            .values_list("escalation_id", flat=True)
+            .distinct()
+        )
+        for escalation_id in waiting:
+            _enqueue_delivery(escalation_id)
+    return peer
+
+
+@transaction.atomic
+def peer_rotate_inbound_secret(*, code: str) -> tuple[str, str]:
+    """A new key id and secret for the peer's requests to us (the old ones stop working at once)."""
+    peer = _peer_for_update(code)
+    secret = secrets.new_secret()
+    peer.inbound_key_id = secrets.new_key_id(peer.code)
+    peer.inbound_secret = secret
+    peer.save(update_fields=["inbound_key_id", "inbound_secret_encrypted", "updated_at"])
+    return peer.inbound_key_id, secret
+
+
+@transaction.atomic
+def peer_set_outbound_credentials(*, code: str, key_id: str, secret: str) -> Peer:
+    """The key id and secret the peer issued to us for signing our requests to it."""
+    if not key_id or not secret:
+        raise DomainError(_("Indique la clave y el secreto."), fields={"outbound_key_id": [_("Requerido.")]})
+    peer = _peer_for_update(code)
+    peer.outbound_key_id = key_id
+    peer.outbound_secret = secret
+    peer.save(update_fields=["outbound_key_id", "outbound_secret_encrypted", "updated_at"])
+    return peer
+
+
+@transaction.atomic
+def peer_apply_document(*, code: str, document: dict) -> Peer:
+    """Update a peer from its well-known document (name, kind, contact desk, service area)."""
+    peer = _peer_for_update(code)
+    if document.get("center") and str(document["center"]).upper() != peer.code:
+        raise DomainError(
+            _("El documento es del centro %(other)s, no de %(code)s.")
+            % {"other": document["center"], "code": peer.code},
+            code="peer_mismatch",
+        )
+    for key, value in service_area_fields(document.get("service_area")).items():
+        setattr(peer, key, value)
+    peer.name = str(document.get("name") or peer.name)[:160]
+    if document.get("kind") in Peer.Kind.values:
+        peer.kind = document["kind"]
+    peer.contact_desk = str(document.get("contact_desk") or peer.contact_desk)[:300]
+    peer.refreshed_at = timezone.now()
+    peer.save()
+    return peer
+
+
+# --- Outbox -----------------------------------------------------------------------------------
+def _enqueue_delivery(escalation_id: int) -> None:
+    from interstate.tasks import deliver_escalation
+
+    enqueue(deliver_escalation, escalation_id=escalation_id)
+
+
+def message_body(
+    escalation: Escalation, kind: str, *, key, eido_document=None, sequence=None, **extra
+) -> dict:
+    """One STA-024 message as published (docs/interstate.md, section 3)."""
+    request_id = escalation.request_id
+    if kind == OutboxMessage.Kind.REQUEST_AWARENESS:
+        inner = {
+            "requestId": request_id,
+            "subscriptionId": request_id,
+            "statusCode": 200,
+            "statusText": "awareness",
+        }
+    elif kind == OutboxMessage.Kind.UPDATE:
+        inner = {"subscriptionId": request_id, "transactionId": str(key)}
+    elif kind == OutboxMessage.Kind.RESPONSE:
+        inner = {
+            "requestId": request_id,
+            "responseCode": extra.pop("code"),
+            "responseText": extra.pop("text"),
+        }
+    else:
+        inner = {"requestId": request_id}
+    body = {WIRE_KEY[kind]: inner, "requestId": request_id, **extra}
+    if eido_document is not None:
+        body["eido"] = eido_document
+    if sequence is not None:
+        body["sequence"] = sequence
+    return body
+
+
+def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False, **extra) -> OutboxMessage:
+    """Write a message in the current transaction; delivery is enqueued for after the commit."""
+    message = OutboxMessage(
+        escalation=escalation,
+        peer=escalation.peer,
+        kind=kind,
+        next_attempt_at=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_SWEEP_AFTER_S),
+    )
+    if kind == OutboxMessage.Kind.UPDATE:
+        escalation.out_seq += 1
+        escalation.save(update_fields=["out_seq", "updated_at"])
+        message.seq = escalation.out_seq
+    document = None
+    if with_eido:
+        role = eido.PEER_ROLE[
+            "inbound" if escalation.direction == Escalation.Direction.INBOUND else escalation.kind
+        ]
+        document = eido.build_eido(escalation.incident, peer_code=escalation.peer.code, peer_role=role)
+    message.body = message_body(
+        escalation, kind, key=message.idempotency_key, eido_document=document, sequence=message.seq, **extra
+    )
+    message.save()
+    _enqueue_delivery(escalation.id)
+    return message
+
+
+def _changed(escalation: Escalation, *fields: str) -> None:
+    escalation.save(update_fields=[*fields, "updated_at"])
+    record_event(
+        type="interstate.escalation",
+        center_id=escalation.incident.center_id,
+        payload={"folio": escalation.incident.folio, "escalation": escalation_summary(escalation)},
+    )
+
+
+def _note(escalation: Escalation, text: str, *, data: dict | None = None) -> None:
+    """A timeline note about the share, tagged with the peer (never sent back to it)."""
+    incident_services.add_note(
+        folio=escalation.incident.folio,
+        center_id=escalation.incident.center_id,
+        text=text,
+        by=escalation.peer.service_user,
+        data={"peer": escalation.peer.code, **(data or {})},
+    )
+
+
+def write_update(escalation: Escalation) -> OutboxMessage | None:
+    """The incident changed: send the peer a new snapshot (called by the event listener, in the transaction
+    of the change). Not for the peer whose message is being applied (no echo)."""
+    if escalation.peer_id == applying_from_peer():
+        return None
+    escalation = (
+        Escalation.objects.select_for_update().select_related("peer", "incident").get(pk=escalation.pk)
+    )
+    if escalation.state not in Escalation.SHARED_STATES:
+        return None
+    return _outbox_append(escalation, OutboxMessage.Kind.UPDATE, with_eido=True)
+
+
+# --- Escalating (sender side) -----------------------------------------------------------------
+def _enabled_peer(code: str) -> Peer:
+    peer = Peer.objects.filter(code=str(code).strip().upper()).select_related("service_user").first()
+    if peer is None or not peer.enabled:
+        raise DomainError(
+            _("El centro par %(code)s no existe o está deshabilitado.") % {"code": code},
+            code="unknown_peer",
+            fields={"peer": [_("Centro par desconocido o deshabilitado.")]},
+        )
+    return peer
+
+
+@transaction.atomic
+def escalate_incident(
+    *, folio: str, center_id: int, peer_code: str, kind: str, reason: str = "", by
+) -> Escalation:
+    """Share an incident with a peer: the escalation and its request message are written in this transaction
+    (transactional outbox) and delivered after commit. One live share per incident and peer."""
+    peer = _enabled_peer(peer_code)
+    if kind not in EscalationKind.values:
+        raise DomainError(_("Tipo de escalamiento inválido."), fields={"kind": [kind]})
+    try:
+        incident = Incident.objects.select_for_update(of=("self",)).get(folio=folio, center_id=center_id)
+    except Incident.DoesNotExist:
+        raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio}) from None
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
+    live = Escalation.objects.filter(incident=incident, peer=peer).exclude(
+        state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED]
+    )
+    if live.exists():
+        raise Conflict(
+            _("El incidente %(folio)s ya se compartió con %(code)s.") % {"folio": folio, "code": peer.code},
+            code="already_shared",
+        )
+    label = EscalationKind(kind).label
+    incident_services.add_note(
+        folio=folio,
+        center_id=center_id,
+        text=_("%(kind)s a %(peer)s: %(reason)s")
+        % {"kind": label, "peer": peer.name, "reason": reason or "—"},
+        by=by,
+        data={"peer": peer.code, "interstate": "escalated"},
+    )
+    escalation = Escalation.objects.create(
+        incident=incident,
+        peer=peer,
+        direction=Escalation.Direction.OUTBOUND,
+        kind=kind,
+        reason=reason,
+        created_by=by,
+    )
+    _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
+    _changed(escalation, "state")
+    return escalation
+
+
+def _escalation_for_update(*, escalation_id: int, center_id: int) -> Escalation:
+    try:
+        return (
+            Escalation.objects.select_for_update(of=("self",))
+            .select_related("peer__service_user", "incident")
+            .get(pk=escalation_id, incident__center_id=center_id)
+        )
+    except Escalation.DoesNotExist:
+        raise NotFound(_("No existe el escalamiento %(id)s.") % {"id": escalation_id}) from None
+
+
+@transaction.atomic
+def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", by) -> Escalation:
+    """End an outbound share. If the peer never got the request, nothing is sent; otherwise a cancel follows
+    the messages already delivered (undelivered updates are dropped)."""
+    escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
+    if escalation.direction != Escalation.Direction.OUTBOUND:
+        raise InvalidTransition(_("Solo se cancela un escalamiento enviado."))
+    if escalation.state in (Escalation.State.CANCELLED, Escalation.State.REJECTED):
+        raise InvalidTransition(_("El escalamiento ya terminó."))
+    pending = escalation.outbox.filter(state=OutboxMessage.State.PENDING)
+    request_delivered = escalation.outbox.filter(
+        kind__in=REQUEST_KIND.values(), state=OutboxMessage.State.DELIVERED
+    ).exists()
+    pending.update(state=OutboxMessage.State.DEAD, last_error=_("Cancelado"))
+    escalation.state = Escalation.State.CANCELLED
+    escalation.reason = reason or escalation.reason
+    escalation.last_error = ""
+    if request_delivered:
+        _outbox_append(escalation, OutboxMessage.Kind.CANCEL, reason=reason)
+    _changed(escalation, "state", "reason", "last_error")
+    _note(
+        escalation,
+        _("Escalamiento a %(peer)s cancelado: %(reason)s")
+        % {"peer": escalation.peer.name, "reason": reason or "—"},
+    )
+    return escalation
+
+
+@transaction.atomic
+def escalation_retry(*, escalation_id: int, center_id: int, by) -> Escalation:
+    """Send again now: dead messages return to the queue in their order, waiting ones are due at once."""
+    escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
+    if escalation.state == Escalation.State.CANCELLED:
+        raise InvalidTransition(_("El escalamiento fue cancelado."))
+    now = timezone.now()
+    escalation.outbox.exclude(state=OutboxMessage.State.DELIVERED).update(
+        state=OutboxMessage.State.PENDING, next_attempt_at=now, last_error=""
+    )
+    if escalation.state == Escalation.State.FAILED:
+        request_delivered = escalation.outbox.filter(
+            kind__in=REQUEST_KIND.values(), state=OutboxMessage.State.DELIVERED
+        ).exists()
+        outbound = escalation.direction == Escalation.Direction.OUTBOUND
+        escalation.state = (
+            Escalation.State.SENT if request_delivered or not outbound else Escalation.State.PENDING
+        )
+    escalation.lease_until = None
+    escalation.last_error = ""
+    _changed(escalation, "state", "last_error", "lease_until")
+    _enqueue_delivery(escalation.id)
+    return escalation
+
+
+# --- Receiver's decisions ---------------------------------------------------------------------
+def _pending_inbound_request(escalation: Escalation) -> None:
+    if (
+        escalation.direction != Escalation.Direction.INBOUND
+        or escalation.kind != EscalationKind.REQUEST_FOR_SERVICE
+    ):
+        raise InvalidTransition(_("Solo se acepta o rechaza una solicitud de servicio recibida."))
+    if escalation.state != Escalation.State.PENDING:
+        raise InvalidTransition(
+            _("La solicitud ya fue respondida (%(state)s).") % {"state": escalation.get_state_display()}
+        )
+
+
+@transaction.atomic
+def escalation_accept(*, escalation_id: int, center_id: int, by) -> Escalation:
+    escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
+    _pending_inbound_request(escalation)
+    escalation.state = Escalation.State.ACCEPTED
+    _outbox_append(
+        escalation,
+        OutboxMessage.Kind.RESPONSE,
+        code=ACCEPTED,
+        text="accepted",
+        incident=escalation.incident.folio,
+    )
+    _changed(escalation, "state")
+    return escalation
+
+
+@transaction.atomic
+def escalation_reject(*, escalation_id: int, center_id: int, reason: str, by) -> Escalation:
+    """Decline a request for service: the requester is told why, and our linked copy is closed."""
+    escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
+    _pending_inbound_request(escalation)
+    escalation.state = Escalation.State.REJECTED
+    escalation.reason = reason
+    _outbox_append(
+        escalation,
+        OutboxMessage.Kind.RESPONSE,
+        code=DECLINED,
+        text=reason,
+        incident=escalation.incident.folio,
+    )
+    _changed(escalation, "state", "reason")
+    if escalation.incident.status != IncidentStatus.CLOSED:
+        incident_services.close_incident(
+            folio=escalation.incident.folio,
+            center_id=center_id,
+            disposition=_("Rechazado (solicitud de %(peer)s): %(reason)s")
+            % {"peer": escalation.peer.code, "reason": reason},
+            by=by,
+        )
+    return escalation
+
+
+# --- Inbound messages (receiver side) ---------------------------------------------------------
+def message_kind(message) -> str:
+    """The wire key of a message: exactly one known kind key."""
+    keys = [key for key in KIND_OF_WIRE_KEY if isinstance(message, dict) and key in message]
+    if len(keys) != 1:
+        raise MessageRefused(
+            _("El mensaje debe tener exactamente una clase: %(keys)s.")
+            % {"keys": ", ".join(KIND_OF_WIRE_KEY)},
+            code="unknown_kind",
+        )
+    return keys[0]
+
+
+def refuse_invalid(errors: SchemaErrors) -> MessageRefused:
+    return MessageRefused(
+        _("El mensaje no cumple el esquema NENA (%(n)s errores).") % {"n": len(errors.errors)},
+        code="invalid_message",
+        fields={"schema": errors.errors},
+    )
+
+
+def receive_message(*, peer: Peer, idempotency_key: str, wire_key: str, message: dict) -> tuple[int, dict]:
+    """Apply one validated peer message; returns (HTTP status, answer). The same idempotency key again returns
+    the original answer and writes nothing. Refusals raise MessageRefused (nothing written)."""
+    original = InboundMessage.objects.filter(peer=peer, idempotency_key=idempotency_key).first()
+    if original is not None:
+        return original.status_code, original.response
+    try:
+        with transaction.atomic():
+            record = InboundMessage.objects.create(
+                peer=peer,
+                idempotency_key=idempotency_key,
+                kind=KIND_OF_WIRE_KEY[wire_key],
+                request_id=str(message.get("requestId", ""))[:100],
+                status_code=0,
+            )
+            with _from_peer(peer):
+                status, answer = _apply(peer, KIND_OF_WIRE_KEY[wire_key], message)
+            record.status_code, record.response = status, answer
+            record.save(update_fields=["status_code", "response"])
+    except IntegrityError:  # the same message, concurrently: it committed first
+        original = InboundMessage.objects.filter(peer=peer, idempotency_key=idempotency_key).first()
+        if original is None:
+            raise
+        return original.status_code, original.response
+    return status, answer
+
+
+def _answer(escalation: Escalation, code: int, text: str) -> dict:
+    return {
+        "requestId": escalation.request_id,
+        "responseCode": code,
+        "responseText": text,
+        "incident": escalation.incident.folio,
+    }
+
+
+def _shared(peer: Peer, request_id: str) -> Escalation:
+    escalation = (
+        Escalation.objects.select_for_update(of=("self",))
+        .select_related("incident", "peer__service_user")
+        .filter(peer=peer, request_id=request_id)
+        .first()
+    )
+    if escalation is None:
+        raise MessageRefused(
+            _("No hay nada compartido con %(peer)s bajo %(id)s.") % {"peer": peer.code, "id": request_id},
+            code="not_shared",
+            status=404,
+        )
+    return escalation
+
+
+def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
+    request_id = str(message["requestId"])
+    if len(request_id) > 100:
+        raise MessageRefused(
+            _("requestId demasiado largo."), fields={"requestId": [_("Máximo 100 caracteres.")]}
+        )
+    if kind in (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS):
+        return _receive_request(peer, kind, request_id, message["eido"])
+    escalation = _shared(peer, request_id)
+    if kind == OutboxMessage.Kind.UPDATE:
+        return _receive_update(escalation, message)
+    if kind == OutboxMessage.Kind.CANCEL:
+        return _receive_cancel(escalation, str(message.get("reason") or "")[:500])
+    return _receive_response(escalation, message)
+
+
+def _incident_type_for(facts: eido.EidoFacts) -> IncidentType:
+    found = IncidentType.objects.filter(code=facts.type_code, active=True).first()
+    if found is None or found.is_improcedente:
+        fallback = eido.FALLBACK_CNIE.get(facts.common_type.split(".")[0]) or eido.FALLBACK_CNIE.get(
+            facts.common_type
+        )
+        found = IncidentType.objects.filter(code=fallback or eido.FALLBACK_CNIE["Other"], active=True).first()
+    if found is None:
+        raise MessageRefused(
+            _("Tipo de incidente desconocido: %(code)s.") % {"code": facts.type_code or facts.common_type},
+            code="unknown_incident_type",
+            fields={"eido/incidentComponent/incidentTypeInternalCode": [facts.type_code]},
+        )
+    return found
+
+
+def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> tuple[int, dict]:
+    if Escalation.objects.filter(peer=peer, request_id=request_id).exists():
+        raise MessageRefused(
+            _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
+        )
+    facts = eido.read_eido(document)
+    anonymous = facts.line == Line.ANONYMOUS
+    call = incident_services.take_call(
+        center=peer.service_user.center,
+        by=peer.service_user,
+        line=facts.line,
+        channel=Channel.INTERSTATE,
+        disposition=CallDisposition.NEW_INCIDENT,
+        incident_type=_incident_type_for(facts),
+        lat=facts.lat,
+        lon=facts.lon,
+        address=facts.address,
+        caller_name=None if anonymous else facts.caller_name or None,
+        callback_number=None if anonymous else facts.callback_number or None,
+        origin_center=peer.code,
+        origin_folio=facts.folio,
+    )
+    is_request = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE
+    escalation = Escalation.objects.create(
+        request_id=request_id,
+        incident=call.incident,
+        peer=peer,
+        direction=Escalation.Direction.INBOUND,
+        kind=EscalationKind.REQUEST_FOR_SERVICE if is_request else EscalationKind.REQUEST_AWARENESS,
+        state=Escalation.State.PENDING if is_request else Escalation.State.ACCEPTED,
+        remote_incident_id=facts.incident_id[:200],
+        remote_folio=facts.folio,
+        remote_status=facts.status[:32],
+        remote_resources=facts.resources,
+    )
+    _merge_notes(escalation, facts)
+    _changed(escalation, "state")
+    if is_request:
+        return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
+    return 202, _answer(escalation, ACCEPTED, "awareness recorded")
+
+
+def _merge_notes(escalation: Escalation, facts: eido.EidoFacts) -> int:
+    """Notes and vehicles of a snapshot into the local timeline, by EIDO $id: each once, ours never back."""
+    incident = escalation.incident
+    known = {
+        eido.note_id(entry, eido.agency_id(incident.center.code))
+        for entry in incident.timeline.filter(kind="note").only("id", "data")
+    }
+    added = 0
+    items = [(note["id"], note["text"], note.get("agency", "")) for note in facts.notes]
+    items += [(vehicle["id"], _vehicle_text(vehicle), "") for vehicle in facts.vehicles]
+    for component_id, text, agency in items:
+        if component_id in known or not text.strip():
+            continue
+        _note(escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency})
+        known.add(component_id)
+        added += 1
+    return added
+
+
+def _vehicle_text(vehicle: dict) -> str:
+    labels = (
+        ("plate", _("placa")),
+        ("vin", "VIN"),
+        ("colour", _("color")),
+        ("make", _("marca")),
+        ("model", _("modelo")),
+        ("relationship", _("relación")),
+    )
+    parts = [f"{label} {vehicle[key]}" for key, label in labels if vehicle.get(key)]
+    return _("Vehículo: %(details)s") % {"details": ", ".join(parts)}
+
+
+def _receive_update(escalation: Escalation, message: dict) -> tuple[int, dict]:
+    sequence = message.get("sequence")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise MessageRefused(
+            _("Una actualización lleva un sequence entero ≥ 1."), fields={"sequence": [str(sequence)]}
+        )
+    if escalation.state in (Escalation.State.CANCELLED, Escalation.State.REJECTED):
+        return 200, _answer(escalation, ACCEPTED, "ignored: share ended")
+    if sequence <= escalation.in_seq:
+        return 200, _answer(escalation, ACCEPTED, "stale")
+    facts = eido.read_eido(message["eido"])
+    escalation.in_seq = sequence
+    escalation.remote_incident_id = facts.incident_id[:200]
+    escalation.remote_folio = facts.folio or escalation.remote_folio
+    escalation.remote_status = facts.status[:32]
+    escalation.remote_resources = facts.resources
+    fields = ["in_seq", "remote_incident_id", "remote_folio", "remote_status", "remote_resources"]
+    _merge_notes(escalation, facts)
+    _follow_relocation(escalation, facts)
+    if facts.status == IncidentStatus.CLOSED and escalation.state != Escalation.State.CLOSED:
+        escalation.state = Escalation.State.CLOSED
+        fields.append("state")
+        _note(
+            escalation,
+            _("%(peer)s cerró su incidente %(folio)s: %(disposition)s")
+            % {
+                "peer": escalation.peer.name,
+                "folio": escalation.remote_folio,
+                "disposition": facts.disposition or "—",
+            },
+        )
+    _changed(escalation, *fields)
+    return 200, _answer(escalation, ACCEPTED, "applied")
+
+
+def _follow_relocation(escalation: Escalation, facts: eido.EidoFacts) -> None:
+    """The requester moved its incident (a pursuit): our linked copy follows."""
+    incident = escalation.incident
+    if (
+        escalation.direction != Escalation.Direction.INBOUND
+        or facts.lat is None
+        or incident.status == IncidentStatus.CLOSED
+    ):
+        return
+    if (
+        incident.lat is not None
+        and abs(incident.lat - facts.lat) < 1e-6
+        and abs(incident.lon - facts.lon) < 1e-6
+    ):
+        return
+    updated = incident_services.update_incident(
+        folio=incident.folio,
+        center_id=incident.center_id,
+        by=escalation.peer.service_user,
+        expected_version=None,
+        lat=facts.lat,
+        lon=facts.lon,
+        address=facts.address or incident.address,
+    )
+    escalation.incident = updated
+
+
+def _receive_cancel(escalation: Escalation, reason: str) -> tuple[int, dict]:
+    if escalation.direction != Escalation.Direction.INBOUND:
+        raise MessageRefused(_("Solo quien pidió puede cancelar."), code="not_shared", status=404)
+    if escalation.state != Escalation.State.CANCELLED:
+        escalation.state = Escalation.State.CANCELLED
+        escalation.reason = reason or escalation.reason
+        _changed(escalation, "state", "reason")
+        _note(
+            escalation,
+            _("%(peer)s canceló la solicitud: %(reason)s")
+            % {"peer": escalation.peer.name, "reason": reason or "—"},
+        )
+    return 200, _answer(escalation, ACCEPTED, "cancelled")
+
+
+def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]:
+    if (
+        escalation.direction != Escalation.Direction.OUTBOUND
+        or escalation.kind != EscalationKind.REQUEST_FOR_SERVICE
+    ):
+        raise MessageRefused(_("No hay solicitud de servicio que responder."), code="not_shared", status=404)
+    response = message["response"]
+    code, text = response.get("responseCode"), str(response.get("responseText") or "")[:500]
+    if escalation.state in (Escalation.State.PENDING, Escalation.State.SENT, Escalation.State.FAILED):
+        escalation.remote_folio = str(message.get("incident") or escalation.remote_folio)[:64]
+        if code == ACCEPTED:
+            escalation.state = Escalation.State.ACCEPTED
+            note = _("%(peer)s aceptó la solicitud (folio %(folio)s)")
+        else:
+            escalation.state = Escalation.State.REJECTED
+            escalation.reason = text
+            note = _("%(peer)s rechazó la solicitud: %(reason)s")
+        _changed(escalation, "state", "reason", "remote_folio")
+        _note(
+            escalation,
+            note % {"peer": escalation.peer.name, "folio": escalation.remote_folio, "reason": text},
+        )
+    return 200, _answer(escalation, ACCEPTED, "response recorded")

@@ -1,0 +1,418 @@
+"""Sender side: escalations and their messages written in the transaction of the change (transactional
+outbox), detection and auto-escalation, delivery in order under a lease with retries, the sweeper, the
+console API with its permissions, the peer management command and admin. The peer's HTTP endpoint is the
+edge, replaced by httpx.MockTransport here (tests/test_interstate_worker.py uses a real one)."""
+
+import io
+import json
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from cad.models import Event
+from incidents import services as incident_services
+from interstate import delivery, services
+from interstate.models import AutoEscalationPolicy, Escalation, OutboxMessage, Peer, PeerRequestLog
+from interstate.tasks import deliver_escalation, sweep_outbox
+from interstate.validation import validate_message
+from tests.factories import UnitFactory, open_incident
+from tests.interstate_support import FAR_FROM_CDMX, INSIDE_CDMX, NEAR_CDMX, register_cdmx
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cdmx(center):
+    return register_cdmx()[0]
+
+
+@pytest.fixture
+def peer_http(monkeypatch):
+    """The peer's HTTP endpoint: records requests, answers from `answers` (a status or a callable), else 202."""
+
+    class Fake:
+        requests: list[dict] = []
+        answers: list = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        Fake.requests.append({"path": request.url.path, "headers": request.headers, "body": body})
+        answer = Fake.answers.pop(0) if Fake.answers else 202
+        if isinstance(answer, Exception):
+            raise answer
+        if answer >= 400:
+            return httpx.Response(answer, json={"message": "no", "code": "refused", "fields": {}})
+        return httpx.Response(
+            answer,
+            json={
+                "requestId": body.get("requestId"),
+                "responseCode": 182,
+                "responseText": "queued",
+                "incident": "CDMX-2026-000007",
+            },
+        )
+
+    monkeypatch.setattr(delivery, "_http_client", httpx.Client(transport=httpx.MockTransport(handler)))
+    Fake.requests, Fake.answers = [], []
+    return Fake
+
+
+def _inside(center, user, incident_type):
+    return open_incident(
+        center=center, by=user, incident_type=incident_type, lat=INSIDE_CDMX[0], lon=INSIDE_CDMX[1]
+    )
+
+
+def _escalate(incident, user, kind="request_for_service"):
+    return services.escalate_incident(
+        folio=incident.folio,
+        center_id=incident.center_id,
+        peer_code="CDMX",
+        kind=kind,
+        reason="cruza a CDMX",
+        by=user,
+    )
+
+
+def test_escalation_and_its_message_are_written_in_the_transaction(
+    cdmx, center, dispatcher, accident_type, django_capture_on_commit_callbacks
+):
+    incident = _inside(center, dispatcher, accident_type)
+    with django_capture_on_commit_callbacks() as callbacks:
+        escalation = _escalate(incident, dispatcher)
+    [message] = escalation.outbox.all()
+    assert (message.kind, message.state, escalation.state) == ("requestForService", "pending", "pending")
+    validate_message("requestForService", message.body)
+    assert message.body["requestId"] == escalation.request_id
+    assert message.body["eido"]["incidentComponent"]["internalIncidentId"] == incident.folio
+    assert any(cb.__qualname__.startswith("enqueue") for cb in callbacks)  # delivery only after commit
+
+    class Rollback(Exception):
+        pass
+
+    other = _inside(center, dispatcher, accident_type)
+    with pytest.raises(Rollback), transaction.atomic():
+        _escalate(other, dispatcher)
+        raise Rollback
+    assert not Escalation.objects.filter(incident=other).exists()
+    assert OutboxMessage.objects.count() == 1  # the rolled-back escalation left no message
+
+
+def test_changes_to_a_shared_incident_become_ordered_updates(cdmx, center, dispatcher, accident_type):
+    incident = _inside(center, dispatcher, accident_type)
+    escalation = _escalate(incident, dispatcher)
+    incident_services.add_note(
+        folio=incident.folio, center_id=center.id, text="Sospechoso huye al norte", by=dispatcher
+    )
+    unit = UnitFactory(center=center)
+    incident_services.assign_unit(folio=incident.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    updates = list(escalation.outbox.filter(kind="update").order_by("id"))
+    assert [m.seq for m in updates] == list(range(1, len(updates) + 1)) and len(updates) >= 2
+    texts = [n["notesActionComments"] for n in updates[0].body["eido"]["notesComponent"]]
+    assert "Sospechoso huye al norte" in texts
+    assert not any("cruza a CDMX" in text for text in texts)  # the note about CDMX is not sent to CDMX
+    assert (
+        updates[-1].body["eido"]["emergencyResourceComponent"][0]["primaryUnitStatusRegistryText"]
+        == "Dispatched"
+    )
+    for message in updates:
+        validate_message("event", message.body)
+
+
+def test_an_unshared_incident_writes_nothing(
+    cdmx, center, dispatcher, accident_type, django_assert_max_num_queries
+):
+    incident = open_incident(
+        center=center, by=dispatcher, incident_type=accident_type, lat=FAR_FROM_CDMX[0], lon=FAR_FROM_CDMX[1]
+    )
+    with django_assert_max_num_queries(12):
+        incident_services.add_note(folio=incident.folio, center_id=center.id, text="nota", by=dispatcher)
+    assert not OutboxMessage.objects.exists()
+
+
+def test_detection_flags_inside_and_near_the_border(cdmx, center, call_taker, accident_type):
+    inside = _inside(center, call_taker, accident_type)
+    near = open_incident(
+        center=center, by=call_taker, incident_type=accident_type, lat=NEAR_CDMX[0], lon=NEAR_CDMX[1]
+    )
+    far = open_incident(
+        center=center, by=call_taker, incident_type=accident_type, lat=FAR_FROM_CDMX[0], lon=FAR_FROM_CDMX[1]
+    )
+    flagged = {
+        e.payload["folio"]: e.payload["peers"] for e in Event.objects.filter(type="interstate.flagged")
+    }
+    assert flagged[inside.folio] == [
+        {"peer": "CDMX", "name": "C5 Ciudad de México", "reason": "inside", "distance_km": 0.0}
+    ]
+    [flag] = flagged[near.folio]
+    assert flag["reason"] == "near_border" and 2.5 < flag["distance_km"] < 4.5
+    assert far.folio not in flagged
+    # relocated out of reach: the flag is cleared
+    incident_services.update_incident(
+        folio=inside.folio,
+        center_id=center.id,
+        by=call_taker,
+        expected_version=None,
+        lat=FAR_FROM_CDMX[0],
+        lon=FAR_FROM_CDMX[1],
+    )
+    last = (
+        Event.objects.filter(type="interstate.flagged", payload__folio=inside.folio).order_by("-seq").first()
+    )
+    assert last.payload["peers"] == []
+
+
+def test_policies_escalate_flagged_incidents_of_their_type(cdmx, center, call_taker, accident_type):
+    AutoEscalationPolicy.objects.create(peer=None, type_prefix="101", kind="request_for_service")
+    incident = _inside(center, call_taker, accident_type)
+    escalation = Escalation.objects.get(incident=incident)
+    assert (escalation.peer.code, escalation.kind, escalation.direction) == (
+        "CDMX",
+        "request_for_service",
+        "outbound",
+    )
+    kinds = list(escalation.outbox.values_list("kind", flat=True))
+    assert kinds[0] == "requestForService"
+    far = open_incident(
+        center=center, by=call_taker, incident_type=accident_type, lat=FAR_FROM_CDMX[0], lon=FAR_FROM_CDMX[1]
+    )
+    assert not Escalation.objects.filter(incident=far).exists()
+
+
+def test_delivery_sends_in_order_and_a_failure_stops_the_drain(
+    cdmx, center, dispatcher, accident_type, peer_http
+):
+    incident = _inside(center, dispatcher, accident_type)
+    escalation = _escalate(incident, dispatcher)
+    for text in ("uno", "dos"):
+        incident_services.add_note(folio=incident.folio, center_id=center.id, text=text, by=dispatcher)
+    peer_http.answers = [202, 200, 503]
+    with pytest.raises(delivery.PeerUnavailable):
+        delivery.drain_escalation(escalation_id=escalation.id)
+    escalation.refresh_from_db()
+    assert (escalation.state, escalation.remote_folio) == ("sent", "CDMX-2026-000007")
+    assert "HTTP 503" in escalation.last_error
+    [pending] = escalation.outbox.filter(state="pending")
+    assert (pending.seq, pending.attempts) == (2, 1)
+    assert escalation.lease_until is None  # released: the embedded sweeper may retry it
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+    sent = [(r["body"].get("sequence"), r["headers"]["idempotency-key"]) for r in peer_http.requests]
+    assert [seq for seq, _ in sent] == [None, 1, 2, 2]
+    assert sent[2][1] == sent[3][1]  # the retry reuses the message's idempotency key
+    escalation.refresh_from_db()
+    assert escalation.last_error == "" and not escalation.outbox.filter(state="pending").exists()
+    outbound = PeerRequestLog.objects.filter(direction="outbound")
+    assert outbound.count() == 4 and outbound.filter(result="refused", status_code=503).count() == 1
+    assert set(outbound.values_list("incident_folio", flat=True)) == {incident.folio}
+
+
+def test_a_refused_message_fails_the_escalation_until_a_supervisor_retries(
+    cdmx, center, dispatcher, supervisor, accident_type, peer_http
+):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    peer_http.answers = [400]
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 0
+    escalation.refresh_from_db()
+    assert escalation.state == "failed" and "HTTP 400" in escalation.last_error
+    assert escalation.outbox.get().state == "dead"
+    services.escalation_retry(escalation_id=escalation.id, center_id=center.id, by=supervisor)
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+    escalation.refresh_from_db()
+    assert escalation.state == "sent"
+
+
+def test_the_lease_keeps_a_second_drainer_out(cdmx, center, dispatcher, accident_type, peer_http):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    assert delivery._acquire(escalation.id, "worker-a")
+    assert not delivery._acquire(escalation.id, "worker-b")
+    assert delivery.drain_escalation(escalation_id=escalation.id, owner="worker-b") == 0
+    assert (
+        delivery.drain_escalation(escalation_id=escalation.id, owner="worker-a") == 1
+    )  # its own retry goes on
+    assert peer_http.requests and len(peer_http.requests) == 1
+
+
+def test_a_retrying_worker_keeps_its_lease_and_the_sweeper_leaves_it_alone(
+    cdmx, center, dispatcher, accident_type, peer_http
+):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    peer_http.answers = [httpx.ConnectError("refused")]
+    with pytest.raises(delivery.PeerUnavailable):
+        delivery.drain_escalation(escalation_id=escalation.id, owner="task-1", hold_lease_on_failure=True)
+    OutboxMessage.objects.update(next_attempt_at="2000-01-01T00:00Z")  # due
+    assert delivery.due_escalations() == []  # leased by the retry chain
+    Escalation.objects.update(lease_until=None)  # the chain died
+    assert delivery.due_escalations() == [escalation.id]
+    assert PeerRequestLog.objects.get(direction="outbound").result == "network_error"
+
+
+def test_sweeper_reenqueues_due_messages_of_enabled_peers(
+    cdmx, center, dispatcher, accident_type, monkeypatch
+):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    enqueued = []
+    monkeypatch.setattr("cad.tasks.enqueue", lambda task, **kwargs: enqueued.append((task.name, kwargs)))
+    assert sweep_outbox() == 0  # written just now: the on-commit enqueue delivers it
+    OutboxMessage.objects.update(next_attempt_at="2000-01-01T00:00Z")
+    assert sweep_outbox() == 1
+    assert enqueued == [("interstate.tasks.deliver_escalation", {"escalation_id": escalation.id})]
+    services.peer_set_enabled(code="CDMX", enabled=False)
+    assert sweep_outbox() == 0  # paused, kept
+    assert escalation.outbox.get().state == "pending"
+
+
+def test_a_disabled_peer_pauses_delivery_and_enabling_resumes(
+    cdmx, center, dispatcher, accident_type, peer_http, django_capture_on_commit_callbacks
+):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    services.peer_set_enabled(code="CDMX", enabled=False)
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 0 and not peer_http.requests
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.peer_set_enabled(code="CDMX", enabled=True)
+    assert callbacks  # a drain is enqueued for the waiting escalation
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+
+
+def test_cancel_before_and_after_the_peer_got_the_request(
+    cdmx, center, dispatcher, supervisor, accident_type, peer_http
+):
+    never_sent = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    services.escalation_cancel(
+        escalation_id=never_sent.id, center_id=center.id, reason="error de captura", by=supervisor
+    )
+    assert list(never_sent.outbox.values_list("kind", "state")) == [("requestForService", "dead")]
+    sent = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    delivery.drain_escalation(escalation_id=sent.id)
+    services.escalation_cancel(
+        escalation_id=sent.id, center_id=center.id, reason="ya no se requiere", by=supervisor
+    )
+    assert list(sent.outbox.order_by("id").values_list("kind", "state")) == [
+        ("requestForService", "delivered"),
+        ("cancel", "pending"),
+    ]
+    validate_message("cancelREequest", sent.outbox.get(kind="cancel").body)
+    sent.refresh_from_db()
+    assert sent.state == "cancelled"
+
+
+def test_task_is_configured_to_survive_workers_and_outages(settings):
+    assert deliver_escalation.acks_late and deliver_escalation.reject_on_worker_lost
+    assert deliver_escalation.max_retries is None
+    assert deliver_escalation.retry_jitter and deliver_escalation.retry_backoff
+    assert (
+        deliver_escalation.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    )
+    assert settings.CELERY_BEAT_SCHEDULE["interstate.sweep_outbox"]["task"] == "interstate.tasks.sweep_outbox"
+
+
+def test_console_api_and_its_permissions(
+    cdmx, center, call_taker, dispatcher, supervisor, accident_type, api_client_for
+):
+    incident = _inside(center, call_taker, accident_type)
+    taker = api_client_for(call_taker)
+    assert taker.get("/api/v1/interstate/peers").json() == [
+        {"code": "CDMX", "name": "C5 Ciudad de México", "kind": "state"}
+    ]
+    created = taker.post(
+        f"/api/v1/incidents/{incident.folio}/escalations", {"peer": "CDMX", "reason": "pide apoyo"}
+    )
+    assert created.status_code == 201, created.content
+    escalation = created.json()
+    assert (escalation["state"], escalation["direction"], escalation["peer"]["code"]) == (
+        "pending",
+        "outbound",
+        "CDMX",
+    )
+    again = taker.post(f"/api/v1/incidents/{incident.folio}/escalations", {"peer": "CDMX"})
+    assert again.status_code == 409 and again.json()["code"] == "already_shared"
+    unknown = taker.post(f"/api/v1/incidents/{incident.folio}/escalations", {"peer": "JAL"})
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_peer"
+    view = taker.get(f"/api/v1/incidents/{incident.folio}/interstate").json()
+    assert [e["id"] for e in view["escalations"]] == [escalation["id"]]
+    assert view["flags"][0]["reason"] == "inside"
+    retry = f"/api/v1/escalations/{escalation['id']}/retry"
+    assert taker.post(retry).status_code == 403
+    assert api_client_for(dispatcher).post(retry).status_code == 403
+    assert api_client_for(supervisor).post(retry).status_code == 200
+    assert (
+        api_client_for(dispatcher).post(f"/api/v1/escalations/{escalation['id']}/accept").status_code == 409
+    )  # outbound
+    assert taker.get("/api/v1/interstate/audit").status_code == 403
+    audit = api_client_for(supervisor).get("/api/v1/interstate/audit?direction=inbound")
+    assert audit.status_code == 200 and audit.json()["count"] == 0
+    assert (
+        api_client_for(supervisor).post(f"/api/v1/escalations/{escalation['id']}/cancel", {}).json()["state"]
+        == "cancelled"
+    )
+
+
+def test_peer_command_registers_lists_rotates_and_refreshes(center, monkeypatch, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("issued-by-cdmx\n")
+    out = io.StringIO()
+    call_command(
+        "interstate_peer",
+        "add",
+        "cdmx",
+        "--name",
+        "C5 CDMX",
+        "--base-url",
+        "http://cdmx.invalid",
+        "--outbound-key-id",
+        "mex-1",
+        "--outbound-secret-file",
+        str(secret_file),
+        stdout=out,
+    )
+    peer = Peer.objects.get(code="CDMX")
+    text = out.getvalue()
+    assert peer.inbound_key_id in text and peer.inbound_secret in text  # shown once, at creation
+    assert peer.outbound_secret == "issued-by-cdmx" and "issued-by-cdmx" not in text
+    assert "issued-by-cdmx" not in peer.outbound_secret_encrypted  # encrypted at rest
+    out = io.StringIO()
+    call_command("interstate_peer", "list", stdout=out)
+    assert "CDMX" in out.getvalue() and peer.inbound_secret not in out.getvalue()
+    old_secret = peer.inbound_secret
+    call_command("interstate_peer", "rotate-secret", "CDMX", stdout=io.StringIO())
+    peer.refresh_from_db()
+    assert peer.inbound_secret != old_secret
+    call_command("interstate_peer", "disable", "CDMX", stdout=io.StringIO())
+    assert not Peer.objects.get(code="CDMX").enabled
+
+    def well_known(request):
+        assert request.headers["x-cad-key-id"] == "mex-1"
+        return httpx.Response(
+            200,
+            json={
+                "center": "CDMX",
+                "name": "C5 de la CDMX",
+                "kind": "state",
+                "service_area": {
+                    "type": "Polygon",
+                    "coordinates": [[[-99.3, 19.1], [-99.0, 19.1], [-99.0, 19.5], [-99.3, 19.1]]],
+                },
+            },
+        )
+
+    monkeypatch.setattr(delivery, "_http_client", httpx.Client(transport=httpx.MockTransport(well_known)))
+    out = io.StringIO()
+    call_command("interstate_peer", "refresh", "CDMX", stdout=out)
+    peer.refresh_from_db()
+    assert peer.name == "C5 de la CDMX" and peer.max_lat == 19.5 and peer.refreshed_at
+
+
+def test_admin_never_shows_secrets(cdmx, client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", password="x-pass-1234")
+    client.force_login(admin_user)
+    page = client.get(f"/admin/interstate/peer/{cdmx.id}/change/").content.decode()
+    assert "••••" in page
+    assert cdmx.inbound_secret not in page and cdmx.outbound_secret not in page
+    response = client.post(
+        "/admin/interstate/peer/",
+        {"action": "rotate_inbound_secret", "_selected_action": [cdmx.id]},
+        follow=True,
+    )
+    cdmx.refresh_from_db()
+    assert cdmx.inbound_secret in response.content.decode()  # shown once, right after rotating

@@ -1,0 +1,308 @@
+"""The peer-facing endpoints: HMAC authentication and its refusals (all audited), request for service creating
+a linked local incident, dedupe by idempotency key, sequence-ordered updates, notes merged by $id, invalid
+EIDO refused with the schema's reasons and nothing written, reading only what is shared, the well-known
+document, and the OpenAPI description of all of it."""
+
+import time
+import uuid
+
+import pytest
+from rest_framework.test import APIClient
+
+from incidents import services as incident_services
+from incidents.models import Call, Incident, TimelineEntry
+from interstate.models import Escalation, InboundMessage, OutboxMessage, PeerRequestLog
+from interstate.services import peer_set_enabled
+from tests.interstate_support import cdmx_incident, message, post_message, register_cdmx, signed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cdmx(center):
+    return register_cdmx()
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def remote(accident_type, cdmx):
+    """An incident at CDMX (the peer), with a note."""
+    incident, user = cdmx_incident(accident_type, address="Plaza de la Constitución")
+    incident_services.add_note(
+        folio=incident.folio, center_id=incident.center_id, text="Dos heridos", by=user
+    )
+    return incident
+
+
+def _rfs(client, cdmx, remote, request_id=None, key=None):
+    peer, secret = cdmx
+    request_id = request_id or f"urn:uuid:{uuid.uuid4()}"
+    return request_id, post_message(
+        client, peer, secret, message("requestForService", request_id, source=remote), key=key
+    )
+
+
+def _last_audit():
+    return PeerRequestLog.objects.order_by("-id").first()
+
+
+def test_request_for_service_creates_a_linked_incident_in_the_queue(client, cdmx, remote, center):
+    request_id, response = _rfs(client, cdmx, remote)
+    assert response.status_code == 202, response.content
+    answer = response.json()
+    assert answer["responseCode"] == 182 and answer["requestId"] == request_id
+    local = Incident.objects.get(folio=answer["incident"])
+    assert local.center == center and local.status == "pending"
+    assert (local.origin_center, local.origin_folio) == ("CDMX", remote.folio)
+    assert local.type_code == "10104" and round(local.lat, 4) == 19.4326
+    assert local.calls.get().channel == "interstate"
+    assert list(local.timeline.filter(kind="note").values_list("text", flat=True)) == ["Dos heridos"]
+    escalation = Escalation.objects.get(incident=local)
+    assert (escalation.direction, escalation.state, escalation.request_id) == (
+        "inbound",
+        "pending",
+        request_id,
+    )
+    assert escalation.remote_folio == remote.folio
+    types = list(local.center.events.values_list("type", flat=True))
+    assert "incident.created" in types and "interstate.escalation" in types
+    assert not OutboxMessage.objects.filter(escalation=escalation).exists()  # nothing echoed back
+    audit = _last_audit()
+    assert (audit.direction, audit.action, audit.status_code, audit.result) == (
+        "inbound",
+        "requestForService",
+        202,
+        "ok",
+    )
+    assert (
+        audit.peer_code == "CDMX" and audit.incident_folio == local.folio and audit.request_id == request_id
+    )
+
+
+def test_the_same_message_twice_creates_one_incident_and_answers_the_same(client, cdmx, remote):
+    key = str(uuid.uuid4())
+    request_id, first = _rfs(client, cdmx, remote, key=key)
+    _, again = _rfs(client, cdmx, remote, request_id=request_id, key=key)
+    assert again.status_code == first.status_code == 202
+    assert again.json() == first.json()
+    assert Incident.objects.filter(origin_folio=remote.folio).count() == 1
+    assert InboundMessage.objects.count() == 1
+    assert PeerRequestLog.objects.filter(direction="inbound").count() == 2  # both audited
+
+
+def test_updates_apply_in_sequence_and_stale_ones_are_discarded(client, cdmx, remote, accident_type):
+    peer, secret = cdmx
+    request_id, created = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=created.json()["incident"])
+    user = remote.created_by
+    incident_services.add_note(
+        folio=remote.folio, center_id=remote.center_id, text="Llegó la patrulla", by=user
+    )
+    second = message("update", request_id, source=remote, sequence=2)
+    incident_services.add_note(
+        folio=remote.folio, center_id=remote.center_id, text="Traslado al hospital", by=user
+    )
+    third = message("update", request_id, source=remote, sequence=3)
+    answers = [post_message(client, peer, secret, m).json()["responseText"] for m in (third, second)]
+    assert answers == [
+        "applied",
+        "stale",
+    ]  # 2 arrives after 3: discarded, nothing lost (3 is a full snapshot)
+    notes = list(local.timeline.filter(kind="note").values_list("text", flat=True))
+    assert notes == ["Dos heridos", "Llegó la patrulla", "Traslado al hospital"]  # merged by $id: no repeats
+    escalation = Escalation.objects.get(incident=local)
+    assert escalation.in_seq == 3
+
+
+def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dispatcher, accident_type):
+    """We (MEX) escalated; CDMX answers accept, then updates with its units and finally its closure."""
+    from interstate import services
+    from tests.factories import open_incident
+
+    peer, secret = cdmx
+    ours = open_incident(center=center, by=dispatcher, incident_type=accident_type, lat=19.43, lon=-99.13)
+    escalation = services.escalate_incident(
+        folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
+    )
+    theirs, cdmx_user = cdmx_incident(accident_type)
+    accepted = message("response", escalation.request_id, code=200, text="accepted", incident=theirs.folio)
+    assert post_message(client, peer, secret, accepted).status_code == 200
+    from tests.factories import UnitFactory
+
+    unit = UnitFactory(
+        center=theirs.center, callsign="CDMX-P1", agency__code="SSC", agency__center=theirs.center
+    )
+    incident_services.assign_unit(
+        folio=theirs.folio, center_id=theirs.center_id, unit_id=unit.id, by=cdmx_user
+    )
+    post_message(client, peer, secret, message("update", escalation.request_id, source=theirs, sequence=1))
+    escalation.refresh_from_db()
+    assert escalation.state == "accepted" and escalation.remote_folio == theirs.folio
+    assert [(r["name"].split()[0], r["status"]) for r in escalation.remote_resources] == [
+        ("CDMX-P1", "Dispatched")
+    ]
+    incident_services.close_incident(
+        folio=theirs.folio, center_id=theirs.center_id, disposition="Atendido", by=cdmx_user
+    )
+    post_message(client, peer, secret, message("update", escalation.request_id, source=theirs, sequence=2))
+    escalation.refresh_from_db()
+    assert escalation.state == "closed" and escalation.remote_status == "closed"
+    texts = list(ours.timeline.filter(kind="note").values_list("text", flat=True))
+    assert any("aceptó" in text for text in texts) and any("Atendido" in text for text in texts)
+    # what we applied from CDMX is not sent back to CDMX
+    assert list(escalation.outbox.values_list("kind", flat=True)) == ["requestForService"]
+
+
+def test_an_invalid_eido_is_refused_with_the_schemas_reasons_and_nothing_written(client, cdmx, remote):
+    peer, secret = cdmx
+    bad = message("requestForService", "urn:uuid:x", source=remote)
+    del bad["eido"]["agencyComponent"]
+    bad["eido"]["incidentComponent"]["incidentTypeCommonRegistryText"] = 7
+    incidents_before = Incident.objects.count()
+    response = post_message(client, peer, secret, bad)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_message"
+    assert "eido/<root>: 'agencyComponent' is a required property" in body["fields"]["schema"]
+    assert (
+        "eido/incidentComponent/incidentTypeCommonRegistryText: 7 is not of type 'string'"
+        in body["fields"]["schema"]
+    )
+    assert Incident.objects.count() == incidents_before
+    assert (
+        not Escalation.objects.exists()
+        and not InboundMessage.objects.exists()
+        and not Call.objects.filter(channel="interstate").exists()
+    )
+    assert _last_audit().result == "invalid_message"
+
+
+def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remote):
+    peer, secret = cdmx
+    response = post_message(
+        client, peer, secret, message("update", "urn:uuid:nope", source=remote, sequence=1)
+    )
+    assert response.status_code == 404 and response.json()["code"] == "not_shared"
+    path = "/api/v1/interstate/incidents/urn:uuid:nope"
+    response = client.get(path, **signed(peer, secret, "GET", path))
+    assert response.status_code == 404 and response.json()["code"] == "not_shared"
+    audit = _last_audit()
+    assert (audit.action, audit.status_code, audit.result, audit.peer_code) == (
+        "read",
+        404,
+        "not_shared",
+        "CDMX",
+    )
+
+
+def test_the_peer_reads_the_current_eido_of_what_is_shared_with_it(client, cdmx, remote):
+    peer, secret = cdmx
+    request_id, created = _rfs(client, cdmx, remote)
+    path = f"/api/v1/interstate/incidents/{request_id}"
+    response = client.get(path, **signed(peer, secret, "GET", path))
+    assert response.status_code == 200, response.content
+    document = response.json()
+    assert document["incidentComponent"]["internalIncidentId"] == created.json()["incident"]
+    assert "Dos heridos" not in response.content.decode()  # CDMX's own note is not echoed to CDMX
+
+
+@pytest.mark.parametrize(
+    ("tamper", "status", "code"),
+    [
+        ("forged_signature", 401, "bad_signature"),
+        ("unknown_key", 401, "unknown_key"),
+        ("stale_timestamp", 401, "stale_timestamp"),
+        ("unsigned", 401, "not_signed"),
+    ],
+)
+def test_bad_signatures_are_refused_and_audited(client, cdmx, remote, tamper, status, code):
+    peer, secret = cdmx
+    override = {
+        "forged_signature": {"X-CAD-Signature": "0" * 64},
+        "unknown_key": {"X-CAD-Key-Id": "somebody-else"},
+        "stale_timestamp": {},
+        "unsigned": {"X-CAD-Signature": ""},
+    }[tamper]
+    if tamper == "stale_timestamp":  # correctly signed, ten minutes ago
+        from interstate import signing
+
+        override = signing.sign(
+            key_id=peer.inbound_key_id,
+            secret=secret,
+            method="GET",
+            path="/.well-known/cad-peer",
+            now=time.time() - 600,
+        )
+    headers = signed(peer, secret, "GET", "/.well-known/cad-peer", **override)
+    response = client.get("/.well-known/cad-peer", **headers)
+    assert response.status_code == status, response.content
+    assert response.json()["code"] == code
+    audit = _last_audit()
+    assert (audit.direction, audit.status_code, audit.result, audit.action) == (
+        "inbound",
+        status,
+        code,
+        "well-known",
+    )
+    assert audit.peer_code == ("somebody-else" if tamper == "unknown_key" else "CDMX")
+
+
+def test_a_replayed_request_is_refused(client, cdmx):
+    peer, secret = cdmx
+    headers = signed(peer, secret, "GET", "/.well-known/cad-peer")
+    assert client.get("/.well-known/cad-peer", **headers).status_code == 200
+    replay = client.get("/.well-known/cad-peer", **headers)
+    assert replay.status_code == 409 and replay.json()["code"] == "replayed"
+    assert _last_audit().result == "replayed"
+
+
+def test_disabling_a_peer_cuts_its_access_at_once(client, cdmx, remote):
+    peer, secret = cdmx
+    peer_set_enabled(code="CDMX", enabled=False)
+    _, response = _rfs(client, cdmx, remote)
+    assert response.status_code == 403 and response.json()["code"] == "peer_disabled"
+    assert not Escalation.objects.exists()
+    assert _last_audit().result == "peer_disabled"
+
+
+def test_well_known_document_publishes_our_identity(client, cdmx, settings):
+    settings.CAD_PUBLIC_URL = "https://cad.c5.edomex.example"
+    peer, secret = cdmx
+    response = client.get("/.well-known/cad-peer", **signed(peer, secret, "GET", "/.well-known/cad-peer"))
+    assert response.status_code == 200
+    document = response.json()
+    assert (document["center"], document["agency_id"], document["base_url"]) == (
+        "MEX",
+        "mex.c4.mx",
+        "https://cad.c5.edomex.example",
+    )
+    assert document["protocol"] == "c4cad-interstate/1"
+
+
+def test_a_089_request_creates_an_anonymous_call(client, cdmx, accident_type):
+    peer, secret = cdmx
+    tip, _ = cdmx_incident(accident_type, line="089", narrative="Venta de droga")
+    response = post_message(client, peer, secret, message("requestAwareness", "urn:uuid:t1", source=tip))
+    assert response.status_code == 202, response.content
+    local = Incident.objects.get(folio=response.json()["incident"])
+    call = local.calls.get()
+    assert call.line == "089" and call.caller_name is None and call.callback_number is None
+    assert Escalation.objects.get(incident=local).state == "accepted"
+
+
+def test_openapi_describes_the_peer_endpoints(api_client_for, supervisor):
+    schema = api_client_for(supervisor).get("/api/v1/schema/?format=json").json()
+    post = schema["paths"]["/api/v1/interstate/messages"]["post"]
+    headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+    assert {"X-CAD-Key-Id", "X-CAD-Timestamp", "X-CAD-Nonce", "X-CAD-Signature", "Idempotency-Key"} <= headers
+    assert {"peerSignature": []} in post["security"]
+    assert {"200", "202", "400", "401", "403", "404", "409"} <= set(post["responses"])
+    assert "/api/v1/interstate/incidents/{request_id}" in schema["paths"]
+    assert "/.well-known/cad-peer" in schema["paths"]
+    assert "peerSignature" in schema["components"]["securitySchemes"]
+    assert "TimelineEntry" not in str(post["requestBody"])  # the envelope, not some other body
+    assert TimelineEntry  # imported for the note kinds above
