@@ -17,14 +17,8 @@ class CenterAdmin(admin.ModelAdmin):
     inlines = [EventStreamInline]
 
 
-@admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    """The domain-event log is append-only: readable here, never edited."""
-
-    list_display = ("created_at", "center", "stream", "seq", "type")
-    list_filter = ("center", "stream", "type")
-    search_fields = ("type", "uid")
-    date_hierarchy = "created_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For logs and system-written rows: readable in the admin, never added, edited or deleted there."""
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
@@ -37,3 +31,13 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """The domain-event log is append-only: readable here, never edited."""
+
+    list_display = ("created_at", "center", "stream", "seq", "type")
+    list_filter = ("center", "stream", "type")
+    search_fields = ("type", "uid")
+    date_hierarchy = "created_at"

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from cad.admin import ReadOnlyAdmin
 from cad.errors import DomainError
 from interstate import services
 from interstate.models import AutoEscalationPolicy, Escalation, OutboxMessage, Peer, PeerRequestLog
@@ -108,17 +109,6 @@ class AutoEscalationPolicyAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "kind", "peer")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Escalation)
 class EscalationAdmin(ReadOnlyAdmin):
     list_display = ("incident", "peer", "direction", "kind", "state", "remote_folio", "updated_at")
@@ -131,6 +121,9 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "peer", "kind", "seq", "state", "attempts", "created_at", "delivered_at")
     list_filter = ("state", "kind", "peer")
     exclude = ("body",)  # EIDOs may carry 911 callers' data: not browsed here
+
+    def get_readonly_fields(self, request, obj=None):
+        return [name for name in super().get_readonly_fields(request, obj) if name not in self.exclude]
 
 
 @admin.register(PeerRequestLog)

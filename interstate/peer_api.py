@@ -219,6 +219,7 @@ class PeerMessageApi(PeerApiView):
             validate_message(wire_key, message)
         except SchemaErrors as errors:
             raise services.refuse_invalid(errors) from None
+        services.check_envelope(wire_key, message)
         status, answer = services.receive_message(
             peer=request.auth, idempotency_key=key, wire_key=wire_key, message=message
         )

@@ -570,12 +570,30 @@ def _shared(peer: Peer, request_id: str) -> Escalation:
     return escalation
 
 
+def check_envelope(wire_key: str, message: dict) -> None:
+    """What our protocol adds to the published STA-024 objects (docs/interstate.md §3): a string `requestId`
+    (≤ 100) on every message, an `eido` on requests and updates, an integer `sequence` ≥ 1 on updates."""
+    kind = KIND_OF_WIRE_KEY[wire_key]
+    problems = {}
+    request_id = message.get("requestId")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 100:
+        problems["requestId"] = [
+            _("Cadena de 1 a 100 caracteres, igual en todos los mensajes de lo compartido.")
+        ]
+    needs_eido = kind in (*REQUEST_KIND.values(), OutboxMessage.Kind.UPDATE)
+    if needs_eido and not isinstance(message.get("eido"), dict):
+        problems["eido"] = [_("Requerido en solicitudes y actualizaciones.")]
+    sequence = message.get("sequence")
+    if kind == OutboxMessage.Kind.UPDATE and (
+        not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1
+    ):
+        problems["sequence"] = [_("Una actualización lleva un sequence entero ≥ 1.")]
+    if problems:
+        raise MessageRefused(_("El mensaje no cumple el protocolo."), code="invalid_message", fields=problems)
+
+
 def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
-    request_id = str(message["requestId"])
-    if len(request_id) > 100:
-        raise MessageRefused(
-            _("requestId demasiado largo."), fields={"requestId": [_("Máximo 100 caracteres.")]}
-        )
+    request_id = message["requestId"]
     if kind in (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS):
         return _receive_request(peer, kind, request_id, message["eido"])
     escalation = _shared(peer, request_id)
@@ -677,11 +695,7 @@ def _vehicle_text(vehicle: dict) -> str:
 
 
 def _receive_update(escalation: Escalation, message: dict) -> tuple[int, dict]:
-    sequence = message.get("sequence")
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
-        raise MessageRefused(
-            _("Una actualización lleva un sequence entero ≥ 1."), fields={"sequence": [str(sequence)]}
-        )
+    sequence = message["sequence"]
     if escalation.state in (Escalation.State.CANCELLED, Escalation.State.REJECTED):
         return 200, _answer(escalation, ACCEPTED, "ignored: share ended")
     if sequence <= escalation.in_seq:

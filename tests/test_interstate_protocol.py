@@ -306,3 +306,13 @@ def test_openapi_describes_the_peer_endpoints(api_client_for, supervisor):
     assert "peerSignature" in schema["components"]["securitySchemes"]
     assert "TimelineEntry" not in str(post["requestBody"])  # the envelope, not some other body
     assert TimelineEntry  # imported for the note kinds above
+
+
+def test_an_update_without_its_sequence_is_refused(client, cdmx, remote):
+    peer, secret = cdmx
+    request_id, _ = _rfs(client, cdmx, remote)
+    update = message("update", request_id, source=remote, sequence=1)
+    del update["sequence"]
+    response = post_message(client, peer, secret, update)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_message"
+    assert set(response.json()["fields"]) == {"sequence"}
