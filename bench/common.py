@@ -271,3 +271,33 @@ def write_sweep(
     figure.savefig(png_path)
     pyplot.close(figure)
     return csv_path, png_path
+
+
+def console_login(base: str, username: str, password: str) -> dict:
+    """Log a console user in through the login page; returns the session cookies for a websocket."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=10) as client:
+        client.get("/login/")
+        client.post(
+            "/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base}/login/"},
+        )
+        cookies = dict(client.cookies)
+    if "sessionid" not in cookies:
+        raise RuntimeError(f"login of {username} failed")
+    return cookies
+
+
+def console_socket(base: str, cookies: dict):
+    """A websocket to /ws/console/ with the session cookies (subscribe after connecting)."""
+    import websockets
+
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    url = base.replace("http://", "ws://") + "/ws/console/"
+    return websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": base}, max_size=2**24)

@@ -288,7 +288,7 @@ CAD_INTERSTATE_RETRY_BACKOFF_MAX_S = env.int("CAD_INTERSTATE_RETRY_BACKOFF_MAX_S
 CAD_INTERSTATE_KEY = env.str("CAD_INTERSTATE_KEY", default="")
 # Dotted paths of callables `fn(incident) -> {"vehicles": [...], "persons": [...]}` adding facts to the EIDO
 # (interstate.eido.EidoFacts documents the keys).
-CAD_INTERSTATE_EIDO_SOURCES = env.list("CAD_INTERSTATE_EIDO_SOURCES", default=[])
+CAD_INTERSTATE_EIDO_SOURCES = env.list("CAD_INTERSTATE_EIDO_SOURCES", default=["sensors.eido.hit_vehicles"])
 
 # --- Security (production settings are checked with `check --deploy`) -----------------------
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG and bool(REDIS_URL))

@@ -23,7 +23,7 @@ from cad.events import record_event
 from incidents.models import CallDisposition, Channel, IncidentStatus, IncidentType, Line, LocationSource
 from incidents.services import add_note, take_call
 from sensors.models import Hotlist, HotlistEntry, LprHit, LprRead, LprReader
-from sensors.plates import normalize_plate, plate_key, valid_plate
+from sensors.plates import fold_plate, normalize_plate, valid_plate
 from sensors.supervision import mark_seen
 
 VEHICLE_KEYS = ("make", "model", "color", "type", "year")
@@ -49,8 +49,19 @@ def _vehicle(raw) -> dict:
     return {k: str(raw[k])[:60] for k in VEHICLE_KEYS if raw.get(k) not in (None, "")}
 
 
-def _parse(index: int, item, now: datetime, readers: dict[str, LprReader]) -> tuple[dict | None, dict | None]:
-    """One read → (row, None) or (None, per-item error)."""
+def _datetime(value) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _parse(
+    index: int, item, window: tuple[datetime, datetime], readers: dict[str, LprReader]
+) -> tuple[dict | None, dict | None]:
+    """One read → (row, None) or (None, per-item error). `window` is the accepted (oldest, newest)."""
     if not isinstance(item, dict):
         return None, _item_error(index, 400, "invalid", _("Cada lectura es un objeto JSON."))
     fields = {}
@@ -59,12 +70,10 @@ def _parse(index: int, item, now: datetime, readers: dict[str, LprReader]) -> tu
     plate = normalize_plate(raw_plate) if isinstance(raw_plate, str) and len(raw_plate) <= 20 else ""
     if not valid_plate(plate):
         fields["plate"] = [_("Placa inválida: de 4 a 10 letras y dígitos.")]
-    read_at = parse_datetime(item["read_at"]) if isinstance(item.get("read_at"), str) else None
+    read_at = _datetime(item.get("read_at"))
     if read_at is None or read_at.tzinfo is None:
         fields["read_at"] = [_("Fecha y hora ISO 8601 con zona horaria.")]
-    elif read_at > now + timedelta(minutes=5) or read_at < now - timedelta(
-        days=settings.CAD["LPR_RETENTION_DAYS"]
-    ):
+    elif not window[0] <= read_at <= window[1]:
         fields["read_at"] = [_("Fuera del periodo aceptado (futuro o más antigua que la retención).")]
     confidence = item.get("confidence")
     if confidence is not None and (not isinstance(confidence, int | float) or not 0 <= confidence <= 1):
@@ -84,7 +93,7 @@ def _parse(index: int, item, now: datetime, readers: dict[str, LprReader]) -> tu
     return {
         "reader": reader,
         "plate": plate,
-        "plate_key": plate_key(plate),
+        "plate_key": fold_plate(plate),
         "read_at": read_at,
         "confidence": confidence,
         "vehicle": _vehicle(item.get("vehicle")),
@@ -92,13 +101,28 @@ def _parse(index: int, item, now: datetime, readers: dict[str, LprReader]) -> tu
     }, None
 
 
+def _listed_keys(keys: list[str]) -> list[str]:
+    """The batch's keys present in any hotlist: one index probe per key in one query (PostgreSQL binds the
+    batch as one array, `= ANY`; elsewhere an IN list)."""
+    if connection.vendor != "postgresql":
+        return list(HotlistEntry.objects.filter(plate_key__in=keys).values_list("plate_key", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT plate_key FROM {HotlistEntry._meta.db_table} WHERE plate_key = ANY(%s)",  # noqa: S608
+            [keys],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _active_entries(*, center_id: int, keys: set[str], now: datetime) -> dict[str, list[HotlistEntry]]:
-    """Hotlist membership of a batch: one query on the indexed key."""
+    """Hotlist membership of a batch: the bare key look-up first (fast, almost always empty), then the
+    few listed keys' entries with their list, validity and centre checked."""
     entries: dict[str, list[HotlistEntry]] = {}
-    if not keys:
+    listed = _listed_keys(list(keys)) if keys else []
+    if not listed:
         return entries
     rows = (
-        HotlistEntry.objects.filter(plate_key__in=keys, hotlist__center_id=center_id, hotlist__active=True)
+        HotlistEntry.objects.filter(plate_key__in=listed, hotlist__center_id=center_id, hotlist__active=True)
         .filter(valid_from__lte=now)
         .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
         .select_related("hotlist")
@@ -108,38 +132,68 @@ def _active_entries(*, center_id: int, keys: set[str], now: datetime) -> dict[st
     return entries
 
 
-def _insert_reads(rows: list[dict]) -> dict[tuple, int]:
-    """Insert reads, skipping ones already stored; returns {(reader_id, plate_key, read_at): id} of the new."""
+_COLUMNS = "reader_id, plate, plate_key, read_at, confidence, vehicle, image_ref"
+
+
+def _json(value: dict) -> str:
+    return json.dumps(value) if value else "{}"
+
+
+def _row_values(r: dict) -> tuple:
+    return (
+        r["reader"].id,
+        r["plate"],
+        r["plate_key"],
+        r["read_at"],
+        r["confidence"],
+        _json(r["vehicle"]),
+        r["image_ref"],
+    )
+
+
+def _insert_reads(rows: list[dict], *, returning: bool) -> tuple[int, dict[tuple, int]]:
+    """Insert reads, skipping ones already stored. Returns the number inserted and, with `returning`, the
+    new rows' ids as {(reader_id, plate_key, read_at): id} (hits need them). PostgreSQL: COPY into a
+    per-connection temporary table, then INSERT … SELECT … ON CONFLICT DO NOTHING (several times cheaper
+    than a bound multi-row INSERT). SQLite: multi-row INSERT … ON CONFLICT DO NOTHING RETURNING."""
     table = LprRead._meta.db_table
-    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    inserted = {}
+    tail = "ON CONFLICT DO NOTHING RETURNING id, reader_id, plate_key, read_at"
+    returned = []
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            values = ",".join([f"(%s,%s,%s,%s,%s,%s{json_cast},%s)"] * len(chunk))
-            params = []
-            for r in chunk:
-                params += [
-                    r["reader"].id,
-                    r["plate"],
-                    r["plate_key"],
-                    connection.ops.adapt_datetimefield_value(r["read_at"]),
-                    r["confidence"],
-                    json.dumps(r["vehicle"]),
-                    r["image_ref"],
-                ]
-            cursor.execute(
-                f"INSERT INTO {table} (reader_id, plate, plate_key, read_at, confidence, vehicle, image_ref) "  # noqa: S608 - table name from the model, values bound
-                f"VALUES {values} ON CONFLICT DO NOTHING RETURNING id, reader_id, plate_key, read_at",
-                params,
+        if connection.vendor == "postgresql":
+            raw = cursor.cursor  # psycopg's cursor, for COPY
+            raw.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS lpr_incoming (reader_id bigint, plate varchar(16), "
+                "plate_key varchar(16), read_at timestamptz, confidence double precision, vehicle jsonb, "
+                "image_ref varchar(300)) ON COMMIT DELETE ROWS"
             )
-            for read_id, reader_id, key, read_at in cursor.fetchall():
-                if isinstance(read_at, str):  # SQLite returns naive UTC text
-                    read_at = parse_datetime(read_at)
-                if timezone.is_naive(read_at):
-                    read_at = timezone.make_aware(read_at, UTC)
-                inserted[(reader_id, key, read_at)] = read_id
-    return inserted
+            with raw.copy(f"COPY lpr_incoming ({_COLUMNS}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(_row_values(r))
+            raw.execute(
+                f"INSERT INTO {table} ({_COLUMNS}) SELECT {_COLUMNS} FROM lpr_incoming "  # noqa: S608
+                + (tail if returning else "ON CONFLICT DO NOTHING")
+            )
+            if returning:
+                returned = raw.fetchall()
+            count = len(returned) if returning else raw.rowcount
+        else:
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start : start + _CHUNK]
+                params = [v for r in chunk for v in _row_values(r)]
+                params[3::7] = [connection.ops.adapt_datetimefield_value(v) for v in params[3::7]]
+                values = ",".join(["(%s,%s,%s,%s,%s,%s,%s)"] * len(chunk))
+                cursor.execute(f"INSERT INTO {table} ({_COLUMNS}) VALUES {values} {tail}", params)  # noqa: S608
+                returned += cursor.fetchall()
+            count = len(returned)
+    inserted = {}
+    for read_id, reader_id, key, read_at in returned if returning else ():
+        if isinstance(read_at, str):  # SQLite returns naive UTC text
+            read_at = parse_datetime(read_at)
+        if timezone.is_naive(read_at):
+            read_at = timezone.make_aware(read_at, UTC)
+        inserted[(reader_id, key, read_at)] = read_id
+    return count, inserted
 
 
 def hit_summary(hit: LprHit) -> dict:
@@ -242,9 +296,10 @@ def ingest_reads(*, center_id: int, items: list, by) -> IngestResult:
         item.get("reader") for item in items if isinstance(item, dict) and isinstance(item.get("reader"), str)
     }
     readers = {r.code: r for r in LprReader.objects.filter(code__in=codes, center_id=center_id, active=True)}
+    window = (now - timedelta(days=settings.CAD["LPR_RETENTION_DAYS"]), now + timedelta(minutes=5))
     rows = []
     for index, item in enumerate(items):
-        row, error = _parse(index, item, now, readers)
+        row, error = _parse(index, item, window, readers)
         if error:
             result.errors.append(error)
         else:
@@ -252,31 +307,41 @@ def ingest_reads(*, center_id: int, items: list, by) -> IngestResult:
     if not rows:
         return result
     entries = _active_entries(center_id=center_id, keys={r["plate_key"] for r in rows}, now=now)
-    with transaction.atomic():
-        inserted = _insert_reads(rows)
-        result.accepted = len(inserted)
-        result.duplicates = len(rows) - len(inserted)
-        for row in rows:
-            read_id = inserted.pop((row["reader"].id, row["plate_key"], row["read_at"]), None)
-            if read_id is None or row["plate_key"] not in entries:
-                continue
-            reader = row["reader"]
-            for entry in entries[row["plate_key"]]:
-                result.hits.append(
-                    raise_hit(
-                        center_id=center_id,
-                        entry=entry,
-                        read_plate=row["plate"],
-                        read_at=row["read_at"],
-                        lat=reader.lat,
-                        lon=reader.lon,
-                        place=reader.name,
-                        by=by,
-                        read_id=read_id,
-                        reader=reader,
-                        vehicle=row["vehicle"],
+    listed = [r for r in rows if r["plate_key"] in entries]
+    # Hits first, in their own short transaction, so the alert leaves at its commit instead of waiting
+    # for the bulk of the batch (a failure after it leaves the rest for the client's retry: duplicates
+    # are skipped, nothing alerts twice).
+    if listed:
+        with transaction.atomic():
+            result.accepted, inserted = _insert_reads(listed, returning=True)
+            for row in listed:
+                read_id = inserted.pop(
+                    (row["reader"].id, row["plate_key"], row["read_at"]), None
+                )  # once per read
+                if read_id is None:
+                    continue
+                reader = row["reader"]
+                for entry in entries[row["plate_key"]]:
+                    result.hits.append(
+                        raise_hit(
+                            center_id=center_id,
+                            entry=entry,
+                            read_plate=row["plate"],
+                            read_at=row["read_at"],
+                            lat=reader.lat,
+                            lon=reader.lon,
+                            place=reader.name,
+                            by=by,
+                            read_id=read_id,
+                            reader=reader,
+                            vehicle=row["vehicle"],
+                        )
                     )
-                )
+    others = [r for r in rows if r["plate_key"] not in entries]
+    if others:
+        with transaction.atomic():
+            result.accepted += _insert_reads(others, returning=False)[0]
+    result.duplicates = len(rows) - result.accepted
     mark_readers_seen(reader_ids={r["reader"].id for r in rows}, at=now)
     return result
 

@@ -132,13 +132,11 @@ class LprRead(models.Model):
     image_ref = models.CharField(max_length=300, blank=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["plate_key", "read_at"], name="lpr_read_plate"),
-            models.Index(fields=["read_at"], name="lpr_read_time"),
-        ]
+        indexes = [models.Index(fields=["read_at"], name="lpr_read_time")]
         constraints = [
-            # A re-sent read is stored once (ingest inserts with ON CONFLICT DO NOTHING).
-            models.UniqueConstraint(fields=["reader", "plate_key", "read_at"], name="uniq_lpr_read")
+            # A re-sent read is stored once (ingest inserts with ON CONFLICT DO NOTHING); the same index
+            # serves a plate's track (plate_key = … AND read_at >= …).
+            models.UniqueConstraint(fields=["plate_key", "read_at", "reader"], name="uniq_lpr_read")
         ]
 
 

@@ -18,10 +18,18 @@ def normalize_plate(raw: str) -> str:
     return _KEEP.sub("", raw.upper().replace("Ñ", "N"))
 
 
+def fold_plate(plate: str) -> str:
+    """The matching key of an already normalised plate."""
+    return plate.translate(_FOLD)
+
+
 def plate_key(raw: str) -> str:
-    return normalize_plate(raw).translate(_FOLD)
+    return fold_plate(normalize_plate(raw))
+
+
+_DIGIT = re.compile(r"[0-9]")
 
 
 def valid_plate(plate: str) -> bool:
     """A normalised plate: 4 to 10 letters/digits, with at least one digit (Mexican plates all have)."""
-    return PLATE_MIN <= len(plate) <= PLATE_MAX and any(c.isdigit() for c in plate)
+    return PLATE_MIN <= len(plate) <= PLATE_MAX and _DIGIT.search(plate) is not None

@@ -202,6 +202,14 @@ def test_hit_opens_incident_carrying_the_vehicle_and_later_hits_join_it(
     hits = dispatcher.get("/api/v1/lpr/hits").json()
     assert [h["folio"] for h in hits] == [incident.folio, incident.folio]
 
+    # Shared with a peer state, the incident's EIDO carries the listed vehicle (vehicleComponent).
+    from interstate import eido
+
+    [vehicle] = eido.build_eido(incident, peer_code="CDMX")["vehicleComponent"]
+    assert vehicle["vehicleRelationshipType"] == ["Stolen"]
+    [facts] = eido.read_eido(eido.build_eido(incident)).vehicles
+    assert (facts["plate"], facts["make"], facts["model"]) == ("PBO1234", "Kenworth", "T680")
+
     # Raw reads past retention are purged; the hits stay with their incident.
     LprRead.objects.update(read_at=timezone.now() - timedelta(days=400))
     assert purge_reads() == 2 and LprRead.objects.count() == 0
