@@ -39,6 +39,7 @@ from bench.common import (  # noqa: E402
     progress,
     report,
 )
+from sensors.dialler import build_frame, send_frame  # noqa: E402 - no Django needed
 
 PASSWORD = "bench-panic-2026"
 AES_KEY = "0123456789ABCDEF"
@@ -52,7 +53,7 @@ for name in EventStream.Name.values:
 encrypted = int({buttons} * {encrypted})
 PanicButton.objects.bulk_create([
     PanicButton(center=center, account=f"{i:06X}", name=f"Botón {i}", lat=19.0 + (i % 100) * 0.005,
-                lon=-99.9 + (i // 100) * 0.01, address=f"Calle {i}", aes_key="{key}" if i < encrypted else "")
+                lon=-99.9 + (i // 100) * 0.01, address=f"Calle {i}", aes_key="{key}" if i <= encrypted else "")
     for i in range(1, {buttons} + 1)
 ])
 dispatcher = User.objects.create(username="desp-bench", role=Role.DISPATCHER, center=center)
@@ -82,10 +83,7 @@ async def _listen(base, cookies, seen: dict, stop: asyncio.Event, ready: asyncio
                 last = max(last, message["seq"])
 
 
-async def _press(port: int, account: str, index: int, sent: dict, answers: dict) -> None:
-    from sensors.dc09 import build_frame, send_frame
-
-    encrypted = account in _PRESS_KEYS
+async def _press(port: int, account: str, index: int, encrypted: bool, sent: dict, answers: dict) -> None:
     for attempt in range(4):
         if index % 2:
             frame = build_frame(account, code="PA", sequence=attempt + 1, key=AES_KEY if encrypted else None)
@@ -106,9 +104,6 @@ async def _press(port: int, account: str, index: int, sent: dict, answers: dict)
         if answer == "ACK":
             return
         await asyncio.sleep(0.5)
-
-
-_PRESS_KEYS: set[str] = set()
 
 
 def main() -> None:
@@ -138,7 +133,7 @@ def main() -> None:
     )
     subprocess.run([*manage, "shell", "-c", seed], env=env, cwd=ROOT, check=True, capture_output=True)
     accounts = [f"{i:06X}" for i in range(1, args.buttons + 1)]
-    _PRESS_KEYS.update(accounts[: int(args.buttons * args.encrypted)])
+    encrypted = set(accounts[: int(args.buttons * args.encrypted)])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dc09_port = probe.getsockname()[1]
@@ -157,8 +152,6 @@ def main() -> None:
     seen: dict = {}
     beats: list = []
     try:
-        from sensors.dc09 import build_frame, send_frame
-
         with Server(args.procs, env, Path(log.name)) as server:
             base, procs_used = server.base, len(server.pids)
             cookies = console_login(base, "desp-bench", PASSWORD)
@@ -191,7 +184,11 @@ def main() -> None:
                     await asyncio.sleep(
                         max(0.0, start + index * args.seconds / len(accounts) - time.monotonic())
                     )
-                    tasks.append(asyncio.create_task(_press(dc09_port, account, index, sent, answers)))
+                    tasks.append(
+                        asyncio.create_task(
+                            _press(dc09_port, account, index, account in encrypted, sent, answers)
+                        )
+                    )
                 await asyncio.gather(*tasks)
                 deadline = time.monotonic() + 15
                 while len(seen) < len(accounts) and time.monotonic() < deadline:

@@ -14,7 +14,8 @@ from cad import periodic
 from cad.models import Event
 from incidents.models import Incident, IncidentStatus, Priority
 from incidents.services import close_incident
-from sensors.dc09 import Dc09Server, build_frame, crc16, load_accounts, send_frame
+from sensors.dc09 import Dc09Server, load_accounts
+from sensors.dialler import build_frame, crc16, send_frame
 from sensors.models import PanicButton, PanicSignal
 from sensors.supervision import declare_silent_offline
 from tests.factories import AgencyFactory, IncidentTypeFactory
