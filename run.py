@@ -4,7 +4,7 @@
     python3 run.py              # install into .venv, migrate, seed the demo, serve on :8000
     python3 run.py test [ARGS]  # install dev extras into .venv, run the whole pytest suite
     python3 run.py install [--dev]  # only install into .venv (CI uses it before linting)
-    python3 run.py interstate   # two centres: MEX on :8000 and CDMX on :8001, each with its own database
+    python3 run.py interstate   # two centres, MEX on :8000 and CDMX on :8001, registered as each other's peers
 
 Standard library only: this file runs before anything is installed. Nothing is installed system-wide.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -398,8 +399,8 @@ def banner(
 
 
 # --- Two centres registered as each other's peers (interstate) -------------------------------
-# (centre code, its service area: an INEGI GeoJSON shipped in geo/data/inegi-entidades/)
-PEER_CENTRES = (("MEX", "15-estado-de-mexico.geojson"), ("CDMX", "09-ciudad-de-mexico.geojson"))
+# (centre code, INEGI state key of its service area: boundaries shipped in geo/data/inegi-entidades/)
+PEER_CENTRES = (("MEX", "15"), ("CDMX", "09"))
 CENTRE_NAMES = {"MEX": "Estado de México C5", "CDMX": "Ciudad de México C5"}
 
 
@@ -430,8 +431,95 @@ def instance_env(env: dict, *, code: str, public_url: str) -> dict:
     )
 
 
+# Registers in this instance the peers described on stdin (JSON list), each with its INEGI state boundary as
+# service area, and prints (JSON) the key id and secret this instance issues to each for signing its requests
+# (fresh every run); an entry with `outbound` stores the credentials that peer issued to us instead.
+PEER_SETUP = """
+import json, sys
+from geo.models import Jurisdiction
+from interstate import services
+from interstate.models import Peer
+issued = {}
+for spec in json.load(sys.stdin):
+    if "outbound" in spec:
+        services.peer_set_outbound_credentials(code=spec["code"], **spec["outbound"])
+        continue
+    code, area = spec["code"], Jurisdiction.objects.get(kind="state", cve_ent=spec["cve_ent"]).geometry
+    if Peer.objects.filter(code=code).exists():  # a run before: maybe other ports; new secrets
+        services.peer_set_base_url(code=code, base_url=spec["base_url"])
+        key_id, secret = services.peer_rotate_inbound_secret(code=code)
+    else:
+        peer, secret = services.peer_register(
+            code=code, name=spec["name"], base_url=spec["base_url"], service_area=area
+        )
+        key_id = peer.inbound_key_id
+    issued[code] = {"key_id": key_id, "secret": secret}
+print(json.dumps(issued))
+"""
+
+
+def peer_setup(jobs: list[tuple[str, dict, list]]) -> dict[str, dict]:
+    """Run PEER_SETUP in several instances at once. `jobs`: (code, env, specs); secrets travel on stdin,
+    never on a command line. Returns {code: what that instance issued}."""
+    running = [
+        (
+            code,
+            specs,
+            subprocess.Popen(  # noqa: S603
+                [str(PY), "manage.py", "shell", "-c", PEER_SETUP],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for code, env, specs in jobs
+    ]
+    issued = {}
+    for code, specs, proc in running:
+        out, err = proc.communicate(json.dumps(specs))
+        if proc.returncode != 0:
+            print(out + err, file=sys.stderr)
+            fail(f"El registro de centros vecinos en {code} terminó con código {proc.returncode}.")
+        issued[code] = json.loads(out.strip().splitlines()[-1])
+    return issued
+
+
+def register_peers(instances: list[tuple[str, str, str, dict]]) -> dict:
+    """Register every instance in every other one as an enabled peer: its name, base URL and INEGI service
+    area, and a fresh key id + secret per direction, issued by the receiving side as between real centres.
+    `instances`: (code, cve_ent, public URL, env). Returns {(receiver, sender): {key_id, secret}}."""
+    for code, _cve, _url, _env in instances:
+        say(f"Registrando en {code} a " + ", ".join(f"{p} ({u})" for p, _c, u, _e in instances if p != code))
+    issued = peer_setup(
+        [
+            (
+                code,
+                env,
+                [
+                    {"code": peer, "name": CENTRE_NAMES[peer], "base_url": url, "cve_ent": cve_ent}
+                    for peer, cve_ent, url, _env in instances
+                    if peer != code
+                ],
+            )
+            for code, _cve, _url, env in instances
+        ]
+    )
+    credentials = {(code, peer): issued[code][peer] for code in issued for peer in issued[code]}
+    peer_setup(
+        [
+            (code, env, [{"code": peer, "outbound": credentials[(peer, code)]} for peer in issued[code]])
+            for code, _cve, _url, env in instances
+        ]
+    )
+    return credentials
+
+
 def interstate(args: argparse.Namespace) -> None:
-    """Two instances on this host, MEX and CDMX, each with its own database; Ctrl+C stops both."""
+    """Two instances on this host, MEX and CDMX, each with its own database, registered as each other's
+    peers; Ctrl+C stops both."""
     env = dict(os.environ)
     prod = production_path(env)
     ensure_installed(dev=False)
@@ -444,7 +532,7 @@ def interstate(args: argparse.Namespace) -> None:
     for code, port in ports.items():
         check_port(args.host, port, f"--{code.lower()}-port")
     instances = []
-    for code, area in PEER_CENTRES:
+    for code, cve_ent in PEER_CENTRES:
         url = f"http://{shown}:{ports[code]}"
         instance = instance_env(env, code=code, public_url=url)
         if env.get("DATABASE_URL") or env.get("REDIS_URL"):
@@ -455,14 +543,15 @@ def interstate(args: argparse.Namespace) -> None:
             seed=not args.no_seed,
             hint=f"revise el error anterior; en modo embebido puede borrar var/{code.lower()}.sqlite3",
         )
-        instances.append((code, area, url, instance))
+        instances.append((code, cve_ent, url, instance))
     compile_messages(env)
     say("Reuniendo archivos estáticos (collectstatic)")
     manage("collectstatic", "--noinput", "-v", "0", what="collectstatic", env=instances[0][3])
+    register_peers(instances)
 
     simulate = not args.no_avl_sim
     processes = []
-    for code, _area, _url, instance in instances:
+    for code, _cve_ent, _url, instance in instances:
         processes += instance_processes(
             instance,
             host=args.host,
@@ -477,7 +566,7 @@ def interstate(args: argparse.Namespace) -> None:
         else "Modo embebido: un proceso por centro (canal en memoria, tareas en hilos locales)"
     )
     children = start_processes(processes)
-    interstate_banner({code: url for code, _area, url, _env in instances}, prod=prod)
+    interstate_banner({code: url for code, _cve_ent, url, _env in instances}, prod=prod)
     supervise(children)
 
 
@@ -494,6 +583,9 @@ def interstate_banner(urls: dict[str, str], *, prod: bool) -> None:
         f" Usuarios en cada centro (contraseña {os.environ.get('CAD_DEMO_PASSWORD') or DEMO_PASSWORD}):",
         "   operador (operador de llamadas), despachador, supervisor, admin (administrador)",
         "",
+        " Pruebe: en MEX, como operador, registre una llamada ubicada dentro de la CDMX (p. ej. el Zócalo,",
+        " 19.4326, -99.1332); la consola de MEX la marca para CDMX: escálela. En CDMX, como despachador,",
+        " acéptela y asigne unidades; MEX ve la aceptación, las unidades, las notas y el cierre.",
         " Guía completa: README.md, sección «Dos centros: escalamiento interestatal».",
         "",
         " Ctrl+C para detener.",

@@ -122,6 +122,9 @@ if REDIS_URL:
                     {
                         "address": REDIS_URL,
                         "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=2000),
+                        # redis-py reads with a 5 s socket timeout by default: exactly channels_redis's
+                        # blocking-pop timeout, so an idle console's receive timed out and crashed it.
+                        "socket_timeout": env.float("CHANNEL_REDIS_SOCKET_TIMEOUT_S", default=15.0),
                     }
                 ],
                 "prefix": f"{INSTANCE}:asgi" if INSTANCE else "asgi",

@@ -205,6 +205,16 @@ def peer_set_outbound_credentials(*, code: str, key_id: str, secret: str) -> Pee
 
 
 @transaction.atomic
+def peer_set_base_url(*, code: str, base_url: str) -> Peer:
+    """Where the peer's CAD answers now (it moved, or a local run picked other ports)."""
+    peer = _peer_for_update(code)
+    peer.base_url = base_url.rstrip("/")
+    peer.full_clean(exclude=["service_user", "inbound_secret_encrypted"])
+    peer.save(update_fields=["base_url", "updated_at"])
+    return peer
+
+
+@transaction.atomic
 def peer_apply_document(*, code: str, document: dict) -> Peer:
     """Update a peer from its well-known document (name, kind, contact desk, service area)."""
     peer = _peer_for_update(code)

@@ -80,3 +80,41 @@ def layer_backend(request, settings):
             "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
         }
     return request.param
+
+
+def _require_postgres_and_redis(what: str) -> None:
+    """Skip (or, under CI=true, fail) a test that needs PostgreSQL and Redis when they are not configured."""
+    missing = [
+        name
+        for name, ok in (
+            ("DATABASE_URL (PostgreSQL)", os.environ.get("DATABASE_URL", "").startswith("postgres")),
+            ("REDIS_URL", bool(os.environ.get("REDIS_URL"))),
+        )
+        if not ok
+    ]
+    if missing:
+        message = f"{what} needs {', '.join(missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def two_centres_session(tmp_path_factory):
+    """MEX and CDMX running for the whole session (tests/interstate_harness.py); use `two_centres`."""
+    _require_postgres_and_redis("the two-instance interstate harness")
+    from tests.interstate_harness import TwoCentres
+
+    pair = TwoCentres(os.environ["DATABASE_URL"], os.environ["REDIS_URL"], tmp_path_factory.mktemp("centres"))
+    try:
+        pair.setup()
+        yield pair
+    finally:
+        pair.teardown()
+
+
+@pytest.fixture
+def two_centres(two_centres_session):
+    """The shared MEX + CDMX pair, with every process running (restarted if a previous test left it down)."""
+    two_centres_session.heal()
+    return two_centres_session

@@ -1,6 +1,12 @@
 """run.py's two-centre layout (`python3 run.py interstate`): each instance's database, Redis namespace,
 session cookie and published URL. The processes themselves are exercised by tests/e2e."""
 
+import io
+import json
+import sys
+
+import pytest
+
 import run
 
 
@@ -55,3 +61,51 @@ def test_production_processes_are_named_per_centre_with_their_own_beat_schedule(
     worker, beat = processes[1][1], processes[2][1]
     assert worker[worker.index("-n") + 1] == "cdmx@%h"
     assert str(beat[beat.index("-s") + 1]).endswith("celerybeat-schedule-cdmx")
+
+
+def _peer_setup_in_process(monkeypatch, capsys, specs: list) -> dict:
+    """Run run.py's PEER_SETUP snippet here (as `manage.py shell -c` runs it), specs on stdin."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(specs)))
+    exec(run.PEER_SETUP, {})  # noqa: S102 - the snippet run.py ships, exercised as-is
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.django_db
+def test_peer_setup_registers_then_a_second_run_moves_the_peer_and_renews_the_secrets(
+    center, monkeypatch, capsys
+):
+    from geo.services import import_geojson_file
+    from interstate.models import Peer
+
+    import_geojson_file(path=run.ROOT / "geo" / "data" / "inegi-entidades" / "09-ciudad-de-mexico.geojson")
+    spec = {
+        "code": "CDMX",
+        "name": "Ciudad de México C5",
+        "base_url": "http://127.0.0.1:8001",
+        "cve_ent": "09",
+    }
+    first = _peer_setup_in_process(monkeypatch, capsys, [spec])["CDMX"]
+    peer = Peer.objects.get(code="CDMX")
+    assert (peer.base_url, peer.enabled, peer.inbound_key_id) == (
+        "http://127.0.0.1:8001",
+        True,
+        first["key_id"],
+    )
+    assert peer.inbound_secret == first["secret"]
+    assert peer.service_area["type"] in ("Polygon", "MultiPolygon") and peer.max_lat > 19.5
+
+    _peer_setup_in_process(
+        monkeypatch, capsys, [{"code": "CDMX", "outbound": {"key_id": "k1", "secret": "s1"}}]
+    )
+    assert (Peer.objects.get(code="CDMX").outbound_key_id, Peer.objects.get(code="CDMX").outbound_secret) == (
+        "k1",
+        "s1",
+    )
+
+    again = _peer_setup_in_process(monkeypatch, capsys, [{**spec, "base_url": "http://127.0.0.1:8211"}])[
+        "CDMX"
+    ]
+    peer.refresh_from_db()
+    assert peer.base_url == "http://127.0.0.1:8211"
+    assert again["key_id"] != first["key_id"] and peer.inbound_secret == again["secret"] != first["secret"]
+    assert Peer.objects.count() == 1

@@ -74,6 +74,10 @@ def test_production_path_uses_postgres_redis_layer_and_celery_broker():
     assert hosts == ["redis://cache.internal:6379/3"]
     assert loaded["broker"] == "redis://cache.internal:6379/3"
     assert loaded["cache"].endswith("RedisCache")
+    # Reads outlast channels_redis's blocking pop, or an idle websocket consumer dies of a read timeout.
+    from channels_redis.core import RedisChannelLayer
+
+    assert loaded["layer_hosts"][0]["socket_timeout"] > RedisChannelLayer.brpop_timeout
 
 
 def test_cad_instance_namespaces_redis_keys_and_the_session_cookie():
