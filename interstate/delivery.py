@@ -166,18 +166,24 @@ def drain_escalation(
     when the peer cannot take one now (with `hold_lease_on_failure` the lease is kept for the caller's retry)."""
     owner = owner or f"local-{uuid.uuid4().hex}"
     delivered = 0
-    while _acquire(escalation_id, owner):
+    if not _acquire(escalation_id, owner):
+        return delivered
+    while True:
         message = _next_pending(escalation_id)
         if message is None or not message.peer.enabled:
             _release(escalation_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
-            if message is None and _next_pending(escalation_id) is not None:
+            if (
+                message is None
+                and _next_pending(escalation_id) is not None
+                and _acquire(escalation_id, owner)
+            ):
                 continue
             return delivered
         try:
             answer = _send(message)
         except PeerUnavailable as exc:
-            _record_failure(message, str(exc), dead=False)
+            _record_failure(message, str(exc), dead=False, owner=owner)
             if hold_lease_on_failure:
                 _hold(
                     escalation_id,
@@ -188,15 +194,25 @@ def drain_escalation(
                 _release(escalation_id, owner)
             raise
         except PeerRefused as exc:
-            _record_failure(message, str(exc), dead=True)
-            continue
-        _record_delivery(message, answer)
-        delivered += 1
-    return delivered
+            still_ours = _record_failure(message, str(exc), dead=True, owner=owner)
+        else:
+            still_ours = _record_delivery(message, answer, owner=owner)
+            delivered += 1
+        if not still_ours:  # the lease expired mid-drain and another drainer took over: leave it the rest
+            return delivered
+
+
+def _renew(escalation_id: int, owner: str) -> bool:
+    """Extend our lease in the caller's transaction (no extra commit per message); False if it is not ours."""
+    return bool(
+        Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(
+            lease_until=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S)
+        )
+    )
 
 
 @transaction.atomic
-def _record_delivery(message: OutboxMessage, answer: dict) -> None:
+def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> bool:
     now = timezone.now()
     OutboxMessage.objects.filter(pk=message.pk).update(
         state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
@@ -220,10 +236,11 @@ def _record_delivery(message: OutboxMessage, answer: dict) -> None:
         fields += ["state", "remote_folio"]
     if fields:
         _escalation_changed(escalation, fields)
+    return _renew(escalation.id, owner)
 
 
 @transaction.atomic
-def _record_failure(message: OutboxMessage, error: str, *, dead: bool) -> None:
+def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: str) -> bool:
     now = timezone.now()
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=message.attempts + 1,
@@ -249,6 +266,7 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool) -> None:
         "interstate delivery failed",
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},
     )
+    return _renew(escalation.id, owner)
 
 
 def _escalation_changed(escalation: Escalation, fields: list[str]) -> None:

@@ -40,6 +40,8 @@ def peer_http(monkeypatch):
         body = json.loads(request.content) if request.content else None
         Fake.requests.append({"path": request.url.path, "headers": request.headers, "body": body})
         answer = Fake.answers.pop(0) if Fake.answers else 202
+        if callable(answer):
+            answer = answer(request)
         if isinstance(answer, Exception):
             raise answer
         if answer >= 400:
@@ -232,6 +234,20 @@ def test_the_lease_keeps_a_second_drainer_out(cdmx, center, dispatcher, accident
         delivery.drain_escalation(escalation_id=escalation.id, owner="worker-a") == 1
     )  # its own retry goes on
     assert peer_http.requests and len(peer_http.requests) == 1
+
+
+def test_a_drainer_that_lost_its_lease_stops(cdmx, center, dispatcher, accident_type, peer_http):
+    incident = _inside(center, dispatcher, accident_type)
+    escalation = _escalate(incident, dispatcher)
+    incident_services.add_note(folio=incident.folio, center_id=center.id, text="uno", by=dispatcher)
+
+    def stolen_while_sending(request):  # e.g. the drainer stalled past its lease and a sweep took over
+        Escalation.objects.filter(pk=escalation.pk).update(lease_owner="someone-else")
+        return 202
+
+    peer_http.answers = [stolen_while_sending]
+    assert delivery.drain_escalation(escalation_id=escalation.id, owner="slow") == 1
+    assert escalation.outbox.filter(state="pending").count() == 1  # left to the new owner
 
 
 def test_a_retrying_worker_keeps_its_lease_and_the_sweeper_leaves_it_alone(
