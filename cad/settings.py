@@ -249,6 +249,18 @@ CAD = {
         "CAD_TRAVEL_TIME_ESTIMATOR", default="units.routing.StraightLineEstimator"
     ),
     "RECOMMEND_LIMIT": env.int("CAD_RECOMMEND_LIMIT", default=5),
+    # Units beyond either limit are never suggested and always flagged (recommendations, manual dispatch).
+    "RECOMMEND_MAX_ETA_S": env.int("CAD_RECOMMEND_MAX_ETA_S", default=1800),
+    "RECOMMEND_MAX_DISTANCE_KM": env.float("CAD_RECOMMEND_MAX_DISTANCE_KM", default=60.0),
+    # A point farther than this outside the centre's state boundary needs an explicit confirmation.
+    "SERVICE_AREA_MARGIN_KM": env.float("CAD_SERVICE_AREA_MARGIN_KM", default=1.0),
+    # Geocoding: "gazetteer" (offline, INEGI localities imported by the operator) or "nominatim" (HTTP).
+    "GEOCODER": env.str("CAD_GEOCODER", default="gazetteer"),
+    "GEOCODER_URL": env.str("CAD_GEOCODER_URL", default=""),
+    "GEOCODER_TIMEOUT_S": env.float("CAD_GEOCODER_TIMEOUT_S", default=4.0),
+    "GEOCODER_USER_AGENT": env.str("CAD_GEOCODER_USER_AGENT", default="c4-cad/0.1 (self-hosted CAD)"),
+    # KPIs computed over fewer measurements than this say "datos insuficientes".
+    "KPI_MIN_SAMPLE": env.int("CAD_KPI_MIN_SAMPLE", default=20),
     "REPLAY_LIMIT": env.int("CAD_REPLAY_LIMIT", default=2000),
     # Timer targets in seconds (Mexican 9-1-1 norm defaults), overridable per deployment.
     "TARGET_MINIMUM_DATA_S": env.int("CAD_TARGET_MINIMUM_DATA_S", default=90),

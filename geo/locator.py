@@ -28,6 +28,7 @@ class _Snapshot:
     tree: STRtree | None
     geometries: tuple  # prepared shapely geometries, index-aligned with the tree
     jurisdictions: tuple[Jurisdiction, ...]  # without geometry (deferred)
+    by_cvegeo: dict[str, int]  # cvegeo → index
 
 
 _snapshot: _Snapshot | None = None
@@ -57,7 +58,8 @@ def _build(fingerprint: tuple) -> _Snapshot:
         jurisdictions.append(jurisdiction)
         geometries.append(geometry)
     tree = STRtree(geometries) if geometries else None
-    return _Snapshot(fingerprint, time.monotonic(), tree, tuple(geometries), tuple(jurisdictions))
+    by_cvegeo = {j.cvegeo: index for index, j in enumerate(jurisdictions)}
+    return _Snapshot(fingerprint, time.monotonic(), tree, tuple(geometries), tuple(jurisdictions), by_cvegeo)
 
 
 def _current() -> _Snapshot:
@@ -73,7 +75,12 @@ def _current() -> _Snapshot:
         fingerprint = _fingerprint()
         if snapshot is not None and snapshot.fingerprint == fingerprint:
             snapshot = _Snapshot(
-                fingerprint, time.monotonic(), snapshot.tree, snapshot.geometries, snapshot.jurisdictions
+                fingerprint,
+                time.monotonic(),
+                snapshot.tree,
+                snapshot.geometries,
+                snapshot.jurisdictions,
+                snapshot.by_cvegeo,
             )
         else:
             snapshot = _build(fingerprint)
@@ -107,3 +114,29 @@ def locate(lat: float, lon: float) -> tuple[Jurisdiction | None, Jurisdiction | 
             state,
         )
     return (copy.copy(state) if state else None, copy.copy(municipality) if municipality else None)
+
+
+def within(cvegeo: str, lat: float, lon: float, *, margin_km: float = 0.0) -> bool | None:
+    """Whether the point lies in the jurisdiction `cvegeo` or within `margin_km` of its boundary; None when
+    that boundary is not loaded."""
+    snapshot = _current()
+    index = snapshot.by_cvegeo.get(cvegeo)
+    if index is None:
+        return None
+    point = Point(float(lon), float(lat))
+    geometry = snapshot.geometries[index]
+    if geometry.covers(point):
+        return True
+    # A degree of latitude is ≈ 111 km: good enough for a margin of a few km along a boundary.
+    return margin_km > 0 and bool(shapely.dwithin(geometry, point, margin_km / 111.0))
+
+
+def place_of(lat: float | None, lon: float | None) -> dict:
+    """{state, state_cvegeo, municipality, municipality_cvegeo} of a point (None values where unknown)."""
+    state, municipality = locate(lat, lon) if lat is not None and lon is not None else (None, None)
+    return {
+        "state": state.name if state else None,
+        "state_cvegeo": state.cvegeo if state else None,
+        "municipality": municipality.name if municipality else None,
+        "municipality_cvegeo": municipality.cvegeo if municipality else None,
+    }

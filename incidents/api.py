@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsConsoleUser, IsDispatcher
 from cad.api import IF_MATCH, errors, expected_version
 from cad.errors import NotFound
-from incidents import services
+from incidents import lifecycle, services
 from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
 from incidents.models import (
     CallDisposition,
@@ -34,7 +34,7 @@ from incidents.models import (
     LocationSource,
 )
 from incidents.selectors import duplicate_candidates, incident_get, incident_get_for_recommendation
-from units.selectors import recommend_units
+from units.selectors import dispatch_options, recommend_units, unit_ids_for_callsigns
 
 
 def not_future(value, *, slack_s: int = 300):
@@ -124,8 +124,19 @@ class DuplicateCandidateOutput(serializers.Serializer):
     distance_m = serializers.FloatField()
 
 
+class LocationCheckOutput(serializers.Serializer):
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    inside_service_area = serializers.BooleanField()
+    state = serializers.CharField(allow_null=True)
+    municipality = serializers.CharField(allow_null=True)
+
+
 class CallCreateOutput(serializers.Serializer):
     call = CallOutput()
+    location = LocationCheckOutput(
+        allow_null=True, help_text=gettext_lazy("El punto revisado; null sin coordenadas.")
+    )
     duplicate_candidates = DuplicateCandidateOutput(many=True)
 
 
@@ -166,6 +177,8 @@ class IncidentListOutput(serializers.Serializer):
     lat = serializers.FloatField(allow_null=True)
     lon = serializers.FloatField(allow_null=True)
     address = serializers.CharField()
+    location_source = serializers.CharField()
+    outside_service_area = serializers.BooleanField()
     state = JurisdictionRefOutput(allow_null=True)
     municipality = JurisdictionRefOutput(allow_null=True)
     call_arrived_at = serializers.DateTimeField(allow_null=True)
@@ -174,6 +187,10 @@ class IncidentListOutput(serializers.Serializer):
     first_en_route_at = serializers.DateTimeField(allow_null=True)
     first_on_scene_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.DateTimeField(allow_null=True)
+    reopened_at = serializers.DateTimeField(allow_null=True)
+    timer_since = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Inicio del reloj del estado actual (incidents.lifecycle).")
+    )
     units = ActiveUnitOutput(source="assignments", many=True, help_text=gettext_lazy("Asignaciones activas."))
     origin_center = serializers.CharField(
         help_text=gettext_lazy("Centro que pidió el servicio (vacío si es propio).")
@@ -182,6 +199,14 @@ class IncidentListOutput(serializers.Serializer):
         help_text=gettext_lazy("Folio del incidente en el centro de origen.")
     )
     version = serializers.IntegerField()
+
+    def get_timer_since(self, incident) -> str:
+        since = lifecycle.timer_since(
+            reopened_at=incident.reopened_at,
+            call_arrived_at=incident.call_arrived_at,
+            opened_at=incident.opened_at,
+        )
+        return serializers.DateTimeField().to_representation(since)
 
 
 class TimelineEntryOutput(serializers.Serializer):
@@ -225,8 +250,14 @@ class _CallInputBase(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.VOICE)
     arrived_at = serializers.DateTimeField(required=False, validators=[not_future])
     answered_at = serializers.DateTimeField(required=False, validators=[not_future])
-    lat = serializers.FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
-    lon = serializers.FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
+    # Ranges, 0,0, swaps and the service area are checked by the service (geo.validation.check_point).
+    lat = serializers.FloatField(required=False, allow_null=True)
+    lon = serializers.FloatField(required=False, allow_null=True)
+    confirm_outside_area = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=gettext_lazy("Confirma un punto fuera del área de servicio del centro."),
+    )
     address = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
     location_source = serializers.ChoiceField(
         choices=LocationSource.choices, required=False, allow_blank=True, default=""
@@ -243,12 +274,6 @@ class _CallInputBase(serializers.Serializer):
         allow_blank=True,
         help_text=gettext_lazy("Folio, para resolución «linked»."),
     )
-
-    def validate(self, attrs):
-        if (attrs.get("lat") is None) != (attrs.get("lon") is None):
-            missing = "lon" if attrs.get("lon") is None else "lat"
-            raise ValidationError({missing: [_("Capture latitud y longitud juntas.")]})
-        return attrs
 
 
 class Call911Input(_CallInputBase):
@@ -321,7 +346,11 @@ class CallCreateApi(APIView):
                 )
                 if c["folio"] != (call.incident.folio if call.incident_id else None)
             ]
-        return Response(CallCreateOutput({"call": call, "duplicate_candidates": candidates}).data, status=201)
+        location = call.location_check.summary() if call.location_check else None
+        return Response(
+            CallCreateOutput({"call": call, "location": location, "duplicate_candidates": candidates}).data,
+            status=201,
+        )
 
 
 class CallReleaseApi(APIView):
@@ -415,8 +444,10 @@ class IncidentDetailApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class IncidentUpdateInput(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90, required=False)
-        lon = serializers.FloatField(min_value=-180, max_value=180, required=False)
+        lat = serializers.FloatField(required=False)
+        lon = serializers.FloatField(required=False)
+        location_source = serializers.ChoiceField(choices=LocationSource.choices, required=False)
+        confirm_outside_area = serializers.BooleanField(required=False, default=False)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True)
         narrative = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
         incident_type_code = IncidentTypeCodeField(required=False)
@@ -488,10 +519,28 @@ class IncidentNoteCreateApi(APIView):
         return Response(TimelineEntryOutput(entry).data, status=201)
 
 
-class RecommendedUnitOutput(serializers.Serializer):
+class PlaceOutput(serializers.Serializer):
+    state = serializers.CharField(allow_null=True)
+    state_cvegeo = serializers.CharField(allow_null=True)
+    municipality = serializers.CharField(allow_null=True)
+    municipality_cvegeo = serializers.CharField(allow_null=True)
+
+
+class LimitsOutput(serializers.Serializer):
+    max_eta_s = serializers.IntegerField()
+    max_distance_km = serializers.FloatField()
+
+
+class _UnitDistanceOutput(serializers.Serializer):
     unit_id = serializers.IntegerField()
     callsign = serializers.CharField()
     agency = serializers.CharField()
+    beyond_limit = serializers.BooleanField(help_text=gettext_lazy("Más allá del límite de ETA o distancia."))
+    limit_reason = serializers.ChoiceField(choices=["eta", "distance"], allow_null=True)
+    jurisdiction = PlaceOutput()
+
+
+class RecommendedUnitOutput(_UnitDistanceOutput):
     lat = serializers.FloatField()
     lon = serializers.FloatField()
     distance_km = serializers.FloatField()
@@ -505,6 +554,9 @@ class RecommendationRequirementOutput(serializers.Serializer):
     assigned = serializers.IntegerField(help_text="Units already working the incident that cover it.")
     candidates = RecommendedUnitOutput(many=True)
     suggested = RecommendedUnitOutput(many=True)
+    only_beyond_limit = serializers.BooleanField(
+        help_text=gettext_lazy("Todas las candidatas están más allá del límite: no hay sugerida.")
+    )
 
 
 class RecommendationsOutput(serializers.Serializer):
@@ -512,6 +564,8 @@ class RecommendationsOutput(serializers.Serializer):
     plan = serializers.DictField(child=serializers.IntegerField())
     requirements = RecommendationRequirementOutput(many=True)
     suggested_unit_ids = serializers.ListField(child=serializers.IntegerField())
+    limits = LimitsOutput()
+    incident_jurisdiction = PlaceOutput()
 
 
 class IncidentRecommendationsApi(APIView):
@@ -550,6 +604,173 @@ class AssignmentCreateApi(APIView):
             folio=folio, center_id=request.user.center_id, by=request.user, **serializer.validated_data
         )
         return Response(AssignmentOutput(assignment).data, status=201)
+
+
+class DispatchWarningOutput(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=["beyond_limit", "no_position", "stale_position", "missing_capability"]
+    )
+    message = serializers.CharField()
+
+
+class DispatchOptionOutput(_UnitDistanceOutput):
+    capabilities = serializers.ListField(child=serializers.CharField())
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    distance_km = serializers.FloatField(allow_null=True)
+    eta_s = serializers.FloatField(allow_null=True)
+    position_age_s = serializers.FloatField(allow_null=True)
+    warnings = DispatchWarningOutput(many=True)
+
+
+class DispatchOptionsOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    plan = serializers.DictField(child=serializers.IntegerField())
+    limits = LimitsOutput()
+    incident_jurisdiction = PlaceOutput()
+    units = DispatchOptionOutput(many=True)
+
+
+class IncidentDispatchOptionsApi(APIView):
+    permission_classes = [IsDispatcher]
+
+    class OptionsQuery(serializers.Serializer):
+        q = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+        limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=20)
+
+    @extend_schema(
+        operation_id="incidents_dispatch_options",
+        parameters=[FOLIO_PARAM, OptionsQuery],
+        responses={200: DispatchOptionsOutput, **errors(400, 404)},
+        summary=gettext_lazy("Unidades disponibles para despacho manual, con distancia, ETA y advertencias"),
+    )
+    def get(self, request, folio):
+        folio = folio_of(folio)
+        query = self.OptionsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        incident = incident_get(folio=folio, center_id=request.user.center_id)
+        return Response(
+            DispatchOptionsOutput(dispatch_options(incident=incident, **query.validated_data)).data
+        )
+
+
+class IncidentDispatchApi(APIView):
+    permission_classes = [IsDispatcher]
+
+    class DispatchInput(serializers.Serializer):
+        unit_ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=2**62), required=False, max_length=50
+        )
+        callsigns = serializers.ListField(
+            child=serializers.CharField(max_length=32), required=False, max_length=50
+        )
+
+        def validate(self, attrs):
+            if not attrs.get("unit_ids") and not attrs.get("callsigns"):
+                raise ValidationError({"unit_ids": [_("Indique unidades (unit_ids o callsigns).")]})
+            return attrs
+
+    class DispatchOutput(serializers.Serializer):
+        assignments = AssignmentOutput(many=True)
+        warnings = serializers.DictField(
+            child=DispatchWarningOutput(many=True),
+            help_text=gettext_lazy("Advertencias por indicativo (capacidad, límite, posición)."),
+        )
+
+    @extend_schema(
+        operation_id="incidents_dispatch",
+        parameters=[FOLIO_PARAM],
+        request=DispatchInput,
+        responses={201: DispatchOutput, **errors(400, 404, 409)},
+        summary=gettext_lazy("Despachar una o varias unidades (todas o ninguna)"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.DispatchInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        center_id = request.user.center_id
+        unit_ids = list(serializer.validated_data.get("unit_ids") or [])
+        callsigns = serializer.validated_data.get("callsigns") or []
+        if callsigns:
+            unit_ids += unit_ids_for_callsigns(center_id=center_id, callsigns=callsigns)
+        incident = incident_get_for_recommendation(folio=folio, center_id=center_id)
+        # Warnings are worked out before the write (the units are still available then).
+        options = dispatch_options(incident=incident, unit_ids=unit_ids, limit=len(unit_ids))
+        assignments = services.assign_units(
+            folio=folio, center_id=center_id, unit_ids=unit_ids, by=request.user
+        )
+        warnings = {o["callsign"]: o["warnings"] for o in options["units"] if o["warnings"]}
+        return Response(
+            self.DispatchOutput({"assignments": assignments, "warnings": warnings}).data, status=201
+        )
+
+
+class IncidentLocationApi(APIView):
+    permission_classes = [IsConsoleUser]
+
+    class LocationInput(serializers.Serializer):
+        lat = serializers.FloatField()
+        lon = serializers.FloatField()
+        source = serializers.ChoiceField(choices=LocationSource.choices)
+        address = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        place = serializers.CharField(
+            max_length=300,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text=gettext_lazy("Nombre del candidato elegido (bitácora)."),
+        )
+        confirm_outside_area = serializers.BooleanField(required=False, default=False)
+        version = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False)
+
+    @extend_schema(
+        operation_id="incidents_location",
+        parameters=[FOLIO_PARAM, IF_MATCH],
+        request=LocationInput,
+        responses={200: IncidentDetailOutput, **errors(400, 404, 409, 412)},
+        summary=gettext_lazy("Fijar o corregir la ubicación (candidato del geocodificador, clic en mapa)"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.LocationInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        services.set_incident_location(
+            folio=folio,
+            center_id=request.user.center_id,
+            by=request.user,
+            expected_version=expected_version(request, data.pop("version", None)),
+            **data,
+        )
+        return _incident_response(folio, request.user.center_id)
+
+
+class IncidentReopenApi(APIView):
+    permission_classes = [IsDispatcher]
+
+    class ReopenInput(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+        version = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False)
+
+    @extend_schema(
+        operation_id="incidents_reopen",
+        parameters=[FOLIO_PARAM, IF_MATCH],
+        request=ReopenInput,
+        responses={200: IncidentDetailOutput, **errors(400, 404, 409, 412)},
+        summary=gettext_lazy("Reabrir un incidente cerrado (queda en la bitácora con su motivo)"),
+    )
+    def post(self, request, folio):
+        folio = folio_of(folio)
+        serializer = self.ReopenInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.reopen_incident(
+            folio=folio,
+            center_id=request.user.center_id,
+            by=request.user,
+            reason=serializer.validated_data["reason"],
+            expected_version=expected_version(request, serializer.validated_data.get("version")),
+        )
+        return _incident_response(folio, request.user.center_id)
 
 
 class IncidentCloseApi(APIView):

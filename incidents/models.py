@@ -69,11 +69,23 @@ class FolioCounter(models.Model):
 
 
 class IncidentStatus(models.TextChoices):
+    """The incident lifecycle's statuses; the allowed transitions and timers are in incidents.lifecycle."""
+
     PENDING = "pending", _("Pendiente")
     DISPATCHED = "dispatched", _("Despachado")
     EN_ROUTE = "en_route", _("En camino")
     ON_SCENE = "on_scene", _("En el lugar")
+    ATTENDED = "attended", _("Atendido, por cerrar")
     CLOSED = "closed", _("Cerrado")
+
+
+class LocationSource(models.TextChoices):
+    CALLER = "caller", _("Dicho por quien llama")
+    DEVICE = "device", _("Ubicación del dispositivo (AML)")
+    MAP = "map", _("Marcado en el mapa")
+    CARRIER = "carrier", _("Operador telefónico")
+    SENSOR = "sensor", _("Sensor")
+    GEOCODER = "geocoder", _("Dirección o lugar buscado")
 
 
 class Incident(models.Model):
@@ -91,6 +103,14 @@ class Incident(models.Model):
     lat = models.FloatField(null=True, blank=True)
     lon = models.FloatField(null=True, blank=True)
     address = models.CharField(_("dirección"), max_length=300, blank=True)
+    location_source = models.CharField(
+        _("origen de la ubicación"), max_length=16, choices=LocationSource.choices, blank=True
+    )
+    outside_service_area = models.BooleanField(
+        _("fuera del área de servicio"),
+        default=False,
+        help_text=_("La ubicación cae fuera del área del centro y se confirmó así."),
+    )
     state = models.ForeignKey(
         "geo.Jurisdiction", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -106,6 +126,7 @@ class Incident(models.Model):
     first_en_route_at = models.DateTimeField(null=True, blank=True)
     first_on_scene_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    reopened_at = models.DateTimeField(null=True, blank=True)
     disposition = models.CharField(_("cierre"), max_length=200, blank=True)
     created_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+")
     # Set when the incident was opened on behalf of another command centre (e.g. a neighbouring state's
@@ -147,14 +168,6 @@ class CallDisposition(models.TextChoices):
     IMPROCEDENTE = "improcedente", _("Improcedente")
     INFORMATIONAL = "informational", _("Informativa")
     TRANSFERRED = "transferred", _("Transferida")
-
-
-class LocationSource(models.TextChoices):
-    CALLER = "caller", _("Dicho por quien llama")
-    DEVICE = "device", _("Ubicación del dispositivo (AML)")
-    MAP = "map", _("Marcado en el mapa")
-    CARRIER = "carrier", _("Operador telefónico")
-    SENSOR = "sensor", _("Sensor")
 
 
 class Call(models.Model):
@@ -247,7 +260,10 @@ class TimelineEntry(models.Model):
         ASSIGNED = "assigned", _("Unidad asignada")
         UNIT_STATUS = "unit_status", _("Estado de unidad")
         UPDATED = "updated", _("Actualización")
+        LOCATED = "located", _("Ubicación")
+        STATUS = "status", _("Cambio de estado")
         CLOSED = "closed", _("Cierre")
+        REOPENED = "reopened", _("Reapertura")
 
     incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="timeline")
     at = models.DateTimeField()

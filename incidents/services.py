@@ -13,6 +13,8 @@ from django.utils.translation import gettext as _
 from cad.errors import Conflict, DomainError, InvalidTransition, NotFound, StaleWrite, UnitNotAvailable
 from cad.events import record_event
 from cad.models import Center
+from geo.validation import PointCheck, check_point
+from incidents import lifecycle
 from incidents.models import (
     PRIORITY_RANK,
     Assignment,
@@ -24,6 +26,7 @@ from incidents.models import (
     IncidentStatus,
     IncidentType,
     Line,
+    LocationSource,
     TimelineEntry,
 )
 from units.models import UNIT_TRANSITIONS, Unit, UnitStatus
@@ -47,6 +50,8 @@ def incident_summary(incident: Incident) -> dict:
         "lat": incident.lat,
         "lon": incident.lon,
         "address": incident.address,
+        "location_source": incident.location_source,
+        "outside_service_area": incident.outside_service_area,
         "state": incident.state.name if incident.state_id else None,
         "municipality": incident.municipality.name if incident.municipality_id else None,
         "call_arrived_at": _iso(incident.call_arrived_at),
@@ -57,7 +62,17 @@ def incident_summary(incident: Incident) -> dict:
         "closed_at": _iso(incident.closed_at),
         "origin_center": incident.origin_center,
         "origin_folio": incident.origin_folio,
+        "reopened_at": _iso(incident.reopened_at),
+        "timer_since": _iso(lifecycle.timer_since(**_timer_fields(incident))),
         "version": incident.version,
+    }
+
+
+def _timer_fields(incident: Incident) -> dict:
+    return {
+        "reopened_at": incident.reopened_at,
+        "call_arrived_at": incident.call_arrived_at,
+        "opened_at": incident.opened_at,
     }
 
 
@@ -84,14 +99,6 @@ def next_folio(*, center: Center, year: int) -> str:
     return f"{center.code}-{year}-{counter.last:06d}"
 
 
-def _locate(lat, lon):
-    if lat is None or lon is None:
-        return None, None
-    from geo.locator import locate
-
-    return locate(lat, lon)
-
-
 @transaction.atomic
 def take_call(
     *,
@@ -107,15 +114,25 @@ def take_call(
     callback_number: str | None = None,
     origin_center: str = "",
     origin_folio: str = "",
+    confirm_outside_area: bool = False,
     **call_fields,
 ) -> Call:
     """Record a call and act on its disposition: open an incident, link it to one, or just record it.
 
     089 tips never carry caller identity: refused here, and by a database check constraint.
     Improcedentes are recorded, never dispatched. `origin_center`/`origin_folio` mark an incident opened on
-    behalf of another command centre (its code and folio).
+    behalf of another command centre (its code and folio). Coordinates are checked
+    (geo.validation.check_point): a bad one is refused, one outside the service area needs
+    `confirm_outside_area`; the check is left on the returned call as `call.location_check` (None without
+    coordinates).
     """
     now = timezone.now()
+    location = check_point(
+        lat=call_fields.get("lat"),
+        lon=call_fields.get("lon"),
+        cve_ent=center.cve_ent,
+        confirm_outside_area=confirm_outside_area,
+    )
     if line == Line.ANONYMOUS and (caller_name or callback_number):
         raise DomainError(
             _("Las denuncias 089 son anónimas: no se registran datos de quien llama."),
@@ -158,9 +175,10 @@ def take_call(
             _("La hora de contestación es anterior a la de llegada."),
             fields={"answered_at": [_("Debe ser posterior a la llegada.")]},
         )
+    call.location_check = location
     if disposition == CallDisposition.NEW_INCIDENT:
         call.incident = open_incident(
-            call=call, by=by, origin_center=origin_center, origin_folio=origin_folio
+            call=call, by=by, location=location, origin_center=origin_center, origin_folio=origin_folio
         )
         call.save(update_fields=["incident"])
     elif disposition == CallDisposition.LINKED:
@@ -185,8 +203,11 @@ def take_call(
     return call
 
 
-def open_incident(*, call: Call, by, origin_center: str = "", origin_folio: str = "") -> Incident:
-    """Open an incident from a classified call (runs inside take_call's transaction)."""
+def open_incident(
+    *, call: Call, by, location: PointCheck | None, origin_center: str = "", origin_folio: str = ""
+) -> Incident:
+    """Open an incident from a classified call (runs inside take_call's transaction); `location` is the
+    checked point of the call."""
     incident_type = call.incident_type
     if not incident_type.active:
         raise DomainError(
@@ -194,7 +215,6 @@ def open_incident(*, call: Call, by, origin_center: str = "", origin_folio: str 
             fields={"incident_type_code": [_("Clave retirada del catálogo.")]},
         )
     now = timezone.now()
-    state, municipality = _locate(call.lat, call.lon)
     incident = Incident.objects.create(
         folio=next_folio(center=call.center, year=timezone.localtime(now).year),
         center=call.center,
@@ -206,8 +226,10 @@ def open_incident(*, call: Call, by, origin_center: str = "", origin_folio: str 
         lat=call.lat,
         lon=call.lon,
         address=call.address,
-        state=state,
-        municipality=municipality,
+        location_source=call.location_source if location else "",
+        outside_service_area=bool(location and not location.inside_service_area),
+        state=location.state if location else None,
+        municipality=location.municipality if location else None,
         narrative=call.narrative,
         call_arrived_at=call.arrived_at,
         call_answered_at=call.answered_at,
@@ -225,6 +247,8 @@ def open_incident(*, call: Call, by, origin_center: str = "", origin_folio: str 
         % {"code": incident.type_code, "name": incident.type_name},
         data={"call": str(call.uid), "line": call.line},
     )
+    if location and not location.inside_service_area:
+        _timeline_outside_area(incident, by=by, at=now)
     record_event(type="incident.created", center_id=incident.center_id, payload=incident_summary(incident))
     return incident
 
@@ -233,7 +257,7 @@ def _incident_for_update(*, folio: str, center_id: int) -> Incident:
     try:
         return (
             Incident.objects.select_for_update(of=("self",))
-            .select_related("state", "municipality")
+            .select_related("center", "state", "municipality", "incident_type")
             .get(folio=folio, center_id=center_id)
         )
     except Incident.DoesNotExist:
@@ -283,12 +307,20 @@ def add_note(*, folio: str, center_id: int, text: str, by, data: dict | None = N
 
 
 @transaction.atomic
-def update_incident(*, folio: str, center_id: int, by, expected_version: int | None, **changes) -> Incident:
-    """Edit location, address, narrative or type. A type change re-derives priority (with a timeline entry)."""
+def update_incident(
+    *,
+    folio: str,
+    center_id: int,
+    by,
+    expected_version: int | None,
+    confirm_outside_area: bool = False,
+    **changes,
+) -> Incident:
+    """Edit location, address, narrative or type. A type change re-derives priority (with a timeline
+    entry); new coordinates are checked and re-derive the jurisdiction as `set_incident_location` does."""
     incident = _incident_for_update(folio=folio, center_id=center_id)
     _check_version(incident.version, expected_version)
-    if incident.status == IncidentStatus.CLOSED:
-        raise InvalidTransition(_("El incidente está cerrado."))
+    _refuse_closed(incident)
     fields = []
     new_type = changes.pop("incident_type", None)
     if new_type is not None and new_type.code != incident.type_code:
@@ -301,12 +333,18 @@ def update_incident(*, folio: str, center_id: int, by, expected_version: int | N
         incident.type_code, incident.type_name = new_type.code, new_type.name
         incident.priority, incident.priority_rank = new_type.priority, PRIORITY_RANK[new_type.priority]
         fields += ["incident_type", "type_code", "type_name", "priority", "priority_rank"]
+    if "lat" in changes or "lon" in changes:
+        fields += _apply_location(
+            incident,
+            lat=changes.pop("lat", None),
+            lon=changes.pop("lon", None),
+            source=changes.pop("location_source", None) or LocationSource.CALLER,
+            confirm_outside_area=confirm_outside_area,
+            by=by,
+        )
     for key, value in changes.items():
         setattr(incident, key, value)
         fields.append(key)
-    if "lat" in changes or "lon" in changes:
-        incident.state, incident.municipality = _locate(incident.lat, incident.lon)
-        fields += ["state", "municipality"]
     _timeline(
         incident,
         kind=TimelineEntry.Kind.UPDATED,
@@ -319,6 +357,93 @@ def update_incident(*, folio: str, center_id: int, by, expected_version: int | N
 
 
 @transaction.atomic
+def set_incident_location(
+    *,
+    folio: str,
+    center_id: int,
+    by,
+    lat: float,
+    lon: float,
+    source: str,
+    address: str | None = None,
+    place: str = "",
+    confirm_outside_area: bool = False,
+    expected_version: int | None = None,
+) -> Incident:
+    """Set or correct where an incident is (an address or place picked from the geocoder's candidates, a
+    map click, or typed coordinates). The point is checked (geo.validation.check_point), the state and
+    municipality follow it, and the timeline says who placed it, where and how. Recommendations read the
+    new point on their next request."""
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    _check_version(incident.version, expected_version)
+    _refuse_closed(incident)
+    fields = _apply_location(
+        incident,
+        lat=lat,
+        lon=lon,
+        source=source,
+        confirm_outside_area=confirm_outside_area,
+        by=by,
+        place=place,
+    )
+    if address is not None and address != incident.address:
+        incident.address = address
+        fields.append("address")
+    _touch(incident, fields)
+    return incident
+
+
+def _apply_location(incident, *, lat, lon, source: str, confirm_outside_area: bool, by, place: str = ""):
+    """Check and set the point of a locked incident; returns the changed fields (caller saves them)."""
+    check = check_point(
+        lat=lat, lon=lon, cve_ent=incident.center.cve_ent, confirm_outside_area=confirm_outside_area
+    )
+    if check is None:
+        raise DomainError(
+            _("Indique latitud y longitud."), fields={"lat": [_("Requerido.")], "lon": [_("Requerido.")]}
+        )
+    incident.lat, incident.lon = check.lat, check.lon
+    incident.state, incident.municipality = check.state, check.municipality
+    incident.location_source = source
+    incident.outside_service_area = not check.inside_service_area
+    where = ", ".join(j.name for j in (check.municipality, check.state) if j)
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.LOCATED,
+        by=by,
+        text=_("Ubicación: %(lat).5f, %(lon).5f %(place)s(%(source)s)")
+        % {
+            "lat": check.lat,
+            "lon": check.lon,
+            "place": f"{place or where} " if (place or where) else "",
+            "source": LocationSource(source).label,
+        },
+        data={**check.summary(), "source": source, "place": place},
+    )
+    if not check.inside_service_area:
+        _timeline_outside_area(incident, by=by)
+    return ["lat", "lon", "state", "municipality", "location_source", "outside_service_area"]
+
+
+def _timeline_outside_area(incident: Incident, *, by, at=None) -> None:
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.LOCATED,
+        by=by,
+        at=at,
+        text=_("Ubicación fuera del área de servicio del centro, confirmada por quien la capturó."),
+        data={"outside_service_area": True},
+    )
+
+
+def _refuse_closed(incident: Incident) -> None:
+    if incident.status == IncidentStatus.CLOSED:
+        raise InvalidTransition(
+            _("El incidente %(folio)s está cerrado; reábralo para modificarlo.") % {"folio": incident.folio}
+        )
+
+
+@transaction.atomic
 def close_incident(
     *, folio: str, center_id: int, disposition: str, by, expected_version: int | None = None
 ) -> Incident:
@@ -327,21 +452,67 @@ def close_incident(
     _check_version(incident.version, expected_version)
     if incident.status == IncidentStatus.CLOSED:
         raise InvalidTransition(_("El incidente ya está cerrado."))
+    lifecycle.check_transition(incident.status, IncidentStatus.CLOSED)
     now = timezone.now()
     assignments = {a.unit_id: a for a in incident.assignments.filter(active=True)}
     # Units locked in id order, as every multi-unit writer does (AVL batches too): no deadlock cycles.
     for unit in Unit.objects.select_for_update().filter(id__in=assignments).order_by("id"):
         _clear_assignment(assignments[unit.id], at=now)
         set_unit_status(unit=unit, to=UnitStatus.AVAILABLE, by=by, incident=incident, at=now)
+    previous = incident.status
     incident.status = IncidentStatus.CLOSED
     incident.closed_at = now
     incident.disposition = disposition
     _timeline(
-        incident, kind=TimelineEntry.Kind.CLOSED, by=by, at=now, text=_("Cierre: %(d)s") % {"d": disposition}
+        incident,
+        kind=TimelineEntry.Kind.CLOSED,
+        by=by,
+        at=now,
+        text=_("Cierre: %(d)s") % {"d": disposition},
+        data={"from": previous, "to": IncidentStatus.CLOSED},
     )
     incident.version += 1
     incident.save(update_fields=["status", "closed_at", "disposition", "version", "updated_at"])
     record_event(type="incident.closed", center_id=center_id, payload=incident_summary(incident))
+    return incident
+
+
+@transaction.atomic
+def reopen_incident(
+    *, folio: str, center_id: int, reason: str, by, expected_version: int | None = None
+) -> Incident:
+    """Reopen a closed incident (explicit and audited: who, when, why in the timeline). It comes back
+    pending, its clock restarting now; its first dispatch / on-scene times stay as they were (KPIs)."""
+    incident = _incident_for_update(folio=folio, center_id=center_id)
+    _check_version(incident.version, expected_version)
+    if incident.status != IncidentStatus.CLOSED:
+        raise InvalidTransition(_("Solo se reabre un incidente cerrado."))
+    if not reason.strip():
+        raise DomainError(_("Indique el motivo de la reapertura."), fields={"reason": [_("Requerido.")]})
+    lifecycle.check_transition(incident.status, IncidentStatus.PENDING)
+    now = timezone.now()
+    _timeline(
+        incident,
+        kind=TimelineEntry.Kind.REOPENED,
+        by=by,
+        at=now,
+        text=_("Reabierto: %(reason)s (cierre anterior: %(disposition)s)")
+        % {"reason": reason.strip(), "disposition": incident.disposition or "—"},
+        data={
+            "from": IncidentStatus.CLOSED,
+            "to": IncidentStatus.PENDING,
+            "closed_at": _iso(incident.closed_at),
+        },
+    )
+    incident.status = IncidentStatus.PENDING
+    incident.reopened_at = now
+    incident.closed_at = None
+    incident.disposition = ""
+    incident.version += 1
+    incident.save(
+        update_fields=["status", "reopened_at", "closed_at", "disposition", "version", "updated_at"]
+    )
+    record_event(type="incident.reopened", center_id=center_id, payload=incident_summary(incident))
     return incident
 
 
@@ -352,26 +523,35 @@ _ASSIGNMENT_STAGE = {
     UnitStatus.TRANSPORTING: (AssignmentStatus.TRANSPORTING, "transporting_at"),
     UnitStatus.AT_HOSPITAL: (AssignmentStatus.AT_HOSPITAL, "at_hospital_at"),
 }
-_ON_SCENE_OR_LATER = {AssignmentStatus.ON_SCENE, AssignmentStatus.TRANSPORTING, AssignmentStatus.AT_HOSPITAL}
 
 
-def _derive_incident_status(incident: Incident) -> str:
-    """pending → dispatched → en route → on scene, from the incident's active assignments."""
-    if incident.status == IncidentStatus.CLOSED:
-        return IncidentStatus.CLOSED
-    stages = set(incident.assignments.filter(active=True).values_list("status", flat=True))
-    if not stages:
-        return IncidentStatus.PENDING
-    if stages & _ON_SCENE_OR_LATER:
-        return IncidentStatus.ON_SCENE
-    if AssignmentStatus.EN_ROUTE in stages:
-        return IncidentStatus.EN_ROUTE
-    return IncidentStatus.DISPATCHED
-
-
-def _refresh_incident(incident: Incident, *, at: datetime, extra_fields: list[str]) -> None:
-    incident.status = _derive_incident_status(incident)
-    _touch(incident, ["status", *extra_fields])
+def _refresh_incident(incident: Incident, *, at: datetime, by, extra_fields: list[str]) -> None:
+    """Move a locked incident to the status its units give it (incidents.lifecycle), recording the
+    transition in the timeline, and publish it."""
+    since = incident.reopened_at or incident.opened_at
+    rows = list(
+        incident.assignments.filter(dispatched_at__gte=since).values_list("active", "status", "on_scene_at")
+    )
+    new = lifecycle.status_from_units(
+        current=incident.status,
+        active_stages={stage for active, stage, _at in rows if active},
+        reached_scene=any(on_scene_at is not None for _active, _stage, on_scene_at in rows),
+    )
+    fields = list(extra_fields)
+    if new != incident.status:
+        lifecycle.check_transition(incident.status, new)
+        _timeline(
+            incident,
+            kind=TimelineEntry.Kind.STATUS,
+            by=by,
+            at=at,
+            text=_("Estado: %(from)s → %(to)s")
+            % {"from": IncidentStatus(incident.status).label, "to": IncidentStatus(new).label},
+            data={"from": incident.status, "to": new},
+        )
+        incident.status = new
+        fields.append("status")
+    _touch(incident, fields)
 
 
 def _clear_assignment(assignment: Assignment, *, at: datetime) -> None:
@@ -382,56 +562,80 @@ def _clear_assignment(assignment: Assignment, *, at: datetime) -> None:
 
 
 @transaction.atomic
-def assign_unit(*, folio: str, center_id: int, unit_id: int, by) -> Assignment:
-    """Dispatch a unit to an incident. Locks the unit: two dispatchers may race for it; exactly one wins
-    (the other gets UnitNotAvailable, a 409). The partial unique index on active assignments backs this."""
+def assign_units(*, folio: str, center_id: int, unit_ids: list[int], by) -> list[Assignment]:
+    """Dispatch one or several units to an incident, all or none. Locks the incident, then the units in id
+    order: two dispatchers may race for a unit; exactly one wins (the other gets UnitNotAvailable, a 409,
+    and nothing of its request is written). The partial unique index on active assignments backs this."""
+    unit_ids = list(dict.fromkeys(unit_ids))
+    if not unit_ids:
+        raise DomainError(_("Indique al menos una unidad."), fields={"unit_ids": [_("Requerido.")]})
     incident = _incident_for_update(folio=folio, center_id=center_id)
     if incident.status == IncidentStatus.CLOSED:
-        raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
+        raise InvalidTransition(
+            _("El incidente %(folio)s está cerrado: no admite asignaciones; reábralo si hace falta.")
+            % {"folio": folio}
+        )
     if incident.incident_type.is_improcedente:
         raise InvalidTransition(_("Los improcedentes no se despachan."))
-    try:
-        unit = Unit.objects.select_for_update().get(pk=unit_id, center_id=center_id)
-    except Unit.DoesNotExist:
+    units = {
+        u.id: u
+        for u in Unit.objects.select_for_update().filter(pk__in=unit_ids, center_id=center_id).order_by("id")
+    }
+    unknown = [uid for uid in unit_ids if uid not in units]
+    if unknown:
         raise NotFound(
-            _("No existe la unidad %(id)s.") % {"id": unit_id}, fields={"unit_id": [_("Unidad desconocida.")]}
-        ) from None
-    if unit.status != UnitStatus.AVAILABLE:
+            _("No existe la unidad %(id)s.") % {"id": unknown[0]},
+            fields={"unit_id": [_("Unidad desconocida.")]},
+        )
+    busy = [units[uid] for uid in unit_ids if units[uid].status != UnitStatus.AVAILABLE]
+    if busy:
         raise UnitNotAvailable(
             _("La unidad %(callsign)s no está disponible (%(status)s).")
-            % {"callsign": unit.callsign, "status": unit.get_status_display()},
-            fields={"unit_id": [unit.status]},
+            % {"callsign": busy[0].callsign, "status": busy[0].get_status_display()},
+            fields={"unit_id": [busy[0].status]},
         )
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            assignment = Assignment.objects.create(
-                incident=incident, unit=unit, dispatched_at=now, assigned_by=by
-            )
-    except IntegrityError:
-        raise UnitNotAvailable(
-            _("La unidad %(callsign)s ya fue asignada.") % {"callsign": unit.callsign}
-        ) from None
-    set_unit_status(unit=unit, to=UnitStatus.DISPATCHED, by=by, incident=incident, at=now)
+    assignments = []
+    for uid in unit_ids:
+        unit = units[uid]
+        try:
+            with transaction.atomic():
+                assignments.append(
+                    Assignment.objects.create(incident=incident, unit=unit, dispatched_at=now, assigned_by=by)
+                )
+        except IntegrityError:
+            raise UnitNotAvailable(
+                _("La unidad %(callsign)s ya fue asignada.") % {"callsign": unit.callsign}
+            ) from None
+        set_unit_status(unit=unit, to=UnitStatus.DISPATCHED, by=by, incident=incident, at=now)
+        _timeline(
+            incident,
+            kind=TimelineEntry.Kind.ASSIGNED,
+            by=by,
+            at=now,
+            text=_("Unidad %(callsign)s despachada") % {"callsign": unit.callsign},
+            data={"unit_id": unit.id},
+        )
     extra = []
     if incident.first_dispatched_at is None:
         incident.first_dispatched_at = now
         extra.append("first_dispatched_at")
-    _timeline(
-        incident,
-        kind=TimelineEntry.Kind.ASSIGNED,
-        by=by,
-        at=now,
-        text=_("Unidad %(callsign)s despachada") % {"callsign": unit.callsign},
-        data={"unit_id": unit.id},
-    )
-    _refresh_incident(incident, at=now, extra_fields=extra)
-    record_event(
-        type="assignment.created",
-        center_id=center_id,
-        payload={"folio": incident.folio, "unit": unit_summary(unit, incident_folio=incident.folio)},
-    )
-    return assignment
+    _refresh_incident(incident, at=now, by=by, extra_fields=extra)
+    for assignment in assignments:
+        record_event(
+            type="assignment.created",
+            center_id=center_id,
+            payload={
+                "folio": incident.folio,
+                "unit": unit_summary(assignment.unit, incident_folio=incident.folio),
+            },
+        )
+    return assignments
+
+
+def assign_unit(*, folio: str, center_id: int, unit_id: int, by) -> Assignment:
+    """Dispatch one unit (see assign_units)."""
+    return assign_units(folio=folio, center_id=center_id, unit_ids=[unit_id], by=by)[0]
 
 
 @transaction.atomic
@@ -491,7 +695,7 @@ def change_unit_status(
             text=_("%(callsign)s: %(status)s") % {"callsign": unit.callsign, "status": UnitStatus(to).label},
             data={"unit_id": unit.id, "status": to},
         )
-        _refresh_incident(incident, at=now, extra_fields=extra)
+        _refresh_incident(incident, at=now, by=by, extra_fields=extra)
     set_unit_status(
         unit=unit,
         to=to,

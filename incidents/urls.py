@@ -15,6 +15,14 @@ urlpatterns = [
         name="incident-recommendations",
     ),
     path("incidents/<str:folio>/assignments", api.AssignmentCreateApi.as_view(), name="incident-assignments"),
+    path("incidents/<str:folio>/dispatch", api.IncidentDispatchApi.as_view(), name="incident-dispatch"),
+    path(
+        "incidents/<str:folio>/dispatch-options",
+        api.IncidentDispatchOptionsApi.as_view(),
+        name="incident-dispatch-options",
+    ),
+    path("incidents/<str:folio>/location", api.IncidentLocationApi.as_view(), name="incident-location"),
     path("incidents/<str:folio>/close", api.IncidentCloseApi.as_view(), name="incident-close"),
+    path("incidents/<str:folio>/reopen", api.IncidentReopenApi.as_view(), name="incident-reopen"),
     path("incident-types/", api.IncidentTypeListApi.as_view(), name="incident-type-list"),
 ]

@@ -129,11 +129,27 @@ def test_full_dispatch_flow_through_the_api(center, dispatcher, api_client_for, 
     assert Unit.objects.get(pk=near_amb.id).status == UnitStatus.AVAILABLE
     assert not Assignment.objects.filter(unit=near_amb, active=True).exists()
 
-    # Timeline: created, assigned, two unit statuses, closed (who and what).
-    kinds = list(TimelineEntry.objects.filter(incident=incident).values_list("kind", flat=True))
-    assert kinds == ["created", "assigned", "unit_status", "unit_status", "closed"]
+    # Timeline: created, assigned, each unit status and each incident transition it caused, closed.
+    rows = list(TimelineEntry.objects.filter(incident=incident).values_list("kind", "data"))
+    assert [kind for kind, _data in rows] == [
+        "created",
+        "assigned",
+        "status",
+        "unit_status",
+        "status",
+        "unit_status",
+        "status",
+        "closed",
+    ]
+    transitions = [(d["from"], d["to"]) for kind, d in rows if kind in ("status", "closed")]
+    assert transitions == [
+        ("pending", "dispatched"),
+        ("dispatched", "en_route"),
+        ("en_route", "on_scene"),
+        ("on_scene", "closed"),
+    ]
     timeline = closed["timeline"]
-    assert [e["kind"] for e in timeline] == kinds
+    assert [e["kind"] for e in timeline] == [kind for kind, _data in rows]
     assert {e["by"] for e in timeline} == {dispatcher.username}
 
     # The console stream recorded every change with contiguous seq.

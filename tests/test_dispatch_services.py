@@ -58,7 +58,7 @@ def test_incident_status_follows_its_units(center, dispatcher, accident_type):
         unit_id=second.id, center_id=center.id, to=UnitStatus.AVAILABLE, by=dispatcher
     )
     incident.refresh_from_db()
-    assert incident.status == IncidentStatus.PENDING  # no unit left: back in the queue
+    assert incident.status == IncidentStatus.ATTENDED  # a unit reached the scene: awaiting closure
     closed = services.close_incident(
         folio=incident.folio, center_id=center.id, disposition="Atendido", by=dispatcher
     )

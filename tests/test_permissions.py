@@ -23,6 +23,8 @@ ENDPOINTS = {
     "unit_status": (DISPATCH, 200),
     "avl_positions": (AVL, 202),
     "recommendations": (DISPATCH, 200),
+    "dispatch": (DISPATCH, 201),
+    "set_location": (CONSOLE, 200),
 }
 
 
@@ -44,6 +46,11 @@ def _request(endpoint: str, client: APIClient, *, folio: str, unit_id: int):
         return client.post("/api/v1/avl/positions", {"positions": [fix]}, format="json")
     if endpoint == "recommendations":
         return client.get(f"/api/v1/incidents/{folio}/recommendations")
+    if endpoint == "dispatch":
+        return client.post(f"/api/v1/incidents/{folio}/dispatch", {"unit_ids": [unit_id]}, format="json")
+    if endpoint == "set_location":
+        body = {"lat": 19.29, "lon": -99.65, "source": "map"}
+        return client.post(f"/api/v1/incidents/{folio}/location", body, format="json")
     raise AssertionError(endpoint)
 
 

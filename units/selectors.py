@@ -1,21 +1,59 @@
-"""Unit reads: board lists and dispatch recommendations."""
+"""Unit reads: board lists, dispatch recommendations and the options of a manual dispatch."""
 
 import math
+import re
 from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cad.errors import DomainError
+from cad.errors import DomainError, NotFound
+from geo.locator import place_of
 from units.models import Agency, Capability, Unit, UnitStatus
 from units.routing import EARTH_RADIUS_KM, StraightLineEstimator, get_estimator
 
 # Road-routing estimators re-rank a straight-line shortlist this many times larger than the answer.
 SHORTLIST_FACTOR = 4
+
+
+def natural_key(callsign: str) -> tuple:
+    """BOM-2 before BOM-10: digit runs compare as numbers."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+        for part in re.split(r"(\d+)", callsign)
+        if part
+    )
+
+
+def limit_flags(*, distance_km: float | None, eta_s: float | None) -> dict:
+    """Whether a unit is beyond the configured ETA or distance for an incident, and why (never silent)."""
+    max_eta, max_km = settings.CAD["RECOMMEND_MAX_ETA_S"], settings.CAD["RECOMMEND_MAX_DISTANCE_KM"]
+    reason = None
+    if eta_s is not None and eta_s > max_eta:
+        reason = "eta"
+    elif distance_km is not None and distance_km > max_km:
+        reason = "distance"
+    return {"beyond_limit": reason is not None, "limit_reason": reason}
+
+
+def unit_ids_for_callsigns(*, center_id: int, callsigns: list[str]) -> list[int]:
+    """Unit ids of callsigns typed by a dispatcher (case-insensitive); NotFound names the first unknown."""
+    wanted = {c.strip().casefold(): c for c in callsigns if c.strip()}
+    rows = Unit.objects.annotate(folded=Lower("callsign")).filter(
+        center_id=center_id, folded__in=list(wanted)
+    )
+    found = {callsign.casefold(): pk for pk, callsign in rows.values_list("id", "callsign")}
+    unknown = [raw for key, raw in wanted.items() if key not in found]
+    if unknown:
+        raise NotFound(
+            _("No existe la unidad %(id)s.") % {"id": unknown[0]}, fields={"callsigns": [unknown[0]]}
+        )
+    return [found[key] for key in wanted]
 
 
 def unit_list_for_board(*, center_id: int) -> QuerySet[Unit]:
@@ -187,6 +225,7 @@ def nearest_available_units(
             "distance_km": round(float(distance_km[i]), 3),
             "eta_s": round(float(seconds[i]), 1),
             "position_age_s": round((now - rows[i][4]).total_seconds(), 1),
+            **limit_flags(distance_km=float(distance_km[i]), eta_s=float(seconds[i])),
         }
         for i in np.argsort(seconds, kind="stable")[:limit]
     ]
@@ -194,7 +233,10 @@ def nearest_available_units(
 
 def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
     """For each capability of the incident's response plan, the nearest available units by ETA, and a
-    suggested set that completes the plan (less the units already assigned) without using a unit twice."""
+    suggested set that completes the plan (less the units already assigned) without using a unit twice.
+
+    A unit beyond CAD_RECOMMEND_MAX_ETA_S or CAD_RECOMMEND_MAX_DISTANCE_KM is listed flagged (with the
+    reason) and never suggested. Every candidate carries its jurisdiction, to compare with the incident's."""
     from incidents.catalogue import response_plan_for
 
     if incident.lat is None or incident.lon is None:
@@ -237,7 +279,11 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             exclude=list(working),
             now=now,
         )
-        picked = [c for c in candidates if c["unit_id"] not in suggested][:outstanding]
+        for candidate in candidates[:limit]:
+            candidate["jurisdiction"] = place_of(candidate["lat"], candidate["lon"])
+        picked = [c for c in candidates if c["unit_id"] not in suggested and not c["beyond_limit"]][
+            :outstanding
+        ]
         suggested.extend(c["unit_id"] for c in picked)
         requirements.append(
             {
@@ -246,6 +292,7 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
                 "assigned": len(assigned),
                 "candidates": candidates[:limit],
                 "suggested": picked,
+                "only_beyond_limit": bool(candidates) and all(c["beyond_limit"] for c in candidates),
             }
         )
     return {
@@ -253,4 +300,99 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
         "plan": plan,
         "requirements": requirements,
         "suggested_unit_ids": suggested,
+        "limits": _limits(),
+        "incident_jurisdiction": place_of(incident.lat, incident.lon),
+    }
+
+
+def _limits() -> dict:
+    return {
+        "max_eta_s": settings.CAD["RECOMMEND_MAX_ETA_S"],
+        "max_distance_km": settings.CAD["RECOMMEND_MAX_DISTANCE_KM"],
+    }
+
+
+def dispatch_options(*, incident, q: str = "", limit: int = 20, unit_ids=None, now=None) -> dict:
+    """Available units a dispatcher may send by hand (any of them, recommended or not): callsigns matching
+    `q` (or the given `unit_ids`), naturally sorted, each with distance and ETA to the incident (when both
+    have a position), its jurisdiction, and warnings: beyond the ETA/distance limit, no or stale position,
+    lacking every capability the incident's plan asks for."""
+    from incidents.catalogue import response_plan_for
+
+    now = now or timezone.now()
+    stale_after = settings.CAD["AVL_STALE_SECONDS"]
+    rows = (
+        Unit.objects.filter(center_id=incident.center_id, status=UnitStatus.AVAILABLE)
+        .select_related("agency")
+        .prefetch_related("capabilities")
+    )
+    if unit_ids is not None:
+        rows = rows.filter(id__in=list(unit_ids))
+    elif q.strip():
+        rows = rows.filter(callsign__icontains=q.strip())
+    units = sorted(rows, key=lambda u: natural_key(u.callsign))[:limit]
+    plan = response_plan_for(incident.incident_type)
+    names = dict(Capability.objects.values_list("code", "name"))
+    located = [u for u in units if u.lat is not None and u.lon is not None]
+    estimates = {}
+    if located and incident.lat is not None and incident.lon is not None:
+        distance_km, seconds = get_estimator().estimate(
+            origin=(incident.lat, incident.lon),
+            lats=np.array([u.lat for u in located]),
+            lons=np.array([u.lon for u in located]),
+            speeds_kmh=np.array([u.agency.speed_kmh for u in located]),
+        )
+        estimates = {
+            u.id: (float(d), float(t)) for u, d, t in zip(located, distance_km, seconds, strict=True)
+        }
+    options = []
+    for unit in units:
+        codes = sorted(c.code for c in unit.capabilities.all())
+        distance, eta = estimates.get(unit.id, (None, None))
+        age = (now - unit.position_at).total_seconds() if unit.position_at else None
+        flags = limit_flags(distance_km=distance, eta_s=eta)
+        warnings = []
+        if flags["beyond_limit"]:
+            warnings.append(
+                {
+                    "code": "beyond_limit",
+                    "message": _("Más lejos que el límite (%(reason)s).")
+                    % {"reason": _("tiempo estimado") if flags["limit_reason"] == "eta" else _("distancia")},
+                }
+            )
+        if age is None or unit.lat is None:
+            warnings.append({"code": "no_position", "message": _("Sin posición AVL: distancia desconocida.")})
+        elif age > stale_after:
+            warnings.append({"code": "stale_position", "message": _("Posición AVL antigua.")})
+        needed = [c for c in plan if c]
+        if needed and not set(needed) & set(codes):
+            warnings.append(
+                {
+                    "code": "missing_capability",
+                    "message": _("No tiene la capacidad requerida (%(needed)s).")
+                    % {"needed": ", ".join(str(_(names.get(c, c))) for c in needed)},
+                }
+            )
+        options.append(
+            {
+                "unit_id": unit.id,
+                "callsign": unit.callsign,
+                "agency": unit.agency.name,
+                "capabilities": codes,
+                "lat": unit.lat,
+                "lon": unit.lon,
+                "distance_km": None if distance is None else round(distance, 3),
+                "eta_s": None if eta is None else round(eta, 1),
+                "position_age_s": None if age is None else round(age, 1),
+                **flags,
+                "jurisdiction": place_of(unit.lat, unit.lon),
+                "warnings": warnings,
+            }
+        )
+    return {
+        "folio": incident.folio,
+        "plan": plan,
+        "limits": _limits(),
+        "incident_jurisdiction": place_of(incident.lat, incident.lon),
+        "units": options,
     }
