@@ -29,6 +29,9 @@ class User(AbstractUser):
         blank=True,
         related_name="users",
     )
+    language = models.CharField(
+        _("idioma"), max_length=8, blank=True, help_text=_("Elegido en el selector; vacío: español (México).")
+    )
 
     @property
     def is_service_account(self) -> bool:

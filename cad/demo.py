@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 from accounts.models import Role, User
 from cad.errors import DomainError
 from cad.models import Center, EventStream
-from geo.services import import_geojson_file, shipped_files
+from geo.services import SAMPLE_DIR, import_geojson_file, import_localities_file, shipped_files
 from incidents.catalogue import (
     CAPABILITY_NAMES,
     DEFAULT_EDITION,
@@ -235,6 +235,7 @@ class SeedReport:
     center: Center | None = None
     catalogue_types: int = 0
     jurisdictions: int = 0
+    localities: int = 0
     agencies: int = 0
     stations: int = 0
     units_total: int = 0
@@ -287,7 +288,18 @@ def seed_catalogue() -> int:
 
 
 def seed_jurisdictions() -> int:
-    return sum(import_geojson_file(path=path) for path in shipped_files())
+    """INEGI state boundaries, and the sample's approximate municipal areas (geo/data/muestra/SOURCE.md)."""
+    states = sum(import_geojson_file(path=path) for path in shipped_files())
+    sample = SAMPLE_DIR / "municipios-15-aproximados.geojson"
+    return states + import_geojson_file(
+        path=sample, source=_("Muestra de demostración: áreas municipales aproximadas, no límites del INEGI")
+    )
+
+
+def seed_localities() -> int:
+    """The sample gazetteer (a few dozen localities in AGEEML format) for the offline geocoder."""
+    imported, _skipped = import_localities_file(path=SAMPLE_DIR / "localidades-muestra.csv")
+    return imported
 
 
 @transaction.atomic
@@ -429,9 +441,12 @@ def seed_demo(
     report.catalogue_types = seed_catalogue()
     progress(_("[2/%(n)s] catálogo CNIE… %(count)s tipos") % {"n": steps, "count": report.catalogue_types})
     report.jurisdictions = seed_jurisdictions()
+    report.localities = seed_localities()
     progress(
-        _("[3/%(n)s] límites estatales (INEGI)… %(count)s entidades")
-        % {"n": steps, "count": report.jurisdictions}
+        _(
+            "[3/%(n)s] límites (INEGI) y muestra del nomenclátor… %(count)s jurisdicciones, %(localities)s localidades"
+        )
+        % {"n": steps, "count": report.jurisdictions, "localities": report.localities}
     )
     agencies, stations = seed_agencies(center=center, specs=spec.agencies)
     report.agencies = len(agencies)

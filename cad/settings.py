@@ -49,10 +49,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Instead of Django's LocaleMiddleware: es-MX unless the user chose otherwise (never Accept-Language).
+    "cad.middleware.LocaleAndTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -177,6 +178,8 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "es-mx"
 LANGUAGES = [("es-mx", "Español (México)"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "cad_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600  # the choice is remembered (and saved on the user, accounts.views)
 USE_I18N = True
 TIME_ZONE = "America/Mexico_City"  # shown; stored in UTC (USE_TZ)
 USE_TZ = True

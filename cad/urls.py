@@ -1,7 +1,10 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.views import set_language
 from cad.views import RealtimeMetricsApi
 from interstate.peer_api import WellKnownApi
 
@@ -20,7 +23,8 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("i18n/", include("django.conf.urls.i18n")),
+    path("i18n/setlang/", set_language, name="set_language"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path(".well-known/cad-peer", WellKnownApi.as_view(), name="cad-peer"),
     path("api/v1/", include(api_v1)),
     path("dashboard/", include("dashboard.web_urls")),

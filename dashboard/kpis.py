@@ -18,6 +18,10 @@ Edge cases, by definition:
 * Cancelled incidents (closed without a unit on scene) have no travel/total interval: they are counted as
   `cancelled` and in `missing` of those metrics, never as 0 s or as a breach. The same holds for incidents
   still open, not yet dispatched, or without a call (processing/total need the call's times).
+* Open incidents not yet dispatched count AGAINST dispatch compliance once older than a dispatch target:
+  each adds one to that target's denominator (`overdue`), never to its numerator, so "Despacho: 100 %"
+  cannot show while calls wait unattended. They have no dispatch interval yet, so percentiles ignore them.
+* A block measured on fewer than CAD_KPI_MIN_SAMPLE values says so (`insufficient`): "datos insuficientes".
 * Multi-unit incidents: only the FIRST dispatch / en route / on scene count (the incident's `first_*`
   columns, written once by incidents.services), so a second ambulance never worsens or improves a figure.
   Turnout and travel are therefore "first dispatch → first en route (any unit)" etc.
@@ -42,11 +46,12 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from dashboard.targets import kpi_targets
-from incidents.models import Call, CallDisposition, Incident, IncidentType, Line
+from incidents.models import Call, CallDisposition, Incident, IncidentStatus, IncidentType, Line
 
 CALL_METRICS = ("answer",)
 INCIDENT_METRICS = ("processing", "dispatch", "turnout", "travel", "total")
@@ -146,21 +151,30 @@ def _round(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, 1)
 
 
+def _compliance(target: dict, *, n: int, within: float, overdue: int = 0) -> dict:
+    measured = n + overdue
+    share = within / measured if measured else None
+    return {
+        "seconds": target["seconds"],
+        "goal": target["goal"],
+        "n": int(measured),
+        "within": round(float(within), 1),
+        "overdue": int(overdue),
+        "share": None if share is None else round(share, 4),
+        "met": None if share is None else share >= target["goal"],
+    }
+
+
 def _metric_block(*, metric, n, missing, percentiles, mean, within: dict[str, float]) -> dict:
-    compliance = {}
-    for key, target in kpi_targets().items():
-        if target["metric"] != metric:
-            continue
-        share = within[key] / n if n else None
-        compliance[key] = {
-            "seconds": target["seconds"],
-            "goal": target["goal"],
-            "share": None if share is None else round(share, 4),
-            "met": None if share is None else share >= target["goal"],
-        }
+    compliance = {
+        key: _compliance(target, n=n, within=within[key])
+        for key, target in kpi_targets().items()
+        if target["metric"] == metric
+    }
     return {
         "n": int(n),
         "missing": int(missing),
+        "insufficient": int(n) < settings.CAD["KPI_MIN_SAMPLE"],
         **{f"p{q}": _round(v) for q, v in zip(PERCENTILES, percentiles, strict=True)},
         "mean": _round(mean),
         "compliance": compliance,
@@ -244,11 +258,16 @@ def call_rows(*, start: datetime, end: datetime, center_id: int | None = None) -
     }
 
 
-def incident_rows(*, start: datetime, end: datetime, center_id: int | None = None) -> dict[str, np.ndarray]:
-    """Columns of the incidents opened in [start, end): anchor, one interval column per incident metric
-    (nan when not measurable), dimensions, cancelled flag, center."""
+def incident_rows(
+    *, start: datetime, end: datetime, center_id: int | None = None, undispatched_open: bool = False
+) -> dict[str, np.ndarray]:
+    """Columns of the incidents opened in [start, end) (only the open ones never dispatched, with
+    `undispatched_open`): anchor, one interval column per incident metric (nan when not measurable),
+    dimensions, cancelled flag, center."""
     first_call_line = Call.objects.filter(incident=OuterRef("pk")).order_by("arrived_at", "id").values("line")
     qs = Incident.objects.filter(opened_at__gte=start, opened_at__lt=end)
+    if undispatched_open:
+        qs = qs.filter(first_dispatched_at__isnull=True).exclude(status=IncidentStatus.CLOSED)
     if center_id is not None:
         qs = qs.filter(center_id=center_id)
     stamps = [
@@ -496,7 +515,43 @@ def exact_kpis(
         use_sql = connection.vendor == "postgresql"
     compute = _exact_postgres if use_sql else _exact_python
     results = compute(center_id=center_id, start=start, end=end, group_by=dims)
+    _count_overdue(results, center_id=center_id, start=start, end=end, group_by=dims)
     return _labelled(dims, results)
+
+
+def _count_overdue(results: dict[tuple, dict], *, center_id, start, end, group_by, now=None) -> None:
+    """Add the open, never-dispatched incidents older than each dispatch target to that target's
+    denominator (see the module docstring), creating the groups that only they populate."""
+    now = now or timezone.now()
+    columns = tuple(c for dim in group_by for c in DIMENSIONS[dim])
+    rows = incident_rows(start=start, end=end, center_id=center_id, undispatched_open=True)
+    targets = {key: t for key, t in kpi_targets().items() if t["metric"] == "dispatch"}
+    for key, indices in _group_indices(rows, columns).items():
+        waited = now.timestamp() - rows["anchor"][indices]
+        overdue = {k: int((waited > t["seconds"]).sum()) for k, t in targets.items()}
+        if not any(overdue.values()):
+            continue
+        if key not in results:
+            results[key] = _group_result(
+                key,
+                calls=0,
+                unanswered=0,
+                improcedente=0,
+                incidents=0,
+                cancelled=0,
+                metrics={m: _empty_block(m) for m in METRICS},
+            )
+        block = results[key]["metrics"]["dispatch"]
+        for k, count in overdue.items():
+            current = block["compliance"][k]
+            block["compliance"][k] = _compliance(
+                targets[k],
+                n=current["n"] - current["overdue"],
+                within=current["within"],
+                overdue=current["overdue"] + count,
+            )
+    for key in sorted(results, key=_sort_key):  # keep the groups in key order
+        results[key] = results.pop(key)
 
 
 # --- Rollups --------------------------------------------------------------------------------------
@@ -587,6 +642,7 @@ def rollup_kpis(*, center_id: int, start: datetime, end: datetime, group_by=None
             cancelled=incident[3],
             metrics=metrics,
         )
+    _count_overdue(results, center_id=center_id, start=start, end=end, group_by=dims)
     return _labelled(dims, results)
 
 

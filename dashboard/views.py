@@ -1,6 +1,6 @@
 """Supervisor pages: the live map and the KPI page. Thin: permission check, reads, render."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -36,6 +36,8 @@ def _tiles(total: dict | None) -> list[dict]:
                 "metric": metric,
                 "label": METRIC_LABELS[metric],
                 "n": block.get("n", 0),
+                "insufficient": block.get("insufficient", True),
+                "min_sample": settings.CAD["KPI_MIN_SAMPLE"],
                 "p50": block.get("p50"),
                 "p90": block.get("p90"),
                 "compliance": [
@@ -44,12 +46,21 @@ def _tiles(total: dict | None) -> list[dict]:
                         "share": None if c["share"] is None else round(c["share"] * 100, 1),
                         "goal": round(c["goal"] * 100),
                         "met": c["met"],
+                        "n": c["n"],
+                        "overdue": c["overdue"],
+                        "insufficient": c["n"] < settings.CAD["KPI_MIN_SAMPLE"],
                     }
                     for key, c in block.get("compliance", {}).items()
                 ],
             }
         )
     return tiles
+
+
+def _rollups_updated():
+    """When the hourly rollups last ran, as an aware datetime (templates show it in the centre's zone)."""
+    last = rollup_status()["last_run_at"]
+    return datetime.fromisoformat(last) if last else None
 
 
 def _last_24h():
@@ -67,7 +78,7 @@ def dashboard_page(request):
     context = {
         "tiles": _tiles(total),
         "total": total,
-        "rollups": rollup_status(),
+        "rollups_updated": _rollups_updated(),
         "dashboard_url": reverse("dashboard"),
         "map_config": {
             "center": list(settings.LEAFLET_CONFIG.get("DEFAULT_CENTER", (19.35, -99.4))),
@@ -157,7 +168,7 @@ def kpi_page(request):
         "from": local_start.strftime("%Y-%m-%dT%H:%M"),
         "to": local_end.strftime("%Y-%m-%dT%H:%M"),
         "month": local_start.strftime("%Y-%m"),
-        "rollups": rollup_status(),
+        "rollups_updated": _rollups_updated(),
         "dashboard_url": reverse("dashboard"),
     }
     return render(request, "dashboard/kpis.html", context)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from geo.models import Jurisdiction
+from geo.models import Jurisdiction, Locality
 
 
 @admin.register(Jurisdiction)
@@ -17,3 +17,11 @@ class JurisdictionAdmin(admin.ModelAdmin):
         # The list never needs the (large) geometry JSON.
         url_name = getattr(request.resolver_match, "url_name", "") or ""
         return queryset.defer("geometry") if url_name.endswith("changelist") else queryset
+
+
+@admin.register(Locality)
+class LocalityAdmin(admin.ModelAdmin):
+    list_display = ("cvegeo", "name", "municipality_name", "state_name", "ambito", "lat", "lon", "source")
+    list_filter = ("cve_ent", "ambito")
+    search_fields = ("cvegeo", "name", "municipality_name")
+    readonly_fields = ("search_text",)

@@ -1,4 +1,5 @@
-"""INEGI jurisdictions (states, municipalities) over REST: list, one with its boundary, and locate."""
+"""INEGI jurisdictions (states, municipalities) over REST: list, one with its boundary, and locate; and
+geocoding (search an address or place, reverse a point) through the configured geocoder."""
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -10,8 +11,10 @@ from rest_framework.views import APIView
 from accounts.permissions import IsConsoleUser
 from cad.api import errors
 from cad.errors import NotFound
-from geo.locator import locate
+from geo.geocoding import GeocoderUnavailable, get_geocoder
+from geo.locator import locate, place_of
 from geo.models import Jurisdiction
+from geo.validation import in_service_area
 
 
 class JurisdictionOutput(serializers.Serializer):
@@ -113,4 +116,112 @@ class JurisdictionLocateApi(APIView):
                 "state": ref(state).data if state else None,
                 "municipality": ref(municipality).data if municipality else None,
             }
+        )
+
+
+# --- Geocoding ------------------------------------------------------------------------------
+class CandidateOutput(serializers.Serializer):
+    label = serializers.CharField()
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    kind = serializers.ChoiceField(choices=["locality", "municipality", "address", "place"])
+    source = serializers.CharField()
+    municipality = serializers.CharField(allow_null=True)
+    state = serializers.CharField(allow_null=True)
+    cvegeo = serializers.CharField(allow_null=True)
+    distance_m = serializers.FloatField(allow_null=True)
+    inside_service_area = serializers.BooleanField(
+        help_text=gettext_lazy("Dentro del área de servicio del centro (si no, pedirá confirmación).")
+    )
+
+
+def _with_area(candidate, *, cve_ent: str) -> dict:
+    return {
+        **candidate.as_dict(),
+        "inside_service_area": in_service_area(candidate.lat, candidate.lon, cve_ent=cve_ent),
+    }
+
+
+class GeocodeSearchApi(APIView):
+    permission_classes = [IsConsoleUser]
+
+    class SearchQuery(serializers.Serializer):
+        q = serializers.CharField(max_length=200)
+        limit = serializers.IntegerField(min_value=1, max_value=20, required=False, default=8)
+
+    class SearchOutput(serializers.Serializer):
+        geocoder = serializers.CharField()
+        candidates = CandidateOutput(many=True)
+
+    @extend_schema(
+        operation_id="geocode_search",
+        parameters=[SearchQuery],
+        responses={200: SearchOutput, **errors(400, 503, e503=gettext_lazy("Geocodificador no disponible"))},
+        summary=gettext_lazy("Buscar una dirección o lugar (candidatos para ubicar un incidente)"),
+    )
+    def get(self, request):
+        query = self.SearchQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        cve_ent = request.user.center.cve_ent
+        geocoder = get_geocoder()
+        found = geocoder.search(
+            query.validated_data["q"], limit=query.validated_data["limit"], cve_ent=cve_ent
+        )
+        return Response(
+            self.SearchOutput(
+                {"geocoder": geocoder.name, "candidates": [_with_area(c, cve_ent=cve_ent) for c in found]}
+            ).data
+        )
+
+
+class GeocodeReverseApi(APIView):
+    permission_classes = [IsConsoleUser]
+
+    class ReverseQuery(serializers.Serializer):
+        lat = serializers.FloatField(min_value=-90, max_value=90)
+        lon = serializers.FloatField(min_value=-180, max_value=180)
+
+    class ReverseOutput(serializers.Serializer):
+        lat = serializers.FloatField()
+        lon = serializers.FloatField()
+        state = serializers.CharField(allow_null=True)
+        state_cvegeo = serializers.CharField(allow_null=True)
+        municipality = serializers.CharField(allow_null=True)
+        municipality_cvegeo = serializers.CharField(allow_null=True)
+        inside_service_area = serializers.BooleanField()
+        geocoder = serializers.CharField()
+        place = CandidateOutput(allow_null=True, help_text=gettext_lazy("Lugar con nombre más cercano."))
+        warning = serializers.CharField(allow_blank=True)
+
+    @extend_schema(
+        operation_id="geocode_reverse",
+        parameters=[ReverseQuery],
+        responses={200: ReverseOutput, **errors(400)},
+        summary=gettext_lazy("Municipio, entidad y lugar más cercano de un punto (clic en el mapa)"),
+    )
+    def get(self, request):
+        query = self.ReverseQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lat, lon = query.validated_data["lat"], query.validated_data["lon"]
+        cve_ent = request.user.center.cve_ent
+        geocoder = get_geocoder()
+        place, warning = None, ""
+        try:
+            found = geocoder.reverse(lat, lon)
+        except GeocoderUnavailable as exc:  # the jurisdiction below never depends on the geocoder
+            found, warning = None, str(exc.message)
+        if found is not None:
+            place = _with_area(found, cve_ent=cve_ent)
+        return Response(
+            self.ReverseOutput(
+                {
+                    "lat": lat,
+                    "lon": lon,
+                    **place_of(lat, lon),
+                    "inside_service_area": in_service_area(lat, lon, cve_ent=cve_ent),
+                    "geocoder": geocoder.name,
+                    "place": place,
+                    "warning": warning,
+                }
+            ).data
         )

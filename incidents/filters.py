@@ -1,11 +1,10 @@
 """Query-string filters of the incident API (django-filter) and the incident-type type-ahead."""
 
-import unicodedata
-
 import django_filters
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from cad.text import fold
 from incidents.models import Assignment, Incident, IncidentStatus, IncidentType, Priority
 from incidents.selectors import incident_list_for_console
 
@@ -52,12 +51,6 @@ def incidents_for_list(*, center_id: int, open_only: bool) -> QuerySet[Incident]
     )
 
 
-def _fold(text: str) -> str:
-    """Lower-case without accents: «Incendio en vehículo» matches «VEHICULO»."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-
-
 def incident_type_search(
     *, q: str = "", tipo: str = "", active: bool | None = True, limit: int = 20
 ) -> list[IncidentType]:
@@ -68,16 +61,16 @@ def incident_type_search(
         rows = rows.filter(tipo_code=tipo)
     if active is not None:
         rows = rows.filter(active=active)
-    words = _fold(q).split()
+    words = fold(q).split()
     if not words:
         return list(rows.order_by("code")[:limit])
     found = []
     for incident_type in rows.order_by("code"):
-        haystack = _fold(
+        haystack = fold(
             f"{incident_type.code} {incident_type.name} {incident_type.tipo_name} {incident_type.subtipo_name}"
         )
         if all(word in haystack for word in words):
-            starts = incident_type.code.startswith(words[0]) or _fold(incident_type.name).startswith(words[0])
+            starts = incident_type.code.startswith(words[0]) or fold(incident_type.name).startswith(words[0])
             found.append((0 if starts else 1, incident_type.code, incident_type))
     found.sort(key=lambda row: (row[0], row[1]))
     return [row[2] for row in found[:limit]]

@@ -168,7 +168,13 @@ def _check_totals(total):
     assert m["processing"]["compliance"]["processing_60s"]["share"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["processing"]["compliance"]["minimum_data"]["share"] == 1.0
     assert (m["dispatch"]["n"], m["dispatch"]["p50"], m["dispatch"]["p90"]) == (3, 70.0, 110.0)
-    assert m["dispatch"]["compliance"]["dispatch"]["share"] == 1.0
+    # D, open and never dispatched long past the target, counts against dispatch compliance: 3 of 4.
+    assert m["dispatch"]["compliance"]["dispatch"]["share"] == 0.75
+    assert (
+        m["dispatch"]["compliance"]["dispatch"]["n"],
+        m["dispatch"]["compliance"]["dispatch"]["overdue"],
+    ) == (4, 1)
+    assert m["dispatch"]["insufficient"] is True  # n = 3 < CAD_KPI_MIN_SAMPLE
     # the cancelled incident has no turnout/travel/total: missing, not 0 s and not a breach
     assert (m["turnout"]["n"], m["turnout"]["missing"], m["turnout"]["p50"]) == (2, 2, 45.0)
     assert (m["travel"]["n"], m["travel"]["p50"]) == (2, 450.0)

@@ -7,13 +7,25 @@ from accounts.models import Role, User
 from cad.demo import DEFAULT_DEMO_PASSWORD
 from cad.models import Center, EventStream
 from geo import locator
-from geo.models import Jurisdiction
+from geo.models import Jurisdiction, Locality
 from incidents.models import IncidentType
 from units.models import Agency, Capability, Station, Unit, UnitStatus
 
 pytestmark = pytest.mark.django_db
 
-COUNTED = (Center, EventStream, IncidentType, Jurisdiction, Agency, Capability, Station, Unit, User, Token)
+COUNTED = (
+    Center,
+    EventStream,
+    IncidentType,
+    Jurisdiction,
+    Locality,
+    Agency,
+    Capability,
+    Station,
+    Unit,
+    User,
+    Token,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +56,8 @@ def test_seed_twice_is_idempotent_and_users_can_log_in(capsys, monkeypatch):
 
     assert first["Unit"] == 30
     assert first["IncidentType"] == 279
-    assert first["Jurisdiction"] == 6
+    assert first["Jurisdiction"] == 6 + 44  # INEGI states + the sample's approximate municipal areas
+    assert first["Locality"] == 48  # the sample gazetteer
     assert first["Agency"] == 7
     center = Center.objects.get(code="MEX")
     assert (center.name, center.cve_ent) == ("Estado de México C5", "15")
