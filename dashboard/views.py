@@ -16,8 +16,8 @@ from dashboard.charts import bar_chart
 from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
 from dashboard.rollups import rollup_status
 from dashboard.targets import kpi_targets
-from incidents.models import Priority
-from units.models import UnitStatus
+from incidents.models import IncidentStatus, Priority
+from units.models import Agency, UnitStatus
 
 
 def _require_supervisor(request) -> None:
@@ -88,6 +88,8 @@ def dashboard_page(request):
             "staleSeconds": settings.CAD["AVL_STALE_SECONDS"],
             "statuses": {s.value: str(s.label) for s in UnitStatus},
             "priorities": {p.value: str(p.label) for p in Priority},
+            "incidentStatuses": {s.value: str(s.label) for s in IncidentStatus},
+            "agencyKinds": {k.value: str(k.label) for k in Agency.Kind},
             "text": {
                 "open": _("Abrir en consola"),
                 "units": _("unidades"),
@@ -100,6 +102,10 @@ def dashboard_page(request):
                 "closed_ws": _("Reconectando…"),
                 "refused_ws": _("Sin permiso"),
                 "connecting": _("Conectando…"),
+                "legend": _("Simbología"),
+                "idle": _("Fuera de servicio / franco"),
+                "assigned": _("Unidad asignada (anillo amarillo)"),
+                "incident": _("Incidente"),
             },
         },
     }

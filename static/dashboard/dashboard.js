@@ -26,6 +26,10 @@ const renderer = L.canvas({ padding: 0.3 });
 const map = L.map("map", { preferCanvas: true, renderer, center: config.center, zoom: config.zoom });
 map.attributionControl.setPrefix(false);
 for (const tile of config.tiles) L.tileLayer(tile.url, tile.options || {}).addTo(map);
+// Without a tile server the boundaries are the base map: municipalities get their names as labels
+// (shown from zoom 10 on, so the state view stays readable).
+const MUNICIPALITY_LABEL_ZOOM = 10;
+const municipalityLabels = L.layerGroup();
 const boundaries = L.geoJSON(null, {
   renderer,
   interactive: false,
@@ -35,12 +39,44 @@ const boundaries = L.geoJSON(null, {
     fillColor: "#1e293b",
     fillOpacity: config.tiles.length ? 0 : 0.35,
   }),
+  onEachFeature: (feature, layer) => {
+    if (feature.properties.kind !== "municipality" || !layer.getBounds) return;
+    L.tooltip({ permanent: true, direction: "center", className: "muni-label", interactive: false })
+      .setLatLng(layer.getBounds().getCenter())
+      .setContent(feature.properties.name)
+      .addTo(municipalityLabels);
+  },
 }).addTo(map);
+function toggleMunicipalityLabels() {
+  if (map.getZoom() >= MUNICIPALITY_LABEL_ZOOM) municipalityLabels.addTo(map);
+  else municipalityLabels.remove();
+}
+map.on("zoomend", toggleMunicipalityLabels);
+toggleMunicipalityLabels();
 map.attributionControl.addAttribution(config.attribution);
 fetch("/api/v1/dashboard/boundaries", { credentials: "same-origin" })
   .then((r) => (r.ok ? r.json() : null))
   .then((collection) => collection && boundaries.addData(collection))
   .catch(() => {});
+
+// Legend: what the colours and rings mean (units by agency kind, incidents by priority).
+const legend = L.control({ position: "bottomleft" });
+legend.onAdd = () => {
+  const box = L.DomUtil.create("div", "map-legend");
+  box.setAttribute("role", "region");
+  box.setAttribute("aria-label", T.legend);
+  const row = (swatch, text) => `<li><span class="swatch ${swatch.cls || ""}" style="${swatch.style}"></span>${text}</li>`;
+  const esc = (text) => String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  box.innerHTML = `<strong>${esc(T.legend)}</strong><ul>${[
+    ...Object.entries(config.agencyKinds).map(([kind, label]) => row({ style: `background:${AGENCY_COLOURS[kind] || "#94a3b8"}` }, esc(label))),
+    row({ style: "background:#475569", cls: "small" }, esc(T.idle)),
+    row({ style: "background:transparent;border:2px solid #fde047" }, esc(T.assigned)),
+    row({ style: "background:#94a3b8;opacity:.3" }, esc(T.stale)),
+    ...Object.entries(config.priorities).map(([value, label]) => row({ style: `background:${PRIORITY_COLOURS[value]}`, cls: "big" }, `${esc(T.incident)} ${esc(label)}`)),
+  ].join("")}</ul>`;
+  return box;
+};
+legend.addTo(map);
 
 const unitLayer = L.layerGroup().addTo(map);
 const incidentLayer = L.layerGroup().addTo(map);
@@ -178,13 +214,21 @@ function incidentPopup(i) {
   const title = document.createElement("strong");
   title.textContent = `${i.folio} · ${i.type_code} ${i.type_name}`;
   const meta = document.createElement("p");
-  meta.textContent = [config.priorities[i.priority] || i.priority, i.status, i.address].filter(Boolean).join(" · ");
+  meta.textContent = [config.priorities[i.priority] || i.priority, config.incidentStatuses[i.status] || i.status, i.address]
+    .filter(Boolean)
+    .join(" · ");
   const link = document.createElement("a");
   link.href = `/console/?folio=${encodeURIComponent(i.folio)}`;
   link.textContent = T.open;
   link.className = "open-incident";
   box.append(title, meta, link);
   return box;
+}
+
+/** "10104 Accidente de vehículo…": the CNIE code and the type name (shortened), not the code alone. */
+function incidentLabel(i) {
+  const name = i.type_name || "";
+  return `${i.type_code} ${name.length > 32 ? `${name.slice(0, 31)}…` : name}`.trim();
 }
 
 function upsertIncident(data) {
@@ -198,11 +242,12 @@ function upsertIncident(data) {
   const style = { radius: 9, color: "#0f172a", weight: 2, fillColor: PRIORITY_COLOURS[i.priority] || "#f8fafc", fillOpacity: 0.95 };
   if (!i.marker) {
     i.marker = L.circleMarker([i.lat, i.lon], { renderer, ...style });
-    i.marker.bindTooltip(i.type_code, { permanent: true, direction: "right", className: "incident-label", offset: [8, 0] });
+    i.marker.bindTooltip(incidentLabel(i), { permanent: true, direction: "right", className: "incident-label", offset: [8, 0] });
     i.marker.bindPopup(() => incidentPopup(i));
   } else {
     i.marker.setLatLng([i.lat, i.lon]);
     i.marker.setStyle(style);
+    i.marker.setTooltipContent(incidentLabel(i));
   }
   show(incidentLayer, i, incidentVisible(i));
   return i;
