@@ -38,7 +38,10 @@ class LocaleAndTimezoneMiddleware:
             timezone.activate(ZoneInfo(center.timezone if center else settings.TIME_ZONE))
         except (ZoneInfoNotFoundError, ValueError):
             timezone.activate(ZoneInfo(settings.TIME_ZONE))
-        response = self.get_response(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            timezone.deactivate()  # the thread serves other requests (and tasks) next
         patch_vary_headers(response, ("Cookie",))
         response.headers.setdefault("Content-Language", language)
         return response

@@ -17,8 +17,9 @@ from accounts.permissions import IsSupervisor
 from dashboard.exports import csv_stream, incident_export_rows, monthly_summary_rows
 from dashboard.kpis import ROLLUP_GROUPINGS, exact_kpis, rollup_kpis
 from dashboard.rollups import rollup_status
-from dashboard.selectors import boundaries_geojson, map_snapshot
+from dashboard.selectors import map_snapshot
 from dashboard.targets import kpi_targets
+from geo.selectors import boundaries_geojson
 
 MAX_RANGE = timedelta(days=400)
 

@@ -1,14 +1,8 @@
 """Reads for the supervisor map: compact snapshots sized for thousands of markers."""
 
-from django.core.cache import cache
-from django.db.models import Max
-from shapely.geometry import mapping, shape
-
 from geo.models import Jurisdiction
 from incidents.models import Incident, IncidentStatus
 from units.models import Agency, Unit
-
-BOUNDARY_TOLERANCE_DEG = 0.0005  # ~50 m: plenty for a base layer, a fraction of the raw INEGI size
 
 
 def map_snapshot(*, center_id: int) -> dict:
@@ -63,31 +57,3 @@ def map_snapshot(*, center_id: int) -> dict:
         ).values_list("cvegeo", "kind", "name", "min_lon", "min_lat", "max_lon", "max_lat")
     ]
     return {"units": units, "incidents": incidents, "agencies": agencies, "jurisdictions": jurisdictions}
-
-
-def boundaries_geojson() -> dict:
-    """Every loaded jurisdiction as one simplified GeoJSON FeatureCollection (the vector base layer when no
-    tile server is configured). Cached until the boundaries are re-imported."""
-    stamp = Jurisdiction.objects.aggregate(latest=Max("imported_at"))["latest"]
-    key = f"dashboard:boundaries:{Jurisdiction.objects.count()}:{stamp.timestamp() if stamp else 0}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    features = []
-    for cvegeo, kind, name, geometry in Jurisdiction.objects.order_by("kind", "cvegeo").values_list(
-        "cvegeo", "kind", "name", "geometry"
-    ):
-        try:
-            simplified = mapping(shape(geometry).simplify(BOUNDARY_TOLERANCE_DEG, preserve_topology=True))
-        except (ValueError, TypeError, AttributeError, IndexError):
-            continue  # an empty or malformed boundary is skipped, not fatal to the map
-        features.append(
-            {
-                "type": "Feature",
-                "properties": {"cvegeo": cvegeo, "kind": kind, "name": name},
-                "geometry": simplified,
-            }
-        )
-    collection = {"type": "FeatureCollection", "features": features}
-    cache.set(key, collection, 3600)
-    return collection

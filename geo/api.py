@@ -3,6 +3,7 @@ geocoding (search an address or place, reverse a point) through the configured g
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -14,6 +15,7 @@ from cad.errors import NotFound
 from geo.geocoding import GeocoderUnavailable, get_geocoder
 from geo.locator import locate, place_of
 from geo.models import Jurisdiction
+from geo.selectors import boundaries_geojson
 from geo.validation import in_service_area
 
 
@@ -60,6 +62,20 @@ class JurisdictionListApi(APIView):
         if "cve_ent" in query.validated_data:
             rows = rows.filter(cve_ent=query.validated_data["cve_ent"])
         return Response(JurisdictionOutput(rows.order_by("cvegeo"), many=True).data)
+
+
+class JurisdictionBoundariesApi(APIView):
+    """The console mini-map's base layer: every state, and the municipalities of the user's state."""
+
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="jurisdictions_boundaries",
+        responses={200: OpenApiTypes.OBJECT},
+        summary=gettext_lazy("Límites simplificados (GeoJSON) para el mapa sin mosaicos"),
+    )
+    def get(self, request):
+        return Response(boundaries_geojson(municipalities_of=request.user.center.cve_ent or None))
 
 
 class JurisdictionDetailApi(APIView):

@@ -21,6 +21,7 @@ from incidents.models import (
     AssignmentStatus,
     Call,
     CallDisposition,
+    Channel,
     FolioCounter,
     Incident,
     IncidentStatus,
@@ -90,6 +91,9 @@ def _check_version(current: int, expected: int | None) -> None:
 
 
 # --- Calls and incidents --------------------------------------------------------------------
+MACHINE_CHANNELS = frozenset({Channel.PANIC_BUTTON, Channel.LPR_HIT, Channel.INTERSTATE})
+
+
 def next_folio(*, center: Center, year: int) -> str:
     """MEX-2026-000123: state prefix, year, per-centre yearly sequence. Unique under concurrency."""
     counter, _ = FolioCounter.objects.get_or_create(center=center, year=year)
@@ -131,7 +135,9 @@ def take_call(
         lat=call_fields.get("lat"),
         lon=call_fields.get("lon"),
         cve_ent=center.cve_ent,
-        confirm_outside_area=confirm_outside_area,
+        # A device or a peer state reports where it is: nobody is there to confirm, and the point is
+        # not refused for being outside (the incident is flagged, its timeline says so).
+        confirm_outside_area=confirm_outside_area or call_fields.get("channel") in MACHINE_CHANNELS,
     )
     if line == Line.ANONYMOUS and (caller_name or callback_number):
         raise DomainError(

@@ -68,6 +68,24 @@ def test_out_of_area_point_goes_through_once_confirmed_and_says_so(client):
     }
 
 
+def test_a_device_outside_the_area_is_flagged_not_refused(center, dispatcher, accident_type, edomex):
+    from incidents.models import Channel, LocationSource
+    from incidents.services import take_call
+
+    call = take_call(
+        center=center,
+        by=dispatcher,
+        line="911",
+        disposition="new_incident",
+        incident_type=accident_type,
+        channel=Channel.PANIC_BUTTON,
+        lat=TIJUANA[0],
+        lon=TIJUANA[1],
+        location_source=LocationSource.SENSOR,
+    )
+    assert call.incident.outside_service_area and call.location_check.inside_service_area is False
+
+
 def test_incident_without_coordinates_is_placed_later_and_recommendations_follow(client, center):
     folio = _call(client, lat=None, lon=None, address="Centro de Toluca").json()["call"]["incident"]
     no_location = client.get(f"/api/v1/incidents/{folio}/recommendations")

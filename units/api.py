@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsAvlDevice, IsConsoleUser, IsDispatcher
 from cad.api import IF_MATCH, errors, expected_version
 from cad.errors import NotFound
+from geo.locator import place_of
 from incidents import services as dispatch
 from incidents.models import Assignment
 from units.models import Agency, AvlPosition, Unit, UnitStatus
@@ -77,6 +78,9 @@ class UnitOutput(serializers.Serializer):
     position_age_s = serializers.SerializerMethodField()
     stale = serializers.SerializerMethodField()
     incident = serializers.SerializerMethodField()
+    municipality = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Municipio de su última posición {cvegeo, name}, o null.")
+    )
     version = serializers.IntegerField()
 
     def _now(self):
@@ -93,6 +97,12 @@ class UnitOutput(serializers.Serializer):
     def get_stale(self, unit) -> bool:
         age = self.get_position_age_s(unit)
         return age is None or age > settings.CAD["AVL_STALE_SECONDS"]
+
+    def get_municipality(self, unit) -> dict | None:
+        place = place_of(unit.lat, unit.lon)
+        if not place["municipality_cvegeo"]:
+            return None
+        return {"cvegeo": place["municipality_cvegeo"], "name": place["municipality"]}
 
     def get_incident(self, unit) -> str | None:
         active = getattr(unit, "active_assignments", None)

@@ -103,7 +103,7 @@ def test_supervisor_map_is_live(login, api_session, screenshot_dir):
     page.wait_for_function("window.cadMap.trackPoints >= 1", timeout=5_000)
 
     # Clicking an incident opens its detail link to the console.
-    page.evaluate(f"window.cadMap.incidents.get('{after}').marker.openPopup()")
+    page.evaluate(f"() => {{ window.cadMap.incidents.get('{after}').marker.openPopup(); }}")
     expect(page.locator("a.open-incident")).to_have_attribute("href", f"/console/?folio={after}")
     page.screenshot(path=str(screenshot_dir / "dashboard-map-track.png"), full_page=False)
 
