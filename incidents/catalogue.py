@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from cad.errors import DomainError
 from incidents.models import IncidentType, Priority, SubtypeResponsePlan
@@ -31,14 +32,15 @@ CSV_COLUMNS = (
     "definition",
 )
 
-# Capability codes used by response plans and by units (units.Capability.code).
+# Capability codes used by response plans and by units (units.Capability.code). The names are stored in
+# Spanish and translated where shown (gettext_noop puts them in the catalogue).
 CAPABILITY_NAMES = {
-    "ambulance": "Ambulancia",
-    "patrol": "Patrulla",
-    "fire_engine": "Autobomba",
-    "rescue": "Rescate",
-    "hazmat": "Materiales peligrosos",
-    "civil_protection": "Protección Civil",
+    "ambulance": gettext_noop("Ambulancia"),
+    "patrol": gettext_noop("Patrulla"),
+    "fire_engine": gettext_noop("Autobomba"),
+    "rescue": gettext_noop("Rescate"),
+    "hazmat": gettext_noop("Materiales peligrosos"),
+    "civil_protection": gettext_noop("Protección Civil"),
 }
 
 # Default response plan of each CNIE subtipo: {capability_code: units}. Created when missing; an
