@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cad.events import record_event
+from cad.models import EventStream
 from interstate import signing
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
 from interstate.selectors import escalation_summary
@@ -211,14 +212,24 @@ def _renew(escalation_id: int, owner: str) -> bool:
     )
 
 
+def _lock_event_stream(message: OutboxMessage) -> None:
+    """Take the centre's console stream counter lock before the escalation row. Lock order is stream, then
+    escalation: a change to a shared incident records its event (stream lock) and then, in interstate's
+    listener, locks the escalation to write its update; a delivery that locked the escalation first and then
+    recorded its event would deadlock with it."""
+    center_id = message.escalation.incident.center_id
+    list(EventStream.objects.select_for_update().filter(center_id=center_id, name=EventStream.Name.CONSOLE))
+
+
 @transaction.atomic
 def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> bool:
+    _lock_event_stream(message)
     now = timezone.now()
     OutboxMessage.objects.filter(pk=message.pk).update(
         state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
     )
     escalation = (
-        Escalation.objects.select_for_update()
+        Escalation.objects.select_for_update(of=("self",))  # not the peer row (see services.write_update)
         .select_related("incident", "peer")
         .get(pk=message.escalation_id)
     )
@@ -241,6 +252,7 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
 
 @transaction.atomic
 def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: str) -> bool:
+    _lock_event_stream(message)
     now = timezone.now()
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=message.attempts + 1,
@@ -249,7 +261,7 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
         state=OutboxMessage.State.DEAD if dead else OutboxMessage.State.PENDING,
     )
     escalation = (
-        Escalation.objects.select_for_update()
+        Escalation.objects.select_for_update(of=("self",))  # not the peer row (see services.write_update)
         .select_related("incident", "peer")
         .get(pk=message.escalation_id)
     )

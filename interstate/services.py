@@ -323,8 +323,13 @@ def write_update(escalation: Escalation) -> OutboxMessage | None:
     of the change). Not for the peer whose message is being applied (no echo)."""
     if escalation.peer_id == applying_from_peer():
         return None
+    # Lock the escalation row only: a plain FOR UPDATE would also lock the joined peer row, which every
+    # transaction inserting a row that references the peer needs (FOR KEY SHARE), while it may hold the
+    # event-stream counter this one waits for: a deadlock under concurrent escalations and deliveries.
     escalation = (
-        Escalation.objects.select_for_update().select_related("peer", "incident").get(pk=escalation.pk)
+        Escalation.objects.select_for_update(of=("self",))
+        .select_related("peer", "incident")
+        .get(pk=escalation.pk)
     )
     if escalation.state not in Escalation.SHARED_STATES:
         return None
