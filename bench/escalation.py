@@ -60,6 +60,7 @@ folios = [
     services.take_call(
         center=by.center, by=by, line=Line.EMERGENCY, disposition=CallDisposition.NEW_INCIDENT,
         incident_type=kind, lat=19.4326, lon=-99.1332, address="Plaza de la Constitución, CDMX",
+        confirm_outside_area=True,
     ).incident.folio
     for _ in range(int(sys.stdin.read()))
 ]

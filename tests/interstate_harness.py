@@ -450,6 +450,7 @@ def open_call(centre, *, username="operador", **location) -> str:
         "incident_type_code": "10104",
         "narrative": "Choque con lesionados",
         "location_source": "caller",
+        "confirm_outside_area": True,  # MEX's call-taker confirms a location in CDMX
         **(location or ZOCALO),
     }
     response = centre.session(username).post("/api/v1/calls/", json=body)
