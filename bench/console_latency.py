@@ -71,7 +71,7 @@ def prepare(units: int) -> dict:
     from rest_framework.authtoken.models import Token
 
     from accounts.models import User
-    from cad.demo import seed_demo
+    from demo.seed import seed_demo
     from units.models import Unit, UnitStatus
 
     call_command("migrate", verbosity=0, interactive=False)

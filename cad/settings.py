@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "dashboard",
     "tips",
     "sensors",
+    "console",
+    "demo",
 ]
 
 MIDDLEWARE = [

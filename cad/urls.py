@@ -1,11 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.views import set_language
-from cad.views import RealtimeMetricsApi
 from interstate.peer_api import WellKnownApi
 
 api_v1 = [
@@ -16,7 +16,7 @@ api_v1 = [
     path("", include("tips.urls")),
     path("", include("sensors.urls")),
     path("", include("interstate.urls")),
-    path("realtime/metrics", RealtimeMetricsApi.as_view(), name="realtime-metrics"),
+    path("", include("console.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -27,6 +27,8 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path(".well-known/cad-peer", WellKnownApi.as_view(), name="cad-peer"),
     path("api/v1/", include(api_v1)),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("dashboard.web_urls")),
-    path("", include("cad.web_urls")),
+    path("", include("console.web_urls")),
 ]

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsConsoleUser, IsDispatcher
 from cad.api import IF_MATCH, errors, expected_version
 from cad.errors import NotFound
-from incidents import lifecycle, services
+from incidents import services
 from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
 from incidents.models import (
     CallDisposition,
@@ -34,6 +34,7 @@ from incidents.models import (
     LocationSource,
 )
 from incidents.selectors import duplicate_candidates, incident_get, incident_get_for_recommendation
+from incidents.summary import IncidentSummaryOutput
 from units.selectors import dispatch_options, recommend_units, unit_ids_for_callsigns
 
 
@@ -162,51 +163,8 @@ class ActiveUnitOutput(serializers.Serializer):
     status = serializers.CharField()
 
 
-class JurisdictionRefOutput(serializers.Serializer):
-    cvegeo = serializers.CharField()
-    name = serializers.CharField()
-
-
-class IncidentListOutput(serializers.Serializer):
-    folio = serializers.CharField()
-    status = serializers.CharField()
-    priority = serializers.CharField()
-    priority_rank = serializers.IntegerField()
-    type_code = serializers.CharField()
-    type_name = serializers.CharField()
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
-    address = serializers.CharField()
-    location_source = serializers.CharField()
-    outside_service_area = serializers.BooleanField()
-    state = JurisdictionRefOutput(allow_null=True)
-    municipality = JurisdictionRefOutput(allow_null=True)
-    call_arrived_at = serializers.DateTimeField(allow_null=True)
-    opened_at = serializers.DateTimeField()
-    first_dispatched_at = serializers.DateTimeField(allow_null=True)
-    first_en_route_at = serializers.DateTimeField(allow_null=True)
-    first_on_scene_at = serializers.DateTimeField(allow_null=True)
-    closed_at = serializers.DateTimeField(allow_null=True)
-    reopened_at = serializers.DateTimeField(allow_null=True)
-    timer_since = serializers.SerializerMethodField(
-        help_text=gettext_lazy("Inicio del reloj del estado actual (incidents.lifecycle).")
-    )
+class IncidentListOutput(IncidentSummaryOutput):
     units = ActiveUnitOutput(source="assignments", many=True, help_text=gettext_lazy("Asignaciones activas."))
-    origin_center = serializers.CharField(
-        help_text=gettext_lazy("Centro que pidió el servicio (vacío si es propio).")
-    )
-    origin_folio = serializers.CharField(
-        help_text=gettext_lazy("Folio del incidente en el centro de origen.")
-    )
-    version = serializers.IntegerField()
-
-    def get_timer_since(self, incident) -> str:
-        since = lifecycle.timer_since(
-            reopened_at=incident.reopened_at,
-            call_arrived_at=incident.call_arrived_at,
-            opened_at=incident.opened_at,
-        )
-        return serializers.DateTimeField().to_representation(since)
 
 
 class TimelineEntryOutput(serializers.Serializer):

@@ -30,51 +30,13 @@ from incidents.models import (
     LocationSource,
     TimelineEntry,
 )
+from incidents.summary import incident_summary
 from units.models import UNIT_TRANSITIONS, Unit, UnitStatus
 from units.services import set_unit_status, unit_summary
 
 
-# --- Payloads -------------------------------------------------------------------------------
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def incident_summary(incident: Incident) -> dict:
-    """The incident as the queue shows it (event payloads carry this)."""
-    return {
-        "folio": incident.folio,
-        "status": incident.status,
-        "priority": incident.priority,
-        "priority_rank": incident.priority_rank,
-        "type_code": incident.type_code,
-        "type_name": incident.type_name,
-        "lat": incident.lat,
-        "lon": incident.lon,
-        "address": incident.address,
-        "location_source": incident.location_source,
-        "outside_service_area": incident.outside_service_area,
-        "state": incident.state.name if incident.state_id else None,
-        "municipality": incident.municipality.name if incident.municipality_id else None,
-        "call_arrived_at": _iso(incident.call_arrived_at),
-        "opened_at": _iso(incident.opened_at),
-        "first_dispatched_at": _iso(incident.first_dispatched_at),
-        "first_en_route_at": _iso(incident.first_en_route_at),
-        "first_on_scene_at": _iso(incident.first_on_scene_at),
-        "closed_at": _iso(incident.closed_at),
-        "origin_center": incident.origin_center,
-        "origin_folio": incident.origin_folio,
-        "reopened_at": _iso(incident.reopened_at),
-        "timer_since": _iso(lifecycle.timer_since(**_timer_fields(incident))),
-        "version": incident.version,
-    }
-
-
-def _timer_fields(incident: Incident) -> dict:
-    return {
-        "reopened_at": incident.reopened_at,
-        "call_arrived_at": incident.call_arrived_at,
-        "opened_at": incident.opened_at,
-    }
 
 
 def _timeline(

@@ -149,7 +149,7 @@ function incidentVisible(i) {
   if (filters.priority && i.priority !== filters.priority) return false;
   if (filters.jurisdiction) {
     const j = jurisdictions.get(filters.jurisdiction);
-    if (j && i.state !== j.name && i.municipality !== j.name) return false;
+    if (j && (i.state && i.state.cvegeo) !== j.cvegeo && (i.municipality && i.municipality.cvegeo) !== j.cvegeo) return false;
   }
   return true;
 }

@@ -2,7 +2,7 @@ import os
 
 from django.urls import path
 
-from cad.consumers import BareForwardConsumer, ConsoleConsumer
+from console.consumers import BareForwardConsumer, ConsoleConsumer
 
 websocket_urlpatterns: list = [
     path("ws/console/", ConsoleConsumer.as_asgi()),

@@ -3,8 +3,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from cad.demo import DEFAULT_DEMO_PASSWORD, PASSWORD_ENV, seed_demo
 from cad.errors import DomainError
+from demo.seed import DEFAULT_DEMO_PASSWORD, PASSWORD_ENV, seed_demo
 
 
 class Command(BaseCommand):

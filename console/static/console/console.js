@@ -187,7 +187,7 @@ function renderQueue() {
       el("td", {}, el("span", { class: `prio prio-${incident.priority}` }, config.priorities[incident.priority] || incident.priority)),
       el("td", { class: "mono" }, incident.folio),
       el("td", {}, el("span", { class: "mono" }, incident.type_code), " ", incident.type_name,
-        el("div", { class: "muted small" }, incident.municipality || incident.address || "")),
+        el("div", { class: "muted small" }, (incident.municipality && incident.municipality.name) || incident.address || "")),
       el("td", {}, el("span", { class: `status-pill st-${incident.status}` }, config.incident_statuses[incident.status] || incident.status)),
       el("td", {}, el("time", { class: `timer ${timer.level}`, "data-folio": incident.folio, "data-target-s": timer.target || "" }, duration(timer.elapsed))),
     );

@@ -1,7 +1,7 @@
-"""Server-rendered console pages (thin: role check, page settings) and the realtime metrics endpoint.
+"""Server-rendered console pages (thin: role check, page settings).
 
-The pages carry no domain logic: their ES modules (static/console/) read and write through the REST API
-and stay current through the console websocket (cad.consumers)."""
+The pages carry no domain logic: their ES modules (console/static/console/) read and write through the REST
+API and stay current through the console websocket (console.consumers)."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -9,15 +9,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.models import Role
-from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES, IsSupervisor
-from cad.consumers import METRICS, metrics_snapshot
+from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES
 from incidents.models import CallDisposition, IncidentStatus, LocationSource, Priority
 from units.models import UNIT_TRANSITIONS, UnitStatus
 
@@ -158,22 +152,3 @@ def console(request):
     """Dispatcher console: incident queue, incident detail, unit board."""
     _require_roles(request.user, CONSOLE_ROLES)
     return _render_page(request, "console/console.html")
-
-
-class RealtimeMetricsApi(APIView):
-    """Counters of the console websocket in this server process (replays, resyncs, duplicates dropped)."""
-
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [IsSupervisor]
-
-    @extend_schema(
-        operation_id="realtime_metrics",
-        responses={
-            200: inline_serializer(
-                "RealtimeMetrics", {key: serializers.IntegerField() for key in sorted(METRICS)}
-            )
-        },
-        summary="Métricas del canal en tiempo real (por proceso)",
-    )
-    def get(self, request):
-        return Response(metrics_snapshot())

@@ -4,8 +4,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from accounts.models import Role, User
-from cad.demo import DEFAULT_DEMO_PASSWORD
 from cad.models import Center, EventStream
+from demo.seed import DEFAULT_DEMO_PASSWORD
 from geo import locator
 from geo.models import Jurisdiction, Locality
 from incidents.models import IncidentType

@@ -13,10 +13,12 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Role
-from cad import consumers
-from cad.consumers import ConsoleConsumer
 from cad.events import broadcast, record_event
 from cad.models import Event, EventStream
+from console import consumers
+from console.consumers import ConsoleConsumer
+from console.hub import group_hub
+from console.metrics import METRICS
 from tests.factories import CenterFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("layer_backend")]
@@ -132,7 +134,7 @@ def test_refused_before_accept_with_4403(kind, center):
             username="baja", role=Role.DISPATCHER, center=center, is_active=False
         ),
     }[kind]()
-    refused_before = consumers.METRICS["connections_refused"]
+    refused_before = METRICS["connections_refused"]
 
     async def scenario():
         communicator = WebsocketCommunicator(_app_as(user), "/ws/console/")
@@ -141,7 +143,7 @@ def test_refused_before_accept_with_4403(kind, center):
         return connected, code
 
     assert run(scenario) == (False, 4403)
-    assert consumers.METRICS["connections_refused"] == refused_before + 1
+    assert METRICS["connections_refused"] == refused_before + 1
 
 
 def test_dispatcher_with_a_session_cookie_is_accepted_through_the_asgi_stack(dispatcher):
@@ -226,11 +228,11 @@ def test_live_event_already_replayed_is_not_sent_twice(dispatcher, center):
         await ws.disconnect()
         return replayed, after
 
-    dropped_before = consumers.METRICS["duplicates_dropped"]
+    dropped_before = METRICS["duplicates_dropped"]
     replayed, after = run(scenario)
     assert replayed["seq"] == 1
     assert [m["seq"] for m in after] == [2]
-    assert consumers.METRICS["duplicates_dropped"] == dropped_before + 1
+    assert METRICS["duplicates_dropped"] == dropped_before + 1
 
 
 def test_gap_is_filled_by_resume_in_order(dispatcher, center, monkeypatch):
@@ -253,7 +255,7 @@ def test_gap_is_filled_by_resume_in_order(dispatcher, center, monkeypatch):
         await ws.disconnect()
         return first, held, resumed, live
 
-    resumes_before = consumers.METRICS["resumes"]
+    resumes_before = METRICS["resumes"]
     first, held, resumed, live = run(scenario)
     assert first["seq"] == 1 and held == []
     assert [m["seq"] for m in resumed if "seq" in m and m["type"] != "notice"] == [2, 3]
@@ -261,7 +263,7 @@ def test_gap_is_filled_by_resume_in_order(dispatcher, center, monkeypatch):
     notice = resumed[-1]
     assert (notice["type"], notice["level"], notice["code"]) == ("notice", "warning", "replayed")
     assert [m["seq"] for m in live] == [4]
-    assert consumers.METRICS["resumes"] == resumes_before + 1
+    assert METRICS["resumes"] == resumes_before + 1
 
 
 def test_lost_broadcast_is_filled_from_the_table_without_the_client_asking(dispatcher, center):
@@ -276,11 +278,11 @@ def test_lost_broadcast_is_filled_from_the_table_without_the_client_asking(dispa
         await ws.disconnect()
         return received
 
-    filled_before = consumers.METRICS["gaps_filled"]
+    filled_before = METRICS["gaps_filled"]
     received = run(scenario)
     assert [m["seq"] for m in received] == [1, 2, 3]  # in order, once, no notice
     assert received[1]["payload"] == {"lost": True}
-    assert consumers.METRICS["gaps_filled"] == filled_before + 1
+    assert METRICS["gaps_filled"] == filled_before + 1
 
 
 def test_broadcasts_arriving_out_of_order_are_sent_in_order_without_a_replay(dispatcher, center):
@@ -300,10 +302,10 @@ def test_broadcasts_arriving_out_of_order_are_sent_in_order_without_a_replay(dis
         await ws.disconnect()
         return received
 
-    replays_before, filled_before = consumers.METRICS["replays"], consumers.METRICS["gaps_filled"]
+    replays_before, filled_before = METRICS["replays"], METRICS["gaps_filled"]
     received = run(scenario)
     assert [m["seq"] for m in received] == [1, 2]
-    assert (consumers.METRICS["replays"], consumers.METRICS["gaps_filled"]) == (replays_before, filled_before)
+    assert (METRICS["replays"], METRICS["gaps_filled"]) == (replays_before, filled_before)
 
 
 def test_too_far_behind_gets_resync_and_a_warning_then_live(dispatcher, center, settings):
@@ -319,13 +321,13 @@ def test_too_far_behind_gets_resync_and_a_warning_then_live(dispatcher, center, 
         await ws.disconnect()
         return first, live
 
-    resyncs_before = consumers.METRICS["resyncs"]
+    resyncs_before = METRICS["resyncs"]
     first, live = run(scenario)
     assert first[0] == {"type": "resync", "stream": "console", "seq": 5}
     assert (first[1]["type"], first[1]["level"], first[1]["code"]) == ("notice", "warning", "resync")
     assert len(first) == 2  # no partial replay
     assert [m["seq"] for m in live] == [6]
-    assert consumers.METRICS["resyncs"] == resyncs_before + 1
+    assert METRICS["resyncs"] == resyncs_before + 1
 
 
 def test_within_the_replay_limit_replays_instead_of_resync(dispatcher, center, settings):
@@ -439,7 +441,7 @@ def test_consoles_of_one_process_share_one_group_membership(dispatcher, center, 
             await ws.receive_json_from()  # hello
         layer = get_channel_layer()
         group = stream_group(center_id=center.id, stream="console")
-        hub = consumers.group_hub(layer)
+        hub = group_hub(layer)
         members = len(hub.members[group])
         if layer_backend == "memory":
             memberships = len(layer.groups.get(group, {}))
@@ -477,7 +479,7 @@ def test_events_sent_straight_to_a_consumer_skip_the_old_connection_cleanup_hop(
         ws = await _connect(dispatcher, subscribe={"console": None})
         await ws.receive_json_from()
         envelopes = await emit_envelopes(center.id, 2)
-        hub = consumers.group_hub(get_channel_layer())
+        hub = group_hub(get_channel_layer())
         (consumer,) = hub.members[next(iter(hub.members))]
         for envelope in envelopes:
             await get_channel_layer().send(consumer.channel_name, {"type": "cad.event", "envelope": envelope})

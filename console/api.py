@@ -1,0 +1,29 @@
+"""The realtime metrics endpoint: counters of the console websocket in this server process."""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsSupervisor
+from console.metrics import METRICS, metrics_snapshot
+
+
+class RealtimeMetricsApi(APIView):
+    """Counters of the console websocket in this server process (replays, resyncs, duplicates dropped)."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsSupervisor]
+
+    @extend_schema(
+        operation_id="realtime_metrics",
+        responses={
+            200: inline_serializer(
+                "RealtimeMetrics", {key: serializers.IntegerField() for key in sorted(METRICS)}
+            )
+        },
+        summary="Métricas del canal en tiempo real (por proceso)",
+    )
+    def get(self, request):
+        return Response(metrics_snapshot())

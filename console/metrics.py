@@ -1,0 +1,18 @@
+"""Process-wide counters of the console websocket, exposed at GET /api/v1/realtime/metrics (per process)."""
+
+METRICS = {
+    "connections_open": 0,
+    "connections_total": 0,
+    "connections_refused": 0,
+    "replays": 0,
+    "replayed_events": 0,
+    "resumes": 0,
+    "resyncs": 0,
+    "duplicates_dropped": 0,
+    "gaps_filled": 0,
+    "avl_flushes": 0,
+}
+
+
+def metrics_snapshot() -> dict:
+    return dict(METRICS)

@@ -1,0 +1,65 @@
+"""The incident summary: ONE shape for REST list rows, event payloads and the supervisor map.
+
+The state and the municipality are `{cvegeo, name}` objects (or null) everywhere; times are ISO 8601.
+"""
+
+from django.utils.translation import gettext_lazy
+from rest_framework import serializers
+
+from incidents import lifecycle
+from incidents.models import Incident
+
+
+class JurisdictionRefOutput(serializers.Serializer):
+    cvegeo = serializers.CharField()
+    name = serializers.CharField()
+
+
+class IncidentSummaryOutput(serializers.Serializer):
+    folio = serializers.CharField()
+    status = serializers.CharField()
+    priority = serializers.CharField()
+    priority_rank = serializers.IntegerField()
+    type_code = serializers.CharField()
+    type_name = serializers.CharField()
+    lat = serializers.FloatField(allow_null=True)
+    lon = serializers.FloatField(allow_null=True)
+    address = serializers.CharField()
+    location_source = serializers.CharField()
+    outside_service_area = serializers.BooleanField()
+    state = JurisdictionRefOutput(allow_null=True)
+    municipality = JurisdictionRefOutput(allow_null=True)
+    call_arrived_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField()
+    first_dispatched_at = serializers.DateTimeField(allow_null=True)
+    first_en_route_at = serializers.DateTimeField(allow_null=True)
+    first_on_scene_at = serializers.DateTimeField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    reopened_at = serializers.DateTimeField(allow_null=True)
+    timer_since = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Inicio del reloj del estado actual (incidents.lifecycle).")
+    )
+    origin_center = serializers.CharField(
+        help_text=gettext_lazy("Centro que pidió el servicio (vacío si es propio).")
+    )
+    origin_folio = serializers.CharField(
+        help_text=gettext_lazy("Folio del incidente en el centro de origen.")
+    )
+    version = serializers.IntegerField()
+
+    def get_timer_since(self, incident) -> str:
+        since = lifecycle.timer_since(
+            reopened_at=incident.reopened_at,
+            call_arrived_at=incident.call_arrived_at,
+            opened_at=incident.opened_at,
+        )
+        return serializers.DateTimeField().to_representation(since)
+
+
+def incident_summary(incident: Incident) -> dict:
+    """The incident as the queue and the map show it (select_related state and municipality)."""
+    return dict(IncidentSummaryOutput(incident).data)
+
+
+def incident_summaries(incidents) -> list[dict]:
+    return [dict(row) for row in IncidentSummaryOutput(incidents, many=True).data]
