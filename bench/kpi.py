@@ -1,17 +1,24 @@
-"""KPI benchmark: a synthetic month in PostgreSQL, the rollup refresh, and the dashboard's month query.
+"""KPI benchmark: a synthetic month in PostgreSQL, the rollup refresh, the dashboard's month query and the
+exact monthly report.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cad_d python bench/kpi.py --calls 1000000
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/cad python bench/kpi.py --calls 1000000 [--sweep]
     python bench/kpi.py --calls 100000          # quick run
 
-Creates (drops first) a dedicated database (default `cad_bench_kpi`, on the server of DATABASE_URL or
-127.0.0.1:5432), migrates it, loads `--calls` calls of November 2026 with COPY (~40 % improcedente, ~3 %
-unanswered, the rest opening incidents with log-normal intervals; ~8 % of incidents cancelled before
-arrival), then measures:
+Recreates `<DATABASE_URL name>_bench_kpi` (dropped at the end unless --keep), migrates it, loads `--calls`
+calls of November 2026 with COPY (~40 % improcedente, ~3 % unanswered, the rest opening incidents with
+log-normal intervals; ~8 % of incidents cancelled before arrival), then measures:
 
 * `refresh_ms`: refresh_rollups() rebuilding every hour of the month;
-* `kpi_month_ms`: the dashboard's KPI query for the month (rollups: total + by line), median of runs;
-* `kpi_month_exact_ms`: the same from the rows (percentile_cont in SQL), median of runs;
-and checks the two agree (p90 within the bucket width). Floor: kpi_month_ms < 1000.
+* `kpi_month_ms`: the dashboard's KPI query for the month (rollups: total + by line), median of runs
+  (floor < 100 ms at 1,000,000 calls);
+* `kpi_month_exact_ms`: the exact monthly report — the same figures from the rows (percentile_cont in SQL,
+  total + by line), median of runs (floor < 4,000 ms at 1,000,000 calls);
+* baseline in the same run: `raw_scan_ms`, one bare `SELECT count(*), sum(answer interval)` over the
+  month's calls and incidents (what reading the rows costs at all), and `exact_vs_scan_ratio`;
+and checks the rollups and the exact figures agree (p90 within the bucket width).
+
+`--sweep` repeats the load and the measures for 100k, 300k, 1M and 2M calls (~8 min on 2 cores; 5M needs
+`--sweep-max 5000000` and ~20 min more) and writes docs/bench/kpi_sweep.csv and .png.
 """
 
 import argparse
@@ -21,12 +28,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import median, progress, report  # noqa: E402
+from bench.common import (  # noqa: E402
+    bench_database,
+    drop_bench_database,
+    median,
+    progress,
+    report,
+    write_sweep,
+)
 
 MONTH_START = np.datetime64("2026-11-01T06:00:00")  # 00:00 in Mexico City, as UTC
 MONTH_SECONDS = 30 * 86400
@@ -41,25 +54,6 @@ TYPES = [  # code, name, tipo name, priority
     ("70101", "Llamada de broma", "Improcedente", "BAJA"),
 ]
 MUNICIPALITIES = ["15106", "15033", "15058", "15104", "15057", "15054", "15121", "15099", "15031", "15081"]
-
-
-def _bench_url(name: str) -> str:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        base = "postgres://postgres@127.0.0.1:5432/postgres"
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    name = parts.path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _ts(values: np.ndarray) -> np.ndarray:
@@ -202,6 +196,7 @@ def load(calls: int, seed: int = 2026) -> dict:
                 "state_id",
                 "municipality_id",
                 "narrative",
+                "line",
                 "call_arrived_at",
                 "call_answered_at",
                 "opened_at",
@@ -213,6 +208,8 @@ def load(calls: int, seed: int = 2026) -> dict:
                 "created_by_id",
                 "updated_at",
                 "version",
+                "origin_center",
+                "origin_folio",
             ],
             [
                 ids,
@@ -230,6 +227,7 @@ def load(calls: int, seed: int = 2026) -> dict:
                 np.full(n_inc, state.id),
                 muni_ids,
                 np.full(n_inc, ""),
+                line[inc_calls],
                 _ts(arrived[inc_calls]),
                 _ts(answered[inc_calls]),
                 _ts(opened),
@@ -241,6 +239,8 @@ def load(calls: int, seed: int = 2026) -> dict:
                 np.full(n_inc, user.id),
                 _ts(opened),
                 np.full(n_inc, 1),
+                np.full(n_inc, ""),
+                np.full(n_inc, ""),
             ],
             "incidents",
         )
@@ -293,33 +293,31 @@ def load(calls: int, seed: int = 2026) -> dict:
     return {"center_id": center.id, "incidents": n_inc}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--calls", type=int, default=1_000_000)
-    parser.add_argument("--db", default="cad_bench_kpi")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
-    args = parser.parse_args()
+SCAN_SQL = """
+SELECT (SELECT count(*) + sum(date_part('epoch', answered_at - arrived_at)) FROM incidents_call
+         WHERE center_id = %(center)s AND arrived_at >= %(start)s AND arrived_at < %(end)s),
+       (SELECT count(*) + sum(date_part('epoch', first_on_scene_at - opened_at)) FROM incidents_incident
+         WHERE center_id = %(center)s AND opened_at >= %(start)s AND opened_at < %(end)s)
+"""
+SWEEP = (100_000, 300_000, 1_000_000, 2_000_000)
+EXACT_FLOOR_MS, DASHBOARD_FLOOR_MS = 4000.0, 100.0
 
-    url = _bench_url(args.db)
-    progress(f"recreating database {args.db}")
-    _recreate_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.pop("REDIS_URL", None)
-    from bench.common import setup_django
 
-    setup_django()
+def measure(*, calls: int, runs: int, keep: bool) -> dict:
+    """Recreate the bench database, load `calls`, refresh the rollups and time the three queries."""
     from datetime import UTC, datetime
 
     from django.core.management import call_command
+    from django.db import connection, connections
 
     from dashboard.kpis import bucket_width_at, exact_kpis, rollup_kpis
     from dashboard.rollups import refresh_rollups
 
+    connections.close_all()
+    url = bench_database("kpi")
+    progress(f"recreated {url.rsplit('/', 1)[-1]}; loading {calls:,} calls")
     call_command("migrate", verbosity=0)
-    ids = load(args.calls)
+    ids = load(calls)
     progress("refreshing rollups (whole month)")
     started = time.monotonic()
     refreshed = refresh_rollups()
@@ -332,23 +330,33 @@ def main() -> None:
         "end": datetime(2026, 12, 1, 6, tzinfo=UTC),
     }
 
-    def dashboard_query():
-        return rollup_kpis(**scope), rollup_kpis(**scope, group_by="line")
+    def timed(query, times: int) -> tuple[list[float], object]:
+        timings, result = [], None
+        for _ in range(times):
+            began = time.monotonic()
+            result = query()
+            timings.append((time.monotonic() - began) * 1000)
+        return timings, result
 
-    def exact_query():
-        return exact_kpis(**scope, use_sql=True), exact_kpis(**scope, group_by="line", use_sql=True)
+    dashboard_ms, (rolled, _) = timed(
+        lambda: (rollup_kpis(**scope), rollup_kpis(**scope, group_by="line")), runs
+    )
+    exact_ms, (exact, _) = timed(
+        lambda: (exact_kpis(**scope, use_sql=True), exact_kpis(**scope, group_by="line", use_sql=True)),
+        max(3, runs // 2),
+    )
 
-    timings, exact_timings = [], []
-    for _ in range(args.runs):
-        started = time.monotonic()
-        rolled, _by_line = dashboard_query()
-        timings.append((time.monotonic() - started) * 1000)
-    for _ in range(max(3, args.runs // 2)):
-        started = time.monotonic()
-        exact, _exact_by_line = exact_query()
-        exact_timings.append((time.monotonic() - started) * 1000)
-    progress(f"dashboard (rollups) runs ms: {[round(t) for t in timings]}")
-    progress(f"exact SQL runs ms: {[round(t) for t in exact_timings]}")
+    def scan():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SCAN_SQL, {"center": scope["center_id"], "start": scope["start"], "end": scope["end"]}
+            )
+            return cursor.fetchone()
+
+    scan_ms, _ = timed(scan, max(3, runs // 2))
+    progress(
+        f"dashboard (rollups) ms: {[round(t) for t in dashboard_ms]}; exact ms: {[round(t) for t in exact_ms]}"
+    )
 
     worst = 0.0
     for metric, block in exact[0]["metrics"].items():
@@ -358,31 +366,76 @@ def main() -> None:
             error = abs(rolled[0]["metrics"][metric][q] - block[q])
             assert error <= bucket_width_at(block[q]) + 0.1, (metric, q, error)
             worst = max(worst, error)
-    assert rolled[0]["calls"] == exact[0]["calls"] == args.calls
+    assert rolled[0]["calls"] == exact[0]["calls"] == calls
+    connections.close_all()
+    if not keep:
+        drop_bench_database(url)
+    return {
+        "incidents": ids["incidents"],
+        "refresh_ms": round(refresh_ms),
+        "rollup_rows": refreshed["rows"],
+        "kpi_month_ms": round(median(dashboard_ms), 1),
+        "kpi_month_exact_ms": round(median(exact_ms), 1),
+        "raw_scan_ms": round(median(scan_ms), 1),
+        "max_percentile_error_s": round(worst, 2),
+    }
 
-    if not args.keep:
-        from django.db import connections
 
-        connections.close_all()
-        import psycopg
-
-        parts = urlsplit(url)
-        with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-
-    kpi_month_ms = median(timings)
-    report(
-        "kpi",
-        {"calls": args.calls, "incidents": ids["incidents"], "runs": args.runs},
-        {
-            "refresh_ms": round(refresh_ms),
-            "rollup_rows": refreshed["rows"],
-            "kpi_month_ms": round(kpi_month_ms, 1),
-            "kpi_month_exact_ms": round(median(exact_timings), 1),
-            "max_percentile_error_s": round(worst, 2),
-            "floor_kpi_month_ms_lt_1000": "pass" if kpi_month_ms < 1000 else "FAIL",
-        },
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument("--sweep", action="store_true", help=f"also {SWEEP} calls (~8 min)")
+    parser.add_argument("--sweep-max", type=int, default=SWEEP[-1], help="largest sweep size (e.g. 5000000)")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("kpi measures PostgreSQL: set DATABASE_URL")
+
+    os.environ["DATABASE_URL"] = bench_database("kpi")
+    os.environ.pop("REDIS_URL", None)
+    os.environ["DB_POOL_MAX_SIZE"] = "0"  # one thread; the database is recreated under it
+    from bench.common import setup_django
+
+    setup_django()
+    result = measure(calls=args.calls, runs=args.runs, keep=args.keep)
+    results = {
+        **{k: v for k, v in result.items() if k != "incidents"},
+        "exact_vs_scan_ratio": round(result["kpi_month_exact_ms"] / result["raw_scan_ms"], 2),
+        "floor_kpi_month_ms_lt_100": "pass" if result["kpi_month_ms"] < DASHBOARD_FLOOR_MS else "FAIL",
+        "floor_kpi_month_exact_ms_lt_4000": "pass"
+        if result["kpi_month_exact_ms"] < EXACT_FLOOR_MS
+        else "FAIL",
+    }
+    if args.sweep:
+        sizes = sorted({*(c for c in SWEEP if c <= args.sweep_max), args.sweep_max, args.calls})
+        rows = []
+        for calls in sizes:
+            point = result if calls == args.calls else measure(calls=calls, runs=3, keep=False)
+            rows.append(
+                {
+                    "calls": calls,
+                    **{k: point[k] for k in ("kpi_month_ms", "kpi_month_exact_ms", "raw_scan_ms")},
+                }
+            )
+            progress(f"sweep {rows[-1]}")
+        csv_path, _png = write_sweep(
+            "kpi_sweep",
+            rows,
+            x="calls",
+            series={
+                "kpi_month_exact_ms": "exact monthly report",
+                "kpi_month_ms": "dashboard month (rollups)",
+                "raw_scan_ms": "raw scan of the rows",
+            },
+            xlabel="calls in the month",
+            ylabel="ms",
+            floor=EXACT_FLOOR_MS,
+        )
+        results["sweep_csv"] = csv_path.relative_to(csv_path.parents[2])
+    report("kpi", {"calls": args.calls, "incidents": result["incidents"], "runs": args.runs}, results)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,15 @@ else:
     DATABASES["default"]["OPTIONS"].update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+# A PostgreSQL read replica for dashboards, KPI reports and exports (see cad/db.py), only when configured.
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+        **env.db("DATABASE_REPLICA_URL"),
+        "TEST": {"MIRROR": "default"},  # tests: the replica is the test database itself
+    }
+    DATABASE_ROUTERS = ["cad.db.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -267,6 +276,8 @@ CAD = {
     # KPIs computed over fewer measurements than this say "datos insuficientes".
     "KPI_MIN_SAMPLE": env.int("CAD_KPI_MIN_SAMPLE", default=20),
     "REPLAY_LIMIT": env.int("CAD_REPLAY_LIMIT", default=2000),
+    # Memory for each sort of an exact KPI report (PostgreSQL work_mem, that transaction only).
+    "REPORT_WORK_MEM": env.str("CAD_REPORT_WORK_MEM", default="128MB"),
     # Timer targets in seconds (Mexican 9-1-1 norm defaults), overridable per deployment.
     "TARGET_MINIMUM_DATA_S": env.int("CAD_TARGET_MINIMUM_DATA_S", default=90),
     "TARGET_DISPATCH_S": env.int("CAD_TARGET_DISPATCH_S", default=120),

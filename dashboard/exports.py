@@ -8,13 +8,12 @@ import csv
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from dashboard.kpis import INCIDENT_INTERVALS, METRIC_LABELS, METRICS, PERCENTILES, exact_kpis
 from dashboard.targets import kpi_targets
-from incidents.models import Call, Incident
+from incidents.models import Incident
 
 
 class _Echo:
@@ -56,11 +55,9 @@ def incident_export_rows(*, center_id: int, start: datetime, end: datetime) -> I
         _("Resolución"),
         *(f"{METRIC_LABELS[m]} (s)" for m in METRICS),
     ]
-    first_line = Call.objects.filter(incident=OuterRef("pk")).order_by("arrived_at", "id").values("line")[:1]
     incidents = (
         Incident.objects.filter(center_id=center_id, opened_at__gte=start, opened_at__lt=end)
         .select_related("state", "municipality")
-        .annotate(first_line=Subquery(first_line))
         .order_by("opened_at", "id")
     )
     for incident in incidents.iterator(chunk_size=2000):
@@ -74,7 +71,7 @@ def incident_export_rows(*, center_id: int, start: datetime, end: datetime) -> I
             incident.type_name,
             incident.type_code[:1],
             incident.get_priority_display(),
-            incident.first_line or "",
+            incident.line,
             incident.get_status_display(),
             incident.state.name if incident.state_id else "",
             incident.municipality.name if incident.municipality_id else "",

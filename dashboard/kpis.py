@@ -34,22 +34,25 @@ Two ways to compute the same figures:
 * `rollup_kpis` sums the hourly histograms of dashboard.models.KpiRollup: percentiles are within one bucket
   width of the exact ones (1 s up to 120 s), compliance exact for thresholds on bucket edges.
 
-An incident's line is the line of its first call ("" when it has none, e.g. opened by another state).
+An incident's line is the line of the call that opened it, stored on the incident ("" when no call did,
+e.g. opened by another state).
 """
 
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
-from django.db.models import OuterRef, Q, Subquery
+from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from cad.db import read_alias
 from dashboard.targets import kpi_targets
 from incidents.models import Call, CallDisposition, Incident, IncidentStatus, IncidentType, Line
 
@@ -264,7 +267,6 @@ def incident_rows(
     """Columns of the incidents opened in [start, end) (only the open ones never dispatched, with
     `undispatched_open`): anchor, one interval column per incident metric (nan when not measurable),
     dimensions, cancelled flag, center."""
-    first_call_line = Call.objects.filter(incident=OuterRef("pk")).order_by("arrived_at", "id").values("line")
     qs = Incident.objects.filter(opened_at__gte=start, opened_at__lt=end)
     if undispatched_open:
         qs = qs.filter(first_dispatched_at__isnull=True).exclude(status=IncidentStatus.CLOSED)
@@ -280,9 +282,7 @@ def incident_rows(
         "closed_at",
     ]
     rows = list(
-        qs.annotate(first_line=Subquery(first_call_line[:1])).values_list(
-            "center_id", *stamps, "first_line", "type_code", "state__cvegeo", "municipality__cvegeo"
-        )
+        qs.values_list("center_id", *stamps, "line", "type_code", "state__cvegeo", "municipality__cvegeo")
     )
     columns = list(zip(*rows, strict=True)) if rows else [()] * 12
     epochs = {name: _epoch(columns[1 + i]) for i, name in enumerate(stamps)}
@@ -359,36 +359,60 @@ def _exact_python(*, center_id, start, end, group_by: tuple[str, ...]) -> dict[t
 
 
 # --- Exact: SQL on PostgreSQL (percentile_cont) ---------------------------------------------------
+# The rows the SQL aggregates: each dimension's column and the joins it needs, only those of the grouping
+# asked for (an ungrouped month reads the calls alone).
+_CALL_JOINS = {
+    "it": "LEFT JOIN incidents_incidenttype it ON it.id = c.incident_type_id",
+    "i": "LEFT JOIN incidents_incident i ON i.id = c.incident_id",
+    "js": "LEFT JOIN geo_jurisdiction js ON js.id = i.state_id",
+    "jm": "LEFT JOIN geo_jurisdiction jm ON jm.id = i.municipality_id",
+}
+_CALL_COLUMNS = {
+    "line": ("c.line", ()),
+    "tipo": ("COALESCE(it.tipo_code, '')", ("it",)),
+    "type": ("COALESCE(it.code, '')", ("it",)),
+    "state": ("COALESCE(js.cvegeo, '')", ("i", "js")),
+    "municipality": ("COALESCE(jm.cvegeo, '')", ("i", "jm")),
+    "hour": ("EXTRACT(HOUR FROM c.arrived_at AT TIME ZONE %(tz)s)::int", ()),
+}
+_INCIDENT_JOINS = {
+    "js": "LEFT JOIN geo_jurisdiction js ON js.id = i.state_id",
+    "jm": "LEFT JOIN geo_jurisdiction jm ON jm.id = i.municipality_id",
+}
+_INCIDENT_COLUMNS = {
+    "line": ("i.line", ()),
+    "tipo": ("LEFT(i.type_code, 1)", ()),
+    "type": ("i.type_code", ()),
+    "state": ("COALESCE(js.cvegeo, '')", ("js",)),
+    "municipality": ("COALESCE(jm.cvegeo, '')", ("jm",)),
+    "hour": ("EXTRACT(HOUR FROM i.opened_at AT TIME ZONE %(tz)s)::int", ()),
+}
 _CALLS_SQL = """
-SELECT c.arrived_at AS anchor,
+SELECT {keys}
        -- GREATEST ignores NULLs: guard so an unanswered call stays NULL (not 0 s)
        CASE WHEN c.answered_at IS NOT NULL
-            THEN GREATEST(EXTRACT(EPOCH FROM (c.answered_at - c.arrived_at)), 0) END AS answer,
-       c.line AS line, COALESCE(it.tipo_code, '') AS tipo, COALESCE(it.code, '') AS type,
-       COALESCE(js.cvegeo, '') AS state, COALESCE(jm.cvegeo, '') AS municipality,
-       EXTRACT(HOUR FROM c.arrived_at AT TIME ZONE %(tz)s)::int AS hour,
+            THEN GREATEST(date_part('epoch', c.answered_at - c.arrived_at), 0) END AS answer,
        (c.disposition = %(improcedente)s) AS improcedente
-  FROM incidents_call c
-  LEFT JOIN incidents_incidenttype it ON it.id = c.incident_type_id
-  LEFT JOIN incidents_incident i ON i.id = c.incident_id
-  LEFT JOIN geo_jurisdiction js ON js.id = i.state_id
-  LEFT JOIN geo_jurisdiction jm ON jm.id = i.municipality_id
+  FROM incidents_call c {joins}
  WHERE c.center_id = %(center)s AND c.arrived_at >= %(start)s AND c.arrived_at < %(end)s
 """
 _INCIDENTS_SQL = """
-SELECT i.opened_at AS anchor,
+SELECT {keys}
        {intervals},
-       COALESCE((SELECT c.line FROM incidents_call c WHERE c.incident_id = i.id
-                  ORDER BY c.arrived_at, c.id LIMIT 1), '') AS line,
-       LEFT(i.type_code, 1) AS tipo, i.type_code AS type,
-       COALESCE(js.cvegeo, '') AS state, COALESCE(jm.cvegeo, '') AS municipality,
-       EXTRACT(HOUR FROM i.opened_at AT TIME ZONE %(tz)s)::int AS hour,
        (i.closed_at IS NOT NULL AND i.first_on_scene_at IS NULL) AS cancelled
-  FROM incidents_incident i
-  LEFT JOIN geo_jurisdiction js ON js.id = i.state_id
-  LEFT JOIN geo_jurisdiction jm ON jm.id = i.municipality_id
+  FROM incidents_incident i {joins}
  WHERE i.center_id = %(center)s AND i.opened_at >= %(start)s AND i.opened_at < %(end)s
 """
+
+
+def _rows_sql(template: str, columns: list[str], dimensions: dict, joins: dict, **extra) -> str:
+    """`template` with the key columns of `columns` (aliased by name) and only the joins they need."""
+    needed = {join for column in columns for join in dimensions[column][1]}
+    return template.format(
+        keys="".join(f"{dimensions[column][0]} AS {column}, " for column in columns),
+        joins=" ".join(sql for name, sql in joins.items() if name in needed),
+        **extra,
+    )
 
 
 def _sql_metric_columns(metric: str) -> tuple[list[str], dict]:
@@ -421,30 +445,35 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
     call_sql = (
         f"SELECT {select_keys + ', ' if columns else ''}count(*), "  # noqa: S608 - identifiers are ours
         f"count(*) FILTER (WHERE improcedente), {', '.join(answer_parts)} "
-        f"FROM ({_CALLS_SQL}) x {group_clause}"
+        f"FROM ({_rows_sql(_CALLS_SQL, columns, _CALL_COLUMNS, _CALL_JOINS)}) x {group_clause}"
     )
     intervals = ",\n       ".join(
         f"CASE WHEN i.{finish} IS NOT NULL AND i.{begin} IS NOT NULL "
-        f"THEN GREATEST(EXTRACT(EPOCH FROM (i.{finish} - i.{begin})), 0) END AS {metric}"
+        f"THEN GREATEST(date_part('epoch', i.{finish} - i.{begin}), 0) END AS {metric}"
         for metric, (begin, finish) in INCIDENT_INTERVALS.items()
     )
-    incident_parts, incident_params, spans = [], {}, {}
-    for metric in INCIDENT_METRICS:
-        parts, params = _sql_metric_columns(metric)
-        spans[metric] = (len(incident_parts), len(parts))
-        incident_parts += parts
-        incident_params.update(params)
-    incident_sql = (
-        f"SELECT {select_keys + ', ' if columns else ''}count(*), "  # noqa: S608 - identifiers are ours
-        f"count(*) FILTER (WHERE cancelled), {', '.join(incident_parts)} "
-        f"FROM ({_INCIDENTS_SQL.format(intervals=intervals)}) x {group_clause}"
-    )
+    # The incident metrics in two statements: with the calls' one, three sorts-heavy statements that run at
+    # once on separate connections (PostgreSQL does not parallelise percentile_cont within one statement).
+    statements, spans = [(call_sql, {**base, **answer_params})], {}
+    for metrics in (INCIDENT_METRICS[:2], INCIDENT_METRICS[2:]):
+        incident_parts, incident_params = [], {}
+        for metric in metrics:
+            parts, params = _sql_metric_columns(metric)
+            spans[metric] = (len(statements), len(incident_parts), len(parts))
+            incident_parts += parts
+            incident_params.update(params)
+        rows = _rows_sql(_INCIDENTS_SQL, columns, _INCIDENT_COLUMNS, _INCIDENT_JOINS, intervals=intervals)
+        statements.append(
+            (
+                f"SELECT {select_keys + ', ' if columns else ''}count(*), "  # noqa: S608 - identifiers are ours
+                f"count(*) FILTER (WHERE cancelled), {', '.join(incident_parts)} FROM ({rows}) x {group_clause}",
+                {**base, **incident_params},
+            )
+        )
     width = len(columns)
-    with connection.cursor() as cursor:
-        cursor.execute(call_sql, {**base, **answer_params})
-        call_stats = {tuple(row[:width]): row[width:] for row in cursor.fetchall()}
-        cursor.execute(incident_sql, {**base, **incident_params})
-        incident_stats = {tuple(row[:width]): row[width:] for row in cursor.fetchall()}
+    call_stats, *incident_stats = (
+        {tuple(row[:width]): row[width:] for row in rows} for rows in _run_in_one_snapshot(statements)
+    )
 
     def block(metric, total, values):
         n, percentiles, mean, *counts = values
@@ -459,7 +488,7 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
         )
 
     results = {}
-    for key in sorted(set(call_stats) | set(incident_stats), key=_sort_key):
+    for key in sorted(set(call_stats) | set(incident_stats[0]), key=_sort_key):
         metrics = {}
         calls, improcedente = 0, 0
         unanswered = 0
@@ -470,11 +499,12 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
         else:
             metrics["answer"] = _empty_block("answer")
         incidents, cancelled = 0, 0
-        if key in incident_stats:
-            incidents, cancelled, *rest = incident_stats[key]
+        if key in incident_stats[0]:
+            incidents, cancelled = incident_stats[0][key][:2]
             for metric in INCIDENT_METRICS:
-                offset, size = spans[metric]
-                metrics[metric] = block(metric, incidents, rest[offset : offset + size])
+                statement, offset, size = spans[metric]
+                values = incident_stats[statement - 1][key][2 + offset : 2 + offset + size]
+                metrics[metric] = block(metric, incidents, values)
         else:
             metrics.update({m: _empty_block(m) for m in INCIDENT_METRICS})
         results[key] = _group_result(
@@ -487,6 +517,41 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
             metrics=metrics,
         )
     return results
+
+
+def _run_in_one_snapshot(statements: list[tuple[str, dict]]) -> list[list[tuple]]:
+    """Rows of each read-only statement, run at once on separate connections of the reporting database, all
+    in one snapshot (the first transaction exports it, the others import it, as `pg_dump --jobs` does), with
+    sort memory enough not to spill (CAD["REPORT_WORK_MEM"], these transactions only). Inside a caller's
+    transaction (whose uncommitted rows other connections cannot see) they run there, one after another."""
+    alias = read_alias()
+
+    def run(cursor, sql, params):
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.CAD["REPORT_WORK_MEM"]])
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+    if connections[alias].in_atomic_block or len(statements) == 1:
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            return [run(cursor, sql, params) for sql, params in statements]
+
+    def imported(snapshot, sql, params):
+        try:
+            with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                return run(cursor, sql, params)
+        finally:
+            connections[alias].close()  # this thread's connection (back to the pool)
+
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+        with ThreadPoolExecutor(max_workers=len(statements) - 1) as pool:
+            others = [pool.submit(imported, snapshot, sql, params) for sql, params in statements[1:]]
+            first = run(cursor, *statements[0])
+            return [first, *(future.result() for future in others)]
 
 
 def _sort_key(key: tuple):
@@ -512,7 +577,7 @@ def exact_kpis(
     PostgreSQL computes percentiles in SQL (`percentile_cont`); other backends in numpy."""
     dims = _normalise_group_by(group_by)
     if use_sql is None:
-        use_sql = connection.vendor == "postgresql"
+        use_sql = connections[read_alias()].vendor == "postgresql"
     compute = _exact_postgres if use_sql else _exact_python
     results = compute(center_id=center_id, start=start, end=end, group_by=dims)
     _count_overdue(results, center_id=center_id, start=start, end=end, group_by=dims)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.permissions import SUPERVISION_ROLES
+from cad.db import replica_reads
 from dashboard.api import KpiApi
 from dashboard.charts import bar_chart
 from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
@@ -124,10 +125,11 @@ def kpi_page(request):
         start, end = _last_24h()
         params = {"start": start, "end": end, "group_by": None, "exact": False}
     compute_scope = {"center_id": request.user.center_id, "start": params["start"], "end": params["end"]}
-    totals = rollup_kpis(**compute_scope)
-    by_hour = {g["key"][0]: g for g in rollup_kpis(**compute_scope, group_by="hour")}
     group_by = params["group_by"] or "line"
-    groups = rollup_kpis(**compute_scope, group_by=group_by)
+    with replica_reads():
+        totals = rollup_kpis(**compute_scope)
+        by_hour = {g["key"][0]: g for g in rollup_kpis(**compute_scope, group_by="hour")}
+        groups = rollup_kpis(**compute_scope, group_by=group_by)
     targets = kpi_targets()
 
     def hourly(metric):

@@ -68,6 +68,11 @@ class FolioCounter(models.Model):
         constraints = [models.UniqueConstraint(fields=["center", "year"], name="uniq_folio_counter")]
 
 
+class Line(models.TextChoices):
+    EMERGENCY = "911", "9-1-1"
+    ANONYMOUS = "089", "089"
+
+
 class IncidentStatus(models.TextChoices):
     """The incident lifecycle's statuses; the allowed transitions and timers are in incidents.lifecycle."""
 
@@ -118,6 +123,9 @@ class Incident(models.Model):
         "geo.Jurisdiction", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     narrative = models.TextField(_("narrativa"), blank=True)
+    # The line of the call that opened it ("" when no call did, e.g. escalated by another state): KPIs group
+    # by it without looking for each incident's first call.
+    line = models.CharField(_("línea"), max_length=3, choices=Line.choices, blank=True, default="")
     # CAD intervals (UTC).
     call_arrived_at = models.DateTimeField(null=True, blank=True)
     call_answered_at = models.DateTimeField(null=True, blank=True)
@@ -146,11 +154,6 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return self.folio
-
-
-class Line(models.TextChoices):
-    EMERGENCY = "911", "9-1-1"
-    ANONYMOUS = "089", "089"
 
 
 class Channel(models.TextChoices):

@@ -199,6 +199,7 @@ def open_incident(
         state=location.state if location else None,
         municipality=location.municipality if location else None,
         narrative=call.narrative,
+        line=call.line,
         call_arrived_at=call.arrived_at,
         call_answered_at=call.answered_at,
         opened_at=now,

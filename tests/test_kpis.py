@@ -66,6 +66,8 @@ def _incident(
 
 
 def _call(center, user, line, *, arrived, answered, disposition, incident=None, itype=None):
+    if incident is not None and disposition == CallDisposition.NEW_INCIDENT:  # as open_incident stores it
+        Incident.objects.filter(pk=incident.pk).update(line=line)
     return Call.objects.create(
         center=center,
         line=line,
@@ -407,3 +409,38 @@ def test_map_snapshot_and_boundaries(known_set, api_client_for, supervisor, disp
 def test_monthly_export_rejects_months_out_of_range(api_client_for, supervisor):
     response = api_client_for(supervisor).get("/api/v1/exports/monthly.csv?month=9999-12")
     assert response.status_code == 400 and "month" in response.json()["fields"]
+
+
+def test_incidents_store_the_line_of_their_opening_call_and_old_rows_are_backfilled(center, call_taker):
+    import importlib
+
+    from django.apps import apps
+
+    from incidents.models import Line
+    from tests.factories import IncidentTypeFactory, open_incident
+
+    incident = open_incident(center=center, by=call_taker, incident_type=IncidentTypeFactory(code="10104"))
+    assert incident.line == Line.EMERGENCY
+    Incident.objects.filter(pk=incident.pk).update(line="")  # as before the column existed
+    importlib.import_module("incidents.migrations.0004_incident_line").backfill_line(apps, None)
+    incident.refresh_from_db()
+    assert incident.line == Line.EMERGENCY
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="percentile_cont needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_sql_statements_run_at_once_in_one_snapshot_and_agree_with_python(known_set):
+    """Outside a transaction (committed rows) the report's statements run on separate connections sharing
+    one exported snapshot; the figures are those of the numpy path."""
+    from django.db import connection
+
+    assert not connection.in_atomic_block
+    for group_by in (None, "line", "jurisdiction"):
+        sql = exact_kpis(center_id=known_set.id, group_by=group_by, use_sql=True, **RANGE)
+        python = exact_kpis(center_id=known_set.id, group_by=group_by, use_sql=False, **RANGE)
+        assert [g["key"] for g in sql] == [g["key"] for g in python]
+        for a, b in zip(sql, python, strict=True):
+            assert (a["calls"], a["incidents"], a["cancelled"]) == (b["calls"], b["incidents"], b["cancelled"])
+            for metric, block in a["metrics"].items():
+                for q in ("p50", "p90", "p95", "mean"):
+                    assert block[q] == pytest.approx(b["metrics"][metric][q]), (group_by, metric, q)

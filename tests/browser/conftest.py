@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,26 +92,11 @@ def _drop_browser_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def cad_server():
-    """Base URL of a Daphne server over a freshly seeded database; stopped at the end of the session."""
-    tmpdir = Path(tempfile.mkdtemp(prefix="cad-browser-"))
-    database_url = _browser_database_url(tmpdir)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "cad.settings",
-        "DJANGO_SECURE_COOKIES": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True, capture_output=True)
-    subprocess.run(
-        [*manage, "seed_demo", "--units", "40"], env=env, cwd=ROOT, check=True, capture_output=True
-    )
-    subprocess.run([*manage, "shell", "-c", EXTRA_USERS], env=env, cwd=ROOT, check=True, capture_output=True)
+@contextmanager
+def daphne_server(env: dict) -> Iterator[str]:
+    """A Daphne process serving cad.asgi with `env` on a free port; yields its base URL, stops it after."""
     port = _free_port()
-    log = open(tmpdir / "daphne.log", "wb")  # noqa: SIM115 - closed in the teardown below
+    log = tempfile.NamedTemporaryFile(prefix="cad-daphne-", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "cad.asgi:application"],
         env=env,
@@ -127,7 +114,7 @@ def cad_server():
             except httpx.TransportError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Daphne did not start:\n{(tmpdir / 'daphne.log').read_text()[-3000:]}")
+                raise RuntimeError(f"Daphne did not start:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.2)
         yield base
     finally:
@@ -138,8 +125,41 @@ def cad_server():
             server.kill()
             server.wait()
         log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def cad_server_env():
+    """The environment of the test servers: a freshly migrated and seeded database (dropped at the end)."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="cad-browser-"))
+    database_url = _browser_database_url(tmpdir)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "cad.settings",
+        "DJANGO_SECURE_COOKIES": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    try:
+        subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [*manage, "seed_demo", "--units", "40"], env=env, cwd=ROOT, check=True, capture_output=True
+        )
+        subprocess.run(
+            [*manage, "shell", "-c", EXTRA_USERS], env=env, cwd=ROOT, check=True, capture_output=True
+        )
+        yield env
+    finally:
         _drop_browser_database(database_url)
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cad_server(cad_server_env):
+    """Base URL of a Daphne server over the seeded database; stopped at the end of the session."""
+    with daphne_server(cad_server_env) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
