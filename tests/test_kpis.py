@@ -440,7 +440,11 @@ def test_sql_statements_run_at_once_in_one_snapshot_and_agree_with_python(known_
         python = exact_kpis(center_id=known_set.id, group_by=group_by, use_sql=False, **RANGE)
         assert [g["key"] for g in sql] == [g["key"] for g in python]
         for a, b in zip(sql, python, strict=True):
-            assert (a["calls"], a["incidents"], a["cancelled"]) == (b["calls"], b["incidents"], b["cancelled"])
+            assert (a["calls"], a["incidents"], a["cancelled"]) == (
+                b["calls"],
+                b["incidents"],
+                b["cancelled"],
+            )
             for metric, block in a["metrics"].items():
                 for q in ("p50", "p90", "p95", "mean"):
                     assert block[q] == pytest.approx(b["metrics"][metric][q]), (group_by, metric, q)
