@@ -1,20 +1,26 @@
 """Console websocket latency under load: API call start → receipt on every connected console.
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… python bench/console_latency.py \
-        --clients 200 --rate 10 [--duration 20] [--daphne-procs N] [--sweep]
+        --clients 500 --rate 10 [--duration 20] [--daphne-procs N] [--sweep]
 
-Production path only (PostgreSQL + Redis). Creates its own database `<DATABASE_URL name>_bench` (dropped at
-the end), migrates and seeds it, starts the server itself (`python -m cad.serve --procs N`: N Daphne
-processes behind one address, so every client uses the same URL), opens the websocket clients
-(session cookie made with Django's session engine), then offers an open-loop load of `rate` API operations
-per second — a mix of new 9-1-1 calls (incident.created), notes (incident.note_added), unit status changes
+Production path only (PostgreSQL + Redis). Recreates `<DATABASE_URL name>_bench_console` (dropped at the
+end), migrates and seeds it, starts the server itself (`python -m cad.serve --procs N`: N Daphne processes
+behind one address, so every client uses the same URL), opens the websocket clients (session cookie made
+with Django's session engine), then offers an open-loop load of `rate` API operations per second — a mix
+of new 9-1-1 calls (incident.created), notes (incident.note_added), unit status changes
 (unit.status_changed) and AVL batches (units.positions) — through the real REST API, and measures the time
-from each API call's start to its event's receipt on each client.
+from each API call's start to its event's receipt on each client (`console_p50_ms`, `console_p99_ms`,
+`delivered_fraction`).
 
-The same load is then sent through a bare Channels consumer (joins the group, forwards; no auth, replay or
-dedup) on the same server (same address, same N processes): the baseline. AVL is coalesced to ≤ 1 message/s by the console consumer
-by design, so it is reported separately (`avl_p99_ms`) and the floors apply to console events.
-Floors: 200 clients × 10/s → console p99 < 250 ms, ≤ 3× baseline p99, 100 % delivered.
+Baselines in the same run:
+* a bare Channels consumer (joins the group, forwards; no auth, replay or dedup) on the same server under
+  the same load (`baseline_p99_ms`, `console_vs_baseline_p99`);
+* raw Redis pub/sub to as many subscribers at the same rate, from this process (`raw_pubsub_p99_ms`,
+  `console_vs_raw_p99`): the physical floor of fan-out on this machine.
+AVL is coalesced to ≤ 1 message/s by the console by design, so it is reported separately (`avl_p99_ms`)
+and the floors apply to console events. Floors: 500 clients × 10/s → console p99 < 250 ms, 100 %
+delivered. `--sweep` tries 50 … 1,000 clients, prints the largest that holds (`console_max_clients`) and
+writes docs/bench/console_latency_sweep.csv and .png (~6 min).
 """
 
 import argparse
@@ -27,46 +33,32 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Server, percentile, progress, report, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    Server,
+    bench_database,
+    drop_bench_database,
+    percentile,
+    progress,
+    report,
+    session_cookie,
+    setup_django,
+    write_sweep,
+)
 
 SWEEP = (50, 100, 200, 500, 1000)
+P99_FLOOR_MS = 250.0
 TOLUCA = (19.2826, -99.6557)
 HARD_LIMIT_S = 900  # the whole run, whatever the parameters
 
 
-def _admin_url(url: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
-
-
-def create_bench_database(url: str) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"{parts.path.lstrip('/') or 'cad'}_bench"
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_bench_database(url: str) -> None:
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def prepare(units: int) -> dict:
     """Migrate, seed, and mint credentials: a dispatcher session cookie and API tokens."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
@@ -77,11 +69,6 @@ def prepare(units: int) -> dict:
     call_command("migrate", verbosity=0, interactive=False)
     seed_demo(units=units, progress=lambda *a, **k: None)
     dispatcher = User.objects.get(username="despachador")
-    session = SessionStore()
-    session[SESSION_KEY] = str(dispatcher.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = dispatcher.get_session_auth_hash()
-    session.create()
     device = User.objects.get(username="avl-gateway")
     unit_ids = list(
         Unit.objects.filter(center=dispatcher.center, status=UnitStatus.AVAILABLE).values_list(
@@ -90,7 +77,7 @@ def prepare(units: int) -> dict:
     )
     return {
         "center_id": dispatcher.center_id,
-        "session": session.session_key,
+        "session": session_cookie("despachador"),
         "dispatcher_token": Token.objects.get_or_create(user=dispatcher)[0].key,
         "device_token": Token.objects.get_or_create(user=device)[0].key,
         "unit_ids": unit_ids,
@@ -341,6 +328,51 @@ async def phase(
     }
 
 
+async def raw_pubsub(*, redis_url: str, subscribers: int, rate: float, duration: float) -> dict:
+    """The physical floor of fan-out: redis-py pub/sub to `subscribers` connections (one each, as each
+    console is one socket) at `rate` messages/s in this same process; publish → receipt on every one."""
+    import redis.asyncio as aioredis
+
+    channel = f"cad-bench-raw-{uuid.uuid4().hex}"  # pub/sub channels are server-wide: make ours unique
+    client = aioredis.from_url(redis_url, max_connections=subscribers + 8)
+    received: list[dict] = [{} for _ in range(subscribers)]
+
+    async def listen(index: int, pubsub) -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                received[index].setdefault(message["data"], time.monotonic())
+
+    pubsubs = []
+    for _ in range(subscribers):
+        pubsub = client.pubsub()
+        await pubsub.subscribe(channel)
+        pubsubs.append(pubsub)
+    listeners = [asyncio.ensure_future(listen(i, p)) for i, p in enumerate(pubsubs)]
+    while (await client.pubsub_numsub(channel))[0][1] < subscribers:
+        await asyncio.sleep(0.1)
+    sent: dict[bytes, float] = {}
+    start = time.monotonic()
+    for n in itertools.count():
+        due = start + n / rate
+        if due - start >= duration:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        key = str(n).encode()
+        sent[key] = time.monotonic()
+        await client.publish(channel, key)
+    await asyncio.sleep(2.0)
+    for listener in listeners:
+        listener.cancel()
+    for pubsub in pubsubs:
+        await pubsub.aclose()
+    await client.aclose()
+    latencies = [(got[key] - at) * 1000 for got in received for key, at in sent.items() if key in got]
+    return {
+        "p99": percentile(latencies, 99),
+        "delivered": len(latencies) / (len(sent) * subscribers) if sent else 0.0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -369,7 +401,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    bench_url = create_bench_database(database_url)
+    bench_url = bench_database("console")
     os.environ["DATABASE_URL"] = bench_url
     logdir = Path(tempfile.mkdtemp(prefix="cad-bench-"))
     try:
@@ -405,14 +437,33 @@ def main() -> None:
             progress(f"console: {console}")
             baseline = run(args.clients, False)
             progress(f"baseline: {baseline}")
-            max_clients = None
+
+            def raw(clients):
+                return asyncio.run(
+                    raw_pubsub(
+                        redis_url=redis_url, subscribers=clients, rate=args.rate, duration=args.duration
+                    )
+                )
+
+            raw_result = raw(args.clients)
+            progress(f"raw pub/sub: {raw_result}")
+            max_clients, sweep_rows = None, []
             if args.sweep:
                 # The largest size meeting the floors. Shared machines are noisy: keep going past a failing
                 # size, and stop after two failures in a row once something larger than it failed too.
                 failures_in_row = 0
                 for clients in SWEEP:
                     result = console if clients == args.clients else run(clients, True, args.duration)
-                    passed = result["p99"] < 250 and result["delivered"] == 1.0
+                    raw_point = raw_result if clients == args.clients else raw(clients)
+                    sweep_rows.append(
+                        {
+                            "clients": clients,
+                            "console_p99_ms": round(result["p99"], 1),
+                            "raw_pubsub_p99_ms": round(raw_point["p99"], 1),
+                            "delivered_fraction": round(result["delivered"], 4),
+                        }
+                    )
+                    passed = result["p99"] < P99_FLOOR_MS and result["delivered"] == 1.0
                     progress(
                         f"sweep {clients}: p99={result['p99']:.1f} ms delivered={result['delivered']:.4f}"
                     )
@@ -449,9 +500,25 @@ def main() -> None:
         "console_p99_ms": console["p99"],
         "baseline_p99_ms": baseline["p99"],
         "console_vs_baseline_p99": ratio,
+        "raw_pubsub_p99_ms": raw_result["p99"],
+        "raw_pubsub_delivered_fraction": raw_result["delivered"],
+        "console_vs_raw_p99": console["p99"] / raw_result["p99"] if raw_result["p99"] else float("nan"),
         "delivered_fraction": console["delivered"],
         "console_max_clients": max_clients if args.sweep else "n/a (use --sweep)",
+        "p99_floor_ms": P99_FLOOR_MS,
+        "p99_under_floor": console["p99"] < P99_FLOOR_MS and console["delivered"] == 1.0,
     }
+    if sweep_rows:
+        csv_path, _png = write_sweep(
+            "console_latency_sweep",
+            sweep_rows,
+            x="clients",
+            series={"console_p99_ms": "console p99", "raw_pubsub_p99_ms": "raw Redis pub/sub p99"},
+            xlabel=f"connected consoles ({args.rate:g} API operations/s, {procs_used} Daphne processes)",
+            ylabel="ms (API call → every console)",
+            floor=P99_FLOOR_MS,
+        )
+        results["sweep_csv"] = csv_path.relative_to(csv_path.parents[2])
     report(
         "console_latency",
         {

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
@@ -61,5 +62,9 @@ def test_a_console_on_one_process_sees_writes_made_through_another(cad_server, s
         assert response.status_code == 201, response.text[:300]
 
     # The session made on the first process opens a console on the second one.
-    event = asyncio.run(_console_sees(second_server, writer.cookies["sessionid"], marker, write))
+    # Its own thread: the browser tests' Playwright keeps an event loop running in this one.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        event = thread.submit(
+            asyncio.run, _console_sees(second_server, writer.cookies["sessionid"], marker, write)
+        ).result()
     assert event["stream"] == "console" and event["payload"]["folio"].startswith("MEX-")
