@@ -357,7 +357,7 @@ def main() -> None:
         "over_floor": http_rate >= FLOOR_PER_S,
     }
     if sweep_rows:
-        csv_path, _png = write_sweep(
+        results["sweep_csv"], _png = write_sweep(
             "avl_ingest_sweep",
             sweep_rows,
             x="clients",
@@ -366,7 +366,6 @@ def main() -> None:
             ylabel="fixes per second",
             floor=FLOOR_PER_S,
         )
-        results["sweep_csv"] = csv_path.relative_to(ROOT)
     report(
         "avl_ingest",
         {

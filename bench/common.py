@@ -239,7 +239,8 @@ def write_sweep(
 ) -> tuple[Path, Path | None]:
     """Write a sweep's points to docs/bench/<name>.csv and draw docs/bench/<name>.png (log-scaled x): one
     line per `series` column (label by column), a dashed line at `floor`. The chart needs matplotlib
-    (`pip install -e .[bench]`); without it only the CSV is written. Returns the paths written."""
+    (`pip install -e .[bench]`); without it only the CSV is written. Returns the paths written, relative to
+    the repository."""
     SWEEPS.mkdir(parents=True, exist_ok=True)
     csv_path = SWEEPS / f"{name}.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
@@ -253,7 +254,7 @@ def write_sweep(
         from matplotlib import pyplot
     except ImportError:
         progress("matplotlib is not installed (pip install -e .[bench]): CSV only, no chart")
-        return csv_path, None
+        return csv_path.relative_to(ROOT), None
     figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
     xs = [float(row[x]) for row in rows]
     for column, label in series.items():
@@ -270,7 +271,7 @@ def write_sweep(
     png_path = SWEEPS / f"{name}.png"
     figure.savefig(png_path)
     pyplot.close(figure)
-    return csv_path, png_path
+    return csv_path.relative_to(ROOT), png_path.relative_to(ROOT)
 
 
 def console_login(base: str, username: str, password: str) -> dict:

@@ -509,7 +509,7 @@ def main() -> None:
         "p99_under_floor": console["p99"] < P99_FLOOR_MS and console["delivered"] == 1.0,
     }
     if sweep_rows:
-        csv_path, _png = write_sweep(
+        results["sweep_csv"], _png = write_sweep(
             "console_latency_sweep",
             sweep_rows,
             x="clients",
@@ -518,7 +518,6 @@ def main() -> None:
             ylabel="ms (API call → every console)",
             floor=P99_FLOOR_MS,
         )
-        results["sweep_csv"] = csv_path.relative_to(csv_path.parents[2])
     report(
         "console_latency",
         {

@@ -421,7 +421,7 @@ def main() -> None:
                 }
             )
             progress(f"sweep {rows[-1]}")
-        csv_path, _png = write_sweep(
+        results["sweep_csv"], _png = write_sweep(
             "kpi_sweep",
             rows,
             x="calls",
@@ -434,7 +434,6 @@ def main() -> None:
             ylabel="ms",
             floor=EXACT_FLOOR_MS,
         )
-        results["sweep_csv"] = csv_path.relative_to(csv_path.parents[2])
     report("kpi", {"calls": args.calls, "incidents": result["incidents"], "runs": args.runs}, results)
 
 

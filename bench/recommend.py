@@ -373,7 +373,7 @@ def main() -> None:
         "p99_under_floor": api_p99 < P99_FLOOR_MS,
     }
     if sweep_rows:
-        csv_path, png_path = write_sweep(
+        results["sweep_csv"], _png = write_sweep(
             "recommend_sweep",
             sweep_rows,
             x="units",
@@ -386,7 +386,6 @@ def main() -> None:
             ylabel="ms",
             floor=P99_FLOOR_MS,
         )
-        results["sweep_csv"] = csv_path.relative_to(csv_path.parents[2])
         results["largest_fleet_under_floor"] = max(
             (r["units"] for r in sweep_rows if r["recommend_api_p99_ms"] < P99_FLOOR_MS), default=None
         )
