@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -311,7 +312,9 @@ def main() -> None:
     connections.close_all()
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECURE_COOKIES": "false", "LOG_LEVEL": "WARNING"}
     sweep_rows = []
-    with Server(args.procs, env, Path(os.devnull), start_timeout=90) as server:
+    log = Path(tempfile.mkdtemp(prefix="cad-bench-")) / "serve.log"
+    progress(f"server log: {log}")
+    with Server(args.procs, env, log, start_timeout=90) as server:
         warm = batches_from(datetime.now(tz=UTC) - timedelta(hours=1))[:6]  # older: moves nothing later
         post_all(
             url=f"{server.base}/api/v1/avl/positions", token=token, bodies=encode(warm), clients=args.clients

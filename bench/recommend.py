@@ -34,6 +34,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -334,7 +335,9 @@ def main() -> None:
     connections.close_all()
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECURE_COOKIES": "false", "LOG_LEVEL": "WARNING"}
     sweep_rows = []
-    with Server(1, env, Path(os.devnull), start_timeout=90) as server:
+    log = Path(tempfile.mkdtemp(prefix="cad-bench-")) / "serve.log"
+    progress(f"server log: {log}")
+    with Server(1, env, log, start_timeout=90) as server:
         progress(f"timing GET …/recommendations for {len(incidents)} incidents through {server.base}")
         main_run = measure(server=server, token=token, url=url, incidents=incidents)
         service = time_service(incidents)
