@@ -422,7 +422,7 @@ def test_incidents_store_the_line_of_their_opening_call_and_old_rows_are_backfil
     incident = open_incident(center=center, by=call_taker, incident_type=IncidentTypeFactory(code="10104"))
     assert incident.line == Line.EMERGENCY
     Incident.objects.filter(pk=incident.pk).update(line="")  # as before the column existed
-    importlib.import_module("incidents.migrations.0004_incident_line").backfill_line(apps, None)
+    importlib.import_module("incidents.migrations.0005_incident_line").backfill_line(apps, None)
     incident.refresh_from_db()
     assert incident.line == Line.EMERGENCY
 

@@ -15,7 +15,7 @@ def backfill_line(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('incidents', '0003_incident_origin_center_incident_origin_folio'),
+        ('incidents', '0004_lifecycle_and_location'),
     ]
 
     operations = [
