@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--batch", type=int, default=5000, help="reads per POST (CAD_LPR_MAX_BATCH)")
     parser.add_argument("--concurrency", type=int, default=2, help="clients posting at once")
-    parser.add_argument("--max-requests", type=int, default=2000, help="request bodies prepared in advance")
+    parser.add_argument("--max-requests", type=int, default=400, help="request bodies prepared in advance")
     parser.add_argument("--procs", type=int, default=max(1, os.cpu_count() or 1))
     args = parser.parse_args()
     base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")

@@ -8,7 +8,8 @@ Recreates a dedicated database (default `<db>_bench_panic`), loads the CNIE cata
 buttons (a share of them AES-encrypted), starts `python -m cad.serve` and the DC-09 receiver
 (`manage.py dc09_receiver`, its own process, as `run.py` runs it), subscribes a dispatcher console, and
 dials one SIA-DCS or ADM-CID press per button at an even pace over `--seconds` (a new TCP connection per
-press, as a panel does; a NAK or a silent receiver is retried up to 3 times, as a panel would). Prints
+press, as a panel does; a NAK or a silent receiver is retried up to 3 times with the same sequence number,
+as a panel would). Prints
 `panic_to_console_p50_ms` / `panic_to_console_p99_ms` (frame sent → `panic.pressed` with the incident's
 folio received on the socket), `panic_lost` (presses that never reached the console) and the baseline of a
 bare DC-09 round trip to the same receiver for a heartbeat (`panic_dc09_heartbeat_p50_ms`).
@@ -84,15 +85,17 @@ async def _listen(base, cookies, seen: dict, stop: asyncio.Event, ready: asyncio
 
 
 async def _press(port: int, account: str, index: int, encrypted: bool, sent: dict, answers: dict) -> None:
-    for attempt in range(4):
+    for _attempt in range(4):
         if index % 2:
-            frame = build_frame(account, code="PA", sequence=attempt + 1, key=AES_KEY if encrypted else None)
+            frame = build_frame(
+                account, code="PA", sequence=index % 9999 + 1, key=AES_KEY if encrypted else None
+            )
         else:
             frame = build_frame(
                 account,
                 code="1120",
                 protocol="ADM-CID",
-                sequence=attempt + 1,
+                sequence=index % 9999 + 1,
                 key=AES_KEY if encrypted else None,
             )
         sent.setdefault(account, time.time())
@@ -168,9 +171,10 @@ def main() -> None:
                             break
                     except OSError:
                         await asyncio.sleep(0.2)
-                for _ in range(20):  # baseline: bare DC-09 round trips (heartbeat: no incident)
+                for seq in range(2, 22):  # baseline: bare DC-09 round trips (heartbeats: no incident)
                     began = time.time()
-                    await send_frame("127.0.0.1", dc09_port, build_frame(accounts[-1], code="RP"), timeout=5)
+                    frame = build_frame(accounts[-1], code="RP", sequence=seq)
+                    await send_frame("127.0.0.1", dc09_port, frame, timeout=5)
                     beats.append((time.time() - began) * 1000)
                 stop, ready = asyncio.Event(), asyncio.Event()
                 listener = asyncio.create_task(_listen(base, cookies, seen, stop, ready))

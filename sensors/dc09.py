@@ -30,6 +30,7 @@ from sensors.models import PanicButton, PanicSignal
 from sensors.panic import receive_panic_signal
 
 logger = logging.getLogger(__name__)
+RETRANSMISSION_S = 120
 
 
 def load_accounts() -> dict[str, SIAAccount]:
@@ -58,6 +59,10 @@ class Dc09Server(BaseSIAServer):
         super().__init__(accounts, Counter())
         self.workers = workers
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dc09-db")
+        # (account, sequence, code) → the store of its first copy. A panel that got no answer in time sends
+        # the same message again (same sequence): the copy waits for the first and gets the same answer
+        # instead of being stored twice. Entries are dropped RETRANSMISSION_S after they complete.
+        self.seen: dict[tuple, asyncio.Future] = {}
 
     def close(self) -> None:
         """Close every worker thread's database connection, then the pool (tests, shutdown)."""
@@ -91,22 +96,34 @@ class Dc09Server(BaseSIAServer):
         finally:
             writer.close()
 
+    async def _stored_once(self, event: SIAEvent) -> bool:
+        """Store the signal (in a worker thread); a retransmission shares the first copy's outcome."""
+        key = (event.account, event.sequence, event.code)
+        first = self.seen.get(key)
+        if first is not None:
+            return await asyncio.shield(first)
+        loop = asyncio.get_running_loop()
+        outcome = self.seen[key] = loop.create_future()
+        try:
+            await loop.run_in_executor(self.executor, _store, event)
+            outcome.set_result(True)
+        except (DomainError, DatabaseError) as exc:
+            logger.warning("dc09 signal not stored; NAK", extra={"account": event.account, "error": str(exc)})
+            outcome.set_result(False)
+            del self.seen[key]  # a failed store is not remembered: the panel's next try is stored afresh
+        else:
+            loop.call_later(RETRANSMISSION_S, self.seen.pop, key, None)
+        return outcome.result()
+
     async def answer(self, data: bytes) -> bytes | None:
         event = self.parse_and_check_event(data)
         if event is None:
             return None
         if isinstance(event, SIAEvent) and event.valid_message and event.sia_account is None:
-            return (
-                NAKEvent().create_response()
-            )  # unknown account: a full NAK frame, not pysiaalarm's bare "NAK"
-        if isinstance(event, SIAEvent) and event.response == ResponseType.ACK:
-            try:
-                await asyncio.get_running_loop().run_in_executor(self.executor, _store, event)
-            except (DomainError, DatabaseError) as exc:
-                logger.warning(
-                    "dc09 signal not stored; NAK", extra={"account": event.account, "error": str(exc)}
-                )
-                return NAKEvent().create_response()
+            return NAKEvent().create_response()  # unknown account: a full NAK frame, not pysiaalarm's "NAK"
+        acknowledged = isinstance(event, SIAEvent) and event.response == ResponseType.ACK
+        if acknowledged and not await self._stored_once(event):
+            return NAKEvent().create_response()
         response = event.create_response()
         return None if response == b"\n\r" else response
 

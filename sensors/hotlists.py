@@ -2,10 +2,11 @@
 in chunks with progress). Plates are stored normalised, keyed by the confusion-tolerant `plate_key`."""
 
 import csv
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -103,6 +104,62 @@ def _row_entry(hotlist: Hotlist, row: dict, now: datetime) -> HotlistEntry:
     )
 
 
+_COPY_COLUMNS = (
+    "hotlist_id",
+    "plate",
+    "plate_key",
+    "reason",
+    "source_ref",
+    "owner",
+    "valid_from",
+    "valid_until",
+    "vehicle",
+)
+
+
+def _upsert(entries: list[HotlistEntry]) -> None:
+    """Insert or update entries by (hotlist, plate_key). PostgreSQL: COPY into a per-connection temporary
+    table and one INSERT … SELECT … ON CONFLICT DO UPDATE (a 1,000,000-row file in well under the time of
+    bound INSERTs); elsewhere bulk_create with update_conflicts."""
+    if connection.vendor != "postgresql":
+        HotlistEntry.objects.bulk_create(
+            entries,
+            update_conflicts=True,
+            unique_fields=["hotlist", "plate_key"],
+            update_fields=_UPDATE_FIELDS,
+        )
+        return
+    columns = ", ".join(_COPY_COLUMNS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _UPDATE_FIELDS)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg's cursor, for COPY
+        raw.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS hotlist_incoming (hotlist_id bigint, plate varchar(16), "
+            "plate_key varchar(16), reason varchar(300), source_ref varchar(120), owner varchar(120), "
+            "valid_from timestamptz, valid_until timestamptz, vehicle jsonb) ON COMMIT DELETE ROWS"
+        )
+        raw.execute("TRUNCATE hotlist_incoming")  # rows of an earlier batch in the same (outer) transaction
+        with raw.copy(f"COPY hotlist_incoming ({columns}) FROM STDIN") as copy:
+            for e in entries:
+                copy.write_row(
+                    (
+                        e.hotlist_id,
+                        e.plate,
+                        e.plate_key,
+                        e.reason,
+                        e.source_ref,
+                        e.owner,
+                        e.valid_from,
+                        e.valid_until,
+                        json.dumps(e.vehicle),
+                    )
+                )
+        raw.execute(
+            f"INSERT INTO {HotlistEntry._meta.db_table} ({columns}) SELECT {columns} FROM hotlist_incoming "  # noqa: S608
+            f"ON CONFLICT (hotlist_id, plate_key) DO UPDATE SET {updates}"
+        )
+
+
 def import_csv(
     *,
     hotlist: Hotlist,
@@ -122,12 +179,7 @@ def import_csv(
     def flush():
         nonlocal stored
         with transaction.atomic():
-            HotlistEntry.objects.bulk_create(
-                list(pending.values()),
-                update_conflicts=True,
-                unique_fields=["hotlist", "plate_key"],
-                update_fields=_UPDATE_FIELDS,
-            )
+            _upsert(list(pending.values()))
         stored += len(pending)
         pending.clear()
         if progress:

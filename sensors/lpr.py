@@ -167,6 +167,7 @@ def _insert_reads(rows: list[dict], *, returning: bool) -> tuple[int, dict[tuple
                 "plate_key varchar(16), read_at timestamptz, confidence double precision, vehicle jsonb, "
                 "image_ref varchar(300)) ON COMMIT DELETE ROWS"
             )
+            raw.execute("TRUNCATE lpr_incoming")  # rows of an earlier batch in the same (outer) transaction
             with raw.copy(f"COPY lpr_incoming ({_COLUMNS}) FROM STDIN") as copy:
                 for r in rows:
                     copy.write_row(_row_values(r))

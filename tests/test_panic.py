@@ -90,6 +90,9 @@ def test_dc09_press_opens_then_merges_and_bad_frames_are_refused(receiver, cente
     # A second press within the window joins the same incident.
     assert receiver.send(build_frame(button.account, code="PA", sequence=2)) == "ACK"
     assert Incident.objects.count() == 1 and incident.calls.count() == 2
+    # The panel retransmits (same sequence) when an answer is late: acknowledged, not stored twice.
+    assert receiver.send(build_frame(button.account, code="PA", sequence=2)) == "ACK"
+    assert incident.calls.count() == 2
     assert list(PanicSignal.objects.filter(button=button).values_list("merged", flat=True)) == [True, False]
 
     # ADM-CID 1120 (panic), AES-encrypted for this account.
