@@ -22,10 +22,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cad.events import record_event
-from cad.models import EventStream
 from interstate import signing
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
 from interstate.selectors import escalation_summary
+from interstate.services import lock_escalation
 
 logger = logging.getLogger(__name__)
 MESSAGES_PATH = "/api/v1/interstate/messages"
@@ -212,26 +212,12 @@ def _renew(escalation_id: int, owner: str) -> bool:
     )
 
 
-def _lock_event_stream(message: OutboxMessage) -> None:
-    """Take the centre's console stream counter lock before the escalation row. Lock order is stream, then
-    escalation: a change to a shared incident records its event (stream lock) and then, in interstate's
-    listener, locks the escalation to write its update; a delivery that locked the escalation first and then
-    recorded its event would deadlock with it."""
-    center_id = message.escalation.incident.center_id
-    list(EventStream.objects.select_for_update().filter(center_id=center_id, name=EventStream.Name.CONSOLE))
-
-
 @transaction.atomic
 def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> bool:
-    _lock_event_stream(message)
     now = timezone.now()
+    escalation = lock_escalation(pk=message.escalation_id)  # its incident first: the product's lock order
     OutboxMessage.objects.filter(pk=message.pk).update(
         state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
-    )
-    escalation = (
-        Escalation.objects.select_for_update(of=("self",))  # not the peer row (see services.write_update)
-        .select_related("incident", "peer")
-        .get(pk=message.escalation_id)
     )
     fields = []
     if escalation.last_error:
@@ -252,18 +238,13 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
 
 @transaction.atomic
 def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: str) -> bool:
-    _lock_event_stream(message)
     now = timezone.now()
+    escalation = lock_escalation(pk=message.escalation_id)  # its incident first: the product's lock order
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=message.attempts + 1,
         last_error=error[:2000],
         next_attempt_at=now + timedelta(seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S),
         state=OutboxMessage.State.DEAD if dead else OutboxMessage.State.PENDING,
-    )
-    escalation = (
-        Escalation.objects.select_for_update(of=("self",))  # not the peer row (see services.write_update)
-        .select_related("incident", "peer")
-        .get(pk=message.escalation_id)
     )
     fields = []
     if escalation.last_error != error[:2000]:

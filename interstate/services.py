@@ -323,6 +323,7 @@ def write_update(escalation: Escalation) -> OutboxMessage | None:
     of the change). Not for the peer whose message is being applied (no echo)."""
     if escalation.peer_id == applying_from_peer():
         return None
+    # The caller (an incident service) holds the incident's lock: incident → event counter → escalation.
     # Lock the escalation row only: a plain FOR UPDATE would also lock the joined peer row, which every
     # transaction inserting a row that references the peer needs (FOR KEY SHARE), while it may hold the
     # event-stream counter this one waits for: a deadlock under concurrent escalations and deliveries.
@@ -393,15 +394,30 @@ def escalate_incident(
     return escalation
 
 
+def lock_escalation(**lookup) -> Escalation | None:
+    """Lock an escalation the way every writer does: its incident first, then the escalation row.
+
+    Lock order of the whole product: incident → event counter (record_event) → escalation. Incident services
+    lock the incident before recording events, and this app's event listener locks shared escalations after
+    that (write_update); so whoever locks an escalation must hold its incident first, or a request and a
+    delivery could each hold what the other waits for."""
+    found = Escalation.objects.filter(**lookup).values_list("pk", "incident_id").first()
+    if found is None:
+        return None
+    escalation_id, incident_id = found
+    list(Incident.objects.select_for_update().filter(pk=incident_id).values_list("pk", flat=True))
+    return (
+        Escalation.objects.select_for_update(of=("self",))
+        .select_related("peer__service_user", "incident")
+        .get(pk=escalation_id)
+    )
+
+
 def _escalation_for_update(*, escalation_id: int, center_id: int) -> Escalation:
-    try:
-        return (
-            Escalation.objects.select_for_update(of=("self",))
-            .select_related("peer__service_user", "incident")
-            .get(pk=escalation_id, incident__center_id=center_id)
-        )
-    except Escalation.DoesNotExist:
-        raise NotFound(_("No existe el escalamiento %(id)s.") % {"id": escalation_id}) from None
+    escalation = lock_escalation(pk=escalation_id, incident__center_id=center_id)
+    if escalation is None:
+        raise NotFound(_("No existe el escalamiento %(id)s.") % {"id": escalation_id})
+    return escalation
 
 
 @transaction.atomic
@@ -570,12 +586,7 @@ def _answer(escalation: Escalation, code: int, text: str) -> dict:
 
 
 def _shared(peer: Peer, request_id: str) -> Escalation:
-    escalation = (
-        Escalation.objects.select_for_update(of=("self",))
-        .select_related("incident", "peer__service_user")
-        .filter(peer=peer, request_id=request_id)
-        .first()
-    )
+    escalation = lock_escalation(peer=peer, request_id=request_id)
     if escalation is None:
         raise MessageRefused(
             _("No hay nada compartido con %(peer)s bajo %(id)s.") % {"peer": peer.code, "id": request_id},

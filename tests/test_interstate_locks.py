@@ -1,8 +1,9 @@
 """Lock order between a delivery and a change to the shared incident (PostgreSQL: row locks, real threads).
 
-A change records its event (the centre's stream counter lock) and interstate's listener then locks the
-escalation to write the update; the delivery of that escalation's request records `sent` with an event too.
-Both take the stream first, so they queue instead of deadlocking."""
+A change locks the incident, records its event (the centre's stream counter lock) and interstate's listener
+then locks the escalation to write the update; the delivery of that escalation's request records `sent` with
+an event too. Both lock the incident first (interstate.services.lock_escalation), so they queue instead of
+deadlocking."""
 
 import threading
 import time
