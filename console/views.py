@@ -12,8 +12,9 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Role
 from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES
+from incidents import lifecycle
 from incidents.models import CallDisposition, IncidentStatus, LocationSource, Priority
-from units.models import UNIT_TRANSITIONS, UnitStatus
+from units.models import UNIT_TRANSITIONS, Capability, UnitStatus
 
 
 def _dashboard_url() -> str | None:
@@ -71,6 +72,46 @@ def _ui_strings() -> dict:
         "incident_created": _("Incidente %(folio)s creado."),
         "call_recorded": _("Llamada registrada (sin incidente)."),
         "next_call": _("para la siguiente llamada."),
+        "outside_area_recorded": _("Ubicación fuera del área de servicio (confirmada)."),
+        "no_location": _("Sin ubicación"),
+        "t_reopened": _("Reapertura"),
+        "beyond_eta": _("Más allá del límite de tiempo"),
+        "beyond_distance": _("Más allá del límite de distancia"),
+        "other_municipality": _("otro municipio"),
+        "none_within_limit": _(
+            "Ninguna unidad de %(caps)s dentro del límite (%(min)s min o %(km)s km): elija a mano si es necesario."
+        ),
+        "any_unit": _("cualquier tipo"),
+        "jurisdiction": _("Municipio"),
+        "loc_search": _("Buscar dirección o lugar"),
+        "loc_placeholder": _("Calle, colonia, localidad o municipio"),
+        "loc_candidates": _("Candidatos"),
+        "loc_found": _("%(n)s candidatos: ↑/↓ para elegir, Enter para fijar."),
+        "loc_none": _("Sin candidatos; pruebe otro nombre, capture coordenadas o haga clic en el mapa."),
+        "loc_apply": _("Fijar coordenadas"),
+        "loc_use_point": _("Usar este punto"),
+        "loc_clicked": _("Punto marcado en el mapa: %(where)s."),
+        "loc_set": _("Ubicación fijada: %(where)s."),
+        "near_place": _("cerca de %(place)s (%(m)s m)"),
+        "no_jurisdiction": _("fuera de los límites cargados"),
+        "lat": _("Latitud"),
+        "lon": _("Longitud"),
+        "required": _("Requerido."),
+        "outside_area": _("fuera del área"),
+        "confirm_outside": _("Confirmar ubicación fuera del área"),
+        "cancel": _("Cancelar"),
+        "swap_coordinates": _("Intercambiar latitud y longitud"),
+        "md_label": _("Despacho manual: indicativo"),
+        "md_placeholder": _("p. ej. PE-101; Enter elige, Ctrl+Enter despacha"),
+        "md_options": _("Unidades disponibles"),
+        "md_send": _("Despachar las elegidas"),
+        "md_chosen": _("Elegidas: %(units)s"),
+        "md_none": _("Ninguna elegida."),
+        "md_done": _("Despachadas: %(units)s"),
+        "md_unavailable": _("Esa unidad no está disponible."),
+        "all": _("Todas"),
+        "status_menu": _("Estados de %(callsign)s"),
+        "board_shown": _("%(n)s de %(of)s"),
     }
 
 
@@ -79,7 +120,12 @@ def _page_config(request, *, line: str | None = None) -> dict:
     center = request.user.center
     leaflet = settings.LEAFLET_CONFIG
     return {
-        "center": {"code": center.code, "name": center.name, "cve_ent": center.cve_ent},
+        "center": {
+            "code": center.code,
+            "name": center.name,
+            "cve_ent": center.cve_ent,
+            "timezone": center.timezone,
+        },
         "user": {"username": request.user.get_username(), "role": request.user.role},
         "can_dispatch": request.user.role in DISPATCH_ROLES,
         "line": line,
@@ -96,6 +142,9 @@ def _page_config(request, *, line: str | None = None) -> dict:
             "boundary": center.cve_ent or None,
         },
         "unit_statuses": {value: str(label) for value, label in UnitStatus.choices},
+        "capabilities": {code: _(name) for code, name in Capability.objects.values_list("code", "name")},
+        "location_sources": {value: str(label) for value, label in LocationSource.choices},
+        "lifecycle": {"timers": {status: settings.CAD[key] for status, key in lifecycle.TIMERS.items()}},
         "unit_transitions": {key: sorted(value) for key, value in UNIT_TRANSITIONS.items()},
         "incident_statuses": {value: str(label) for value, label in IncidentStatus.choices},
         "priorities": {value: str(label) for value, label in Priority.choices},

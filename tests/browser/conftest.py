@@ -144,7 +144,7 @@ def cad_server_env():
     try:
         subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True, capture_output=True)
         subprocess.run(
-            [*manage, "seed_demo", "--units", "40"], env=env, cwd=ROOT, check=True, capture_output=True
+            [*manage, "seed_demo", "--units", "200"], env=env, cwd=ROOT, check=True, capture_output=True
         )
         subprocess.run(
             [*manage, "shell", "-c", EXTRA_USERS], env=env, cwd=ROOT, check=True, capture_output=True

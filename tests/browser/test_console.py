@@ -121,6 +121,7 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     expect(taker_row.locator(".status-pill")).to_have_class(re.compile("st-en_route"), timeout=3_000)
     board_unit = dispatcher.locator(f'#board-body li.unit[data-unit="{suggested}"]')
     expect(board_unit).to_have_attribute("data-status", "en_route")
+    board_unit.locator("summary").click()  # the status menu (⋯) of the board line
     board_unit.locator('button[data-to="on_scene"]').click()
     expect(taker_unit).to_have_attribute("data-status", "on_scene", timeout=3_000)
     expect(taker_row.locator(".status-pill")).to_have_class(re.compile("st-on_scene"), timeout=3_000)
@@ -232,6 +233,7 @@ def test_screenshots_of_login_and_089_intake_without_caller_fields(
         page, path="/console/intake/089/", search="10104", narrative="Testigo anónimo", link_duplicate=True
     )
     expect(page.locator("#result")).to_contain_text("vinculada")
-    assert page.locator("#incident").input_value() == folio
+    assert page.locator("#result").get_attribute("data-folio") == folio
+    assert page.locator("#incident").input_value() == ""  # the form is cleared for the next call
     assert page.locator("#caller_name").count() == 0
     page.screenshot(path=str(screenshot_dir / "intake-089.png"))

@@ -50,7 +50,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return data;
 }
 
-const TZ = "America/Mexico_City";
+const TZ = (config.center && config.center.timezone) || "America/Mexico_City"; // the centre's zone
 const locale = document.documentElement.lang || "es-MX";
 const timeFormat = new Intl.DateTimeFormat(locale, {
   timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
@@ -59,7 +59,7 @@ const dateTimeFormat = new Intl.DateTimeFormat(locale, {
   timeZone: TZ, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
 });
 
-/** Clock time in America/Mexico_City (times are stored and sent in UTC). */
+/** Clock time in the centre's time zone (times are stored and sent in UTC). */
 export function clock(iso) {
   return iso ? timeFormat.format(new Date(iso)) : "—";
 }

@@ -1,30 +1,29 @@
-// Dispatcher console: incident queue with live timers, incident detail (timeline, notes, calls,
-// recommendations, assignments, status actions), unit status board. Commands go through REST; the view
-// stays current through the websocket (RealtimeClient).
+// Dispatcher console: incident queue with live timers, incident detail (location, recommendations, manual
+// dispatch, assignments, notes, timeline, close/reopen), unit board and a live mini-map. Commands go
+// through REST; the view stays current through the websocket (RealtimeClient). Panels are modules:
+// location.js, dispatch.js, board.js, minimap.js — add new panels the same way.
 
+import { createBoard, STATUS_KEYS } from "./board.js";
 import { api, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
+import { createManualDispatch } from "./dispatch.js";
+import { createLocationPanel } from "./location.js";
+import { createMiniMap } from "./minimap.js";
 import { RealtimeClient } from "./realtime.js";
 
-const targets = {
-  minimumData: Number(document.body.dataset.targetMinimumDataS),
-  dispatch: Number(document.body.dataset.targetDispatchS),
-  onScene: Number(document.body.dataset.targetOnSceneS),
-};
-const STATUS_ORDER = Object.keys(config.unit_statuses);
-const STATUS_KEYS = { e: "en_route", l: "on_scene", t: "transporting", h: "at_hospital", d: "available", f: "out_of_service" };
-const KEY_FOR_STATUS = Object.fromEntries(Object.entries(STATUS_KEYS).map(([k, v]) => [v, k.toUpperCase()]));
+const TIMERS = config.lifecycle.timers; // status -> target seconds (incidents/lifecycle.py)
 
 const state = {
   incidents: new Map(), // folio -> summary
-  units: new Map(), // id -> unit (agency: {id, name})
-  agencies: new Map(), // id -> name
-  cursor: null, // folio highlighted in the queue
-  selected: null, // folio shown in the detail
+  units: new Map(), // id -> unit
+  agencies: new Map(), // id -> {id, code, name}
+  cursor: null,
+  selected: null,
   detail: null,
   recs: null,
-  recList: [], // flattened candidates, numbered 1..5
+  recList: [],
 };
 window.cadAlerts = [];
+window.cadConsole = state;
 
 // --- Connection ------------------------------------------------------------------------------
 const conn = document.getElementById("conn");
@@ -43,9 +42,37 @@ function onNotice(notice) {
     showBanner(t("resync_banner"), "warning");
     return;
   }
-  if (notice.level === "info") return; // ordinary reconnect replay: nothing to worry the operator about
+  if (notice.level === "info") return;
   showBanner(notice.message || t("overload_banner"), notice.level === "error" ? "error" : "warning");
 }
+
+// --- Panels -----------------------------------------------------------------------------------
+const miniMap = createMiniMap(document.getElementById("minimap"), {
+  onPick: (lat, lon) => {
+    if (!state.detail || state.detail.status === "closed") return;
+    document.getElementById("location-box").open = true;
+    locationPanel.reverse(lat, lon);
+  },
+  onIncident: (folio) => openIncident(folio),
+});
+const locationPanel = createLocationPanel(document.getElementById("location-panel"), {
+  getIncident: () => state.detail,
+  onCandidates: (candidates, active) => miniMap.showCandidates(candidates, active),
+  onPlaced: (detail) => { state.detail = detail; state.recs = null; renderDetail(); loadRecommendations(); miniMap.showCandidates([]); },
+});
+const manual = config.can_dispatch
+  ? createManualDispatch(document.getElementById("manual-dispatch"), {
+    getIncident: () => state.detail,
+    onDispatched: () => { state.recs = null; refreshDetail(); },
+  })
+  : null;
+const board = createBoard(document.getElementById("board"), {
+  units: state.units,
+  onStatus: (unitId, to) => changeStatus(unitId, to),
+  onPick: (unitId) => {
+    if (manual && state.detail && state.detail.status !== "closed") manual.add(unitId);
+  },
+});
 
 // --- Snapshots --------------------------------------------------------------------------------
 async function loadIncidents() {
@@ -53,6 +80,7 @@ async function loadIncidents() {
   state.incidents.clear();
   for (const incident of page.results) state.incidents.set(incident.folio, incident);
   renderQueue();
+  miniMap.setIncidents(state.incidents.values(), state.selected);
   if (state.selected) refreshDetail();
 }
 
@@ -61,9 +89,11 @@ async function loadUnits() {
   state.units.clear();
   for (const unit of units) {
     state.units.set(unit.id, unit);
-    if (unit.agency) state.agencies.set(unit.agency.id, unit.agency.name);
+    if (unit.agency) state.agencies.set(unit.agency.id, unit.agency);
   }
-  renderBoard();
+  board.refreshOptions();
+  board.render();
+  miniMap.setUnits(state.units.values());
 }
 
 async function loadConsoleSnapshot() {
@@ -80,8 +110,9 @@ function applyConsoleEvent(envelope) {
       break;
     case "incident.updated":
     case "incident.closed":
+    case "incident.reopened":
       upsertIncident(payload);
-      touchDetail(payload.folio);
+      touchDetail(payload.folio, true);
       break;
     case "incident.note_added":
     case "call.created":
@@ -106,24 +137,27 @@ function applyAvlEvent(envelope) {
     const unit = state.units.get(id);
     if (unit) Object.assign(unit, { lat, lon, position_at: at });
   }
+  scheduleRender(() => miniMap.setUnits(state.units.values()));
 }
 
 function upsertIncident(summary) {
   if (!summary || !summary.folio) return;
   const current = state.incidents.get(summary.folio);
-  if (current && current.version > summary.version) return; // older news
+  if (current && current.version > summary.version) return;
   if (summary.status === "closed") state.incidents.delete(summary.folio);
   else state.incidents.set(summary.folio, { ...(current || {}), ...summary });
   scheduleRender(renderQueue);
+  scheduleRender(() => miniMap.setIncidents(state.incidents.values(), state.selected));
 }
 
 function upsertUnit(summary) {
   if (!summary || summary.id === undefined) return;
   const current = state.units.get(summary.id) || {};
   if (current.version > summary.version) return;
-  const agency = current.agency || { id: summary.agency_id, name: state.agencies.get(summary.agency_id) || "" };
+  const agency = current.agency || state.agencies.get(summary.agency_id) || null;
   state.units.set(summary.id, { ...current, ...summary, agency });
-  scheduleRender(renderBoard);
+  scheduleRender(board.render);
+  scheduleRender(() => miniMap.setUnits(state.units.values()));
 }
 
 function isAssignedToSelected(unitId) {
@@ -156,14 +190,17 @@ function sortedIncidents() {
   );
 }
 
-/** Which clock an incident is judged by: dispatch while pending, arrival on scene while units travel. */
+/** The clock an incident is judged by, from its lifecycle status (incidents/lifecycle.py TIMERS). */
 function incidentTimer(incident, now = Date.now()) {
-  const start = Date.parse(incident.call_arrived_at || incident.opened_at);
+  const start = Date.parse(incident.timer_since || incident.call_arrived_at || incident.opened_at);
   const elapsed = (now - start) / 1000;
-  let target = null;
-  if (incident.status === "pending") target = targets.dispatch;
-  else if (incident.status === "dispatched" || incident.status === "en_route") target = targets.onScene;
+  const target = TIMERS[incident.status] || null;
   return { elapsed, target, level: timerLevel(elapsed, target) };
+}
+
+function placeName(incident) {
+  const m = incident.municipality;
+  return (m && (m.name || m)) || incident.address || "";
 }
 
 function renderQueue() {
@@ -171,6 +208,8 @@ function renderQueue() {
   document.getElementById("queue-count").textContent = incidents.length;
   document.getElementById("queue-empty").hidden = incidents.length > 0;
   if (state.cursor && !state.incidents.has(state.cursor)) state.cursor = null;
+  const focusedFolio = document.activeElement && document.activeElement.closest && document.activeElement.closest("#queue-body tr")
+    ? document.activeElement.closest("tr").dataset.folio : null;
   const rows = incidents.map((incident) => {
     const timer = incidentTimer(incident);
     return el(
@@ -179,20 +218,25 @@ function renderQueue() {
         tabindex: "0",
         "data-folio": incident.folio,
         "data-priority": incident.priority,
+        "data-status": incident.status,
         "aria-selected": String(incident.folio === state.cursor),
         class: [incident.folio === state.selected ? "open" : "", `prio-row-${incident.priority}`].join(" "),
         onclick: () => openIncident(incident.folio),
         onfocus: () => { state.cursor = incident.folio; markCursor(); },
       },
       el("td", {}, el("span", { class: `prio prio-${incident.priority}` }, config.priorities[incident.priority] || incident.priority)),
-      el("td", { class: "mono" }, incident.folio),
-      el("td", {}, el("span", { class: "mono" }, incident.type_code), " ", incident.type_name,
-        el("div", { class: "muted small" }, (incident.municipality && incident.municipality.name) || incident.address || "")),
+      el("td", { class: "mono nowrap" }, incident.folio),
+      el("td", {}, el("span", { class: "tname", title: `${incident.type_code} ${incident.type_name}` }, el("span", { class: "mono" }, incident.type_code), " ", incident.type_name),
+        el("div", { class: "muted small" }, incident.lat == null ? t("no_location") : placeName(incident))),
       el("td", {}, el("span", { class: `status-pill st-${incident.status}` }, config.incident_statuses[incident.status] || incident.status)),
       el("td", {}, el("time", { class: `timer ${timer.level}`, "data-folio": incident.folio, "data-target-s": timer.target || "" }, duration(timer.elapsed))),
     );
   });
   queueBody.replaceChildren(...rows);
+  if (focusedFolio) {
+    const again = queueBody.querySelector(`tr[data-folio="${CSS.escape(focusedFolio)}"]`);
+    (again || queueBody.rows[0] || document.getElementById("detail")).focus();
+  }
 }
 
 function markCursor() {
@@ -220,11 +264,12 @@ function tickTimers() {
     node.className = `timer ${timer.level}`;
   }
   const detailTimer = document.getElementById("d-timer");
-  const current = state.selected && state.incidents.get(state.selected);
+  const current = state.detail;
   if (current) {
-    const timer = incidentTimer(current, now);
-    detailTimer.textContent = duration(timer.elapsed);
+    const timer = current.status === "closed" ? { elapsed: 0, level: "neutral" } : incidentTimer(current, now);
+    detailTimer.textContent = current.status === "closed" ? "" : duration(timer.elapsed);
     detailTimer.className = `timer ${timer.level}`;
+    detailTimer.dataset.targetS = timer.target || "";
   }
 }
 
@@ -240,7 +285,12 @@ async function openIncident(folio) {
   renderQueue();
   document.getElementById("detail-empty").hidden = true;
   document.getElementById("detail-body").hidden = false;
+  if (manual) manual.reset();
   await refreshDetail();
+  locationPanel.reset(state.detail);
+  document.getElementById("location-box").open = Boolean(state.detail && state.detail.lat == null);
+  miniMap.setIncidents(state.incidents.values(), folio);
+  if (state.detail && state.detail.lat != null) miniMap.focus(state.detail.lat, state.detail.lon);
   document.getElementById("detail").focus();
 }
 
@@ -271,9 +321,14 @@ async function refreshDetail() {
   }
 }
 
+function jurisdictionText(d) {
+  return [d.municipality && d.municipality.name, d.state && d.state.name].filter(Boolean).join(", ");
+}
+
 function renderDetail() {
   const d = state.detail;
   if (!d) return;
+  const closed = d.status === "closed";
   document.getElementById("d-folio").textContent = d.folio;
   const prio = document.getElementById("d-priority");
   prio.textContent = config.priorities[d.priority] || d.priority;
@@ -281,35 +336,63 @@ function renderDetail() {
   const status = document.getElementById("d-status");
   status.textContent = config.incident_statuses[d.status] || d.status;
   status.className = `status-pill st-${d.status}`;
+  status.dataset.status = d.status;
+  document.getElementById("d-outside").hidden = !d.outside_service_area;
   document.getElementById("d-type").textContent = `${d.type_code} ${d.type_name}`;
-  document.getElementById("d-address").textContent = [d.address, d.municipality && d.municipality.name, d.state && d.state.name].filter(Boolean).join(" · ");
+  document.getElementById("d-address").textContent = [d.address, jurisdictionText(d)].filter(Boolean).join(" · ")
+    || (d.lat == null ? t("no_location") : "");
+  document.getElementById("d-location-state").textContent = d.lat == null
+    ? t("no_location")
+    : `${d.lat.toFixed(5)}, ${d.lon.toFixed(5)}${d.location_source ? ` · ${config.location_sources[d.location_source] || d.location_source}` : ""}`;
+  document.getElementById("d-narrative").textContent = d.narrative || "";
+  document.getElementById("d-calls").replaceChildren(
+    ...d.calls.map((call) => el("li", {}, `${call.line} · ${clock(call.arrived_at)}`,
+      call.caller_name ? ` · ${call.caller_name}` : "", call.callback_number ? ` · ${call.callback_number}` : "")),
+  );
   const times = [
     ["call_arrived_at", t("t_arrived")], ["opened_at", t("t_opened")], ["first_dispatched_at", t("t_dispatched")],
-    ["first_en_route_at", t("t_en_route")], ["first_on_scene_at", t("t_on_scene")], ["closed_at", t("t_closed")],
+    ["first_en_route_at", t("t_en_route")], ["first_on_scene_at", t("t_on_scene")], ["reopened_at", t("t_reopened")], ["closed_at", t("t_closed")],
   ];
   document.getElementById("d-times").replaceChildren(
-    ...times.flatMap(([key, label]) => [el("dt", {}, label), el("dd", { "data-time": key }, clock(d[key]))]),
+    ...times.filter(([key]) => key !== "reopened_at" || d.reopened_at)
+      .flatMap(([key, label]) => [el("dt", {}, label), el("dd", { "data-time": key }, clock(d[key]))]),
   );
   document.getElementById("d-timeline").replaceChildren(
     ...d.timeline.slice().reverse().map((entry) =>
       el("li", { class: `tl-${entry.kind}` }, el("time", {}, clock(entry.at)), " ", el("strong", {}, entry.by || "—"), " ", entry.text)),
   );
-  document.getElementById("d-calls").replaceChildren(
-    ...d.calls.map((call) => el("li", {}, `${call.line} · ${clock(call.arrived_at)} · ${call.narrative || ""}`)),
-  );
   const active = d.assignments.filter((a) => a.active);
-  const assigned = document.getElementById("d-assigned");
-  assigned.replaceChildren(
-    ...(active.length ? active.map((a) => unitActions(state.units.get(a.unit_id) || { id: a.unit_id, callsign: a.callsign, status: a.unit_status }, "assigned")) : [el("li", { class: "muted" }, t("no_units"))]),
+  document.getElementById("d-assigned").replaceChildren(
+    ...(active.length ? active.map((a) => assignedUnit(state.units.get(a.unit_id) || { id: a.unit_id, callsign: a.callsign, status: a.unit_status })) : [el("li", { class: "muted" }, t("no_units"))]),
   );
+  const dispatchArea = document.getElementById("dispatch-area");
+  if (dispatchArea) dispatchArea.hidden = closed;
+  const closedNote = document.getElementById("closed-note");
+  if (closedNote) closedNote.hidden = !closed;
   const closeForm = document.getElementById("close-form");
-  if (closeForm) closeForm.hidden = d.status === "closed";
+  if (closeForm) closeForm.hidden = closed;
+  const reopenForm = document.getElementById("reopen-form");
+  if (reopenForm) reopenForm.hidden = !closed;
+  document.getElementById("location-box").hidden = closed;
+  tickTimers();
+}
+
+function assignedUnit(unit) {
+  const allowed = (config.unit_transitions[unit.status] || []).filter((s) => s !== "dispatched");
+  return el("li", {
+    class: `unit st-${unit.status}`, tabindex: "0", "data-unit": unit.id, "data-status": unit.status, "data-context": "assigned",
+    "aria-label": `${unit.callsign}: ${config.unit_statuses[unit.status] || unit.status}`,
+  },
+  el("span", { class: "callsign mono" }, unit.callsign),
+  el("span", { class: `status-pill st-${unit.status}` }, config.unit_statuses[unit.status] || unit.status),
+  config.can_dispatch ? el("span", { class: "actions" }, allowed.map((status) =>
+    el("button", { type: "button", class: "mini", "data-to": status }, config.unit_statuses[status]))) : null);
 }
 
 async function loadRecommendations() {
   const folio = state.selected;
   const box = document.getElementById("d-recs");
-  if (!folio || !box) return;
+  if (!folio || !box || (state.detail && state.detail.status === "closed")) return;
   try {
     const recs = await api(`incidents/${encodeURIComponent(folio)}/recommendations`);
     if (folio !== state.selected) return;
@@ -317,14 +400,19 @@ async function loadRecommendations() {
     renderRecommendations();
   } catch (error) {
     state.recs = { requirements: [], suggested_unit_ids: [] };
+    state.recList = [];
     box.replaceChildren(el("p", { class: "muted" }, error.message));
   }
+}
+
+function limitText(c) {
+  if (!c.beyond_limit) return null;
+  return el("span", { class: "tag warn", title: t(`beyond_${c.limit_reason}`) }, t(`beyond_${c.limit_reason}`));
 }
 
 function renderRecommendations() {
   const box = document.getElementById("d-recs");
   const recs = state.recs;
-  // Numbered 1..5: the suggested set first, then the other candidates of each requirement in turn.
   const seen = new Set();
   state.recList = [];
   const add = (candidate, capability) => {
@@ -341,24 +429,33 @@ function renderRecommendations() {
     box.replaceChildren(el("p", { class: "muted" }, t("no_recommendations")));
     return;
   }
+  const incidentPlace = recs.incident_jurisdiction && recs.incident_jurisdiction.municipality_cvegeo;
   const suggested = new Set(recs.suggested_unit_ids);
-  const rows = state.recList.map((c, i) =>
-    el("tr", { class: suggested.has(c.unit_id) ? "suggested" : "", "data-unit": c.unit_id },
+  const rows = state.recList.map((c, i) => {
+    const place = c.jurisdiction && c.jurisdiction.municipality;
+    const other = incidentPlace && c.jurisdiction && c.jurisdiction.municipality_cvegeo !== incidentPlace;
+    return el("tr", { class: [suggested.has(c.unit_id) ? "suggested" : "", c.beyond_limit ? "beyond" : ""].join(" "), "data-unit": c.unit_id },
       el("td", {}, el("kbd", {}, String(i + 1))),
-      el("td", { class: "mono" }, c.callsign, suggested.has(c.unit_id) ? el("span", { class: "tag" }, t("suggested")) : null),
-      el("td", {}, c.agency),
-      el("td", {}, c.capability || "—"),
-      el("td", {}, `${c.distance_km.toFixed(1)} km`),
-      el("td", {}, duration(c.eta_s)),
-      el("td", { class: c.position_age_s > 120 ? "stale" : "" }, duration(c.position_age_s)),
-      el("td", {}, el("button", { type: "button", onclick: () => assign(c.unit_id) }, t("assign")))));
-  box.replaceChildren(
+      el("td", {}, el("span", { class: "mono nowrap callsign" }, c.callsign), suggested.has(c.unit_id) ? el("span", { class: "tag" }, t("suggested")) : null,
+        el("div", { class: "muted small" }, c.agency)),
+      el("td", {}, c.capability ? (config.capabilities[c.capability] || c.capability) : "—"),
+      el("td", { class: "nowrap" }, `${c.distance_km.toFixed(1)} km`, el("div", {}, duration(c.eta_s)), limitText(c)),
+      el("td", { class: other ? "other-place" : "" }, place || "—", other ? el("span", { class: "tag" }, t("other_municipality")) : null),
+      el("td", {}, el("button", { type: "button", class: "mini", onclick: () => assign(c.unit_id) }, t("assign"))));
+  });
+  const noneInLimit = recs.requirements.filter((r) => r.only_beyond_limit).map((r) => config.capabilities[r.capability] || r.capability || t("any_unit"));
+  const parts = [
     el("button", { type: "button", class: "primary", id: "assign-top", disabled: !recs.suggested_unit_ids.length || undefined, onclick: assignTop },
       t("assign_suggested"), " ", el("kbd", {}, "A")),
     el("table", { class: "recs-table" },
-      el("thead", {}, el("tr", {}, ["#", t("unit"), t("agency"), t("capability"), t("distance"), t("eta"), t("position_age"), ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["#", t("unit"), t("capability"), `${t("distance")} / ${t("eta")}`, t("jurisdiction"), ""].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows)),
-  );
+  ];
+  if (noneInLimit.length) {
+    parts.splice(1, 0, el("p", { class: "warn-text", role: "note" },
+      t("none_within_limit", { caps: noneInLimit.join(", "), min: Math.round(recs.limits.max_eta_s / 60), km: recs.limits.max_distance_km })));
+  }
+  box.replaceChildren(...parts);
 }
 
 async function assign(unitId) {
@@ -391,85 +488,31 @@ document.getElementById("note-form").addEventListener("submit", async (event) =>
   }
 });
 
-const closeForm = document.getElementById("close-form");
-if (closeForm) {
-  closeForm.addEventListener("submit", async (event) => {
+/** The close and reopen forms: one text field, one POST that answers the new detail (with its version). */
+function lifecycleForm(formId, inputId, action, field, after) {
+  const form = document.getElementById(formId);
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const input = document.getElementById("close-disposition");
+    const input = document.getElementById(inputId);
     if (!input.value.trim() || !state.selected) return;
     try {
-      await api(`incidents/${encodeURIComponent(state.selected)}/close`, {
-        method: "POST", body: { disposition: input.value.trim(), version: state.detail && state.detail.version },
+      state.detail = await api(`incidents/${encodeURIComponent(state.selected)}/${action}`, {
+        method: "POST", body: { [field]: input.value.trim(), version: state.detail && state.detail.version },
       });
       input.value = "";
+      if (after) after();
+      renderDetail();
+      document.getElementById("detail").focus();
     } catch (error) {
       showBanner(error.message, "error");
     }
   });
 }
+lifecycleForm("close-form", "close-disposition", "close", "disposition");
+lifecycleForm("reopen-form", "reopen-reason", "reopen", "reason", () => { state.recs = null; loadRecommendations(); });
 
-// --- Unit board -------------------------------------------------------------------------------
-const boardBody = document.getElementById("board-body");
-
-function unitActions(unit, context) {
-  const allowed = (config.unit_transitions[unit.status] || []).filter((s) => s !== "dispatched");
-  return el(
-    "li",
-    {
-      class: `unit st-${unit.status}`,
-      tabindex: "0",
-      "data-unit": unit.id,
-      "data-status": unit.status,
-      "data-context": context,
-      "aria-label": `${unit.callsign}: ${config.unit_statuses[unit.status] || unit.status}`,
-    },
-    el("span", { class: "callsign mono" }, unit.callsign),
-    el("span", { class: `status-pill st-${unit.status}` }, config.unit_statuses[unit.status] || unit.status),
-    unit.incident ? el("span", { class: "mono small" }, unit.incident) : null,
-    config.can_dispatch
-      ? el("span", { class: "actions" }, allowed.sort((a, b) => STATUS_ORDER.indexOf(a) - STATUS_ORDER.indexOf(b)).map((status) =>
-        el("button", { type: "button", class: "mini", "data-to": status, title: KEY_FOR_STATUS[status] ? `${t("key")} ${KEY_FOR_STATUS[status]}` : undefined },
-          config.unit_statuses[status], KEY_FOR_STATUS[status] ? el("kbd", {}, KEY_FOR_STATUS[status]) : null)))
-      : null,
-  );
-}
-
-function renderBoard() {
-  const byAgency = new Map();
-  const totals = {};
-  for (const unit of state.units.values()) {
-    const agency = (unit.agency && unit.agency.name) || state.agencies.get(unit.agency_id) || "—";
-    if (!byAgency.has(agency)) byAgency.set(agency, new Map());
-    const statuses = byAgency.get(agency);
-    if (!statuses.has(unit.status)) statuses.set(unit.status, []);
-    statuses.get(unit.status).push(unit);
-    totals[unit.status] = (totals[unit.status] || 0) + 1;
-  }
-  document.getElementById("board-summary").replaceChildren(
-    ...STATUS_ORDER.filter((s) => totals[s]).map((s) => el("span", { class: `status-pill st-${s}` }, `${config.unit_statuses[s]}: ${totals[s]}`)),
-  );
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#board-body li.unit");
-  const focusedId = focused ? focused.dataset.unit : null;
-  const open = new Set([...boardBody.querySelectorAll("details[open]")].map((d) => d.dataset.agency));
-  const firstRender = !boardBody.childElementCount;
-  const sections = [...byAgency.keys()].sort().map((agency) => {
-    const statuses = byAgency.get(agency);
-    const count = [...statuses.values()].reduce((n, list) => n + list.length, 0);
-    return el("details", { "data-agency": agency, open: firstRender || open.has(agency) || undefined },
-      el("summary", {}, `${agency} (${count})`),
-      STATUS_ORDER.filter((s) => statuses.has(s)).map((status) =>
-        el("div", { class: "status-group", "data-status": status },
-          el("h3", {}, `${config.unit_statuses[status]} · ${statuses.get(status).length}`),
-          el("ul", {}, statuses.get(status).sort((a, b) => a.callsign.localeCompare(b.callsign)).map((u) => unitActions(u, "board"))))));
-  });
-  boardBody.replaceChildren(...sections);
-  if (focusedId) {
-    const again = boardBody.querySelector(`li.unit[data-unit="${focusedId}"]`);
-    if (again) again.focus();
-  }
-  if (state.detail) renderDetail();
-}
-
+// --- Unit status ------------------------------------------------------------------------------
 async function changeStatus(unitId, to) {
   const unit = state.units.get(unitId);
   try {
@@ -480,59 +523,79 @@ async function changeStatus(unitId, to) {
   }
 }
 
-function unitFromEvent(event) {
+const assignedList = document.getElementById("d-assigned");
+assignedList.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-to]");
   const item = event.target.closest("li.unit");
-  return item ? Number(item.dataset.unit) : null;
-}
-
-for (const container of [boardBody, document.getElementById("d-assigned")]) {
-  container.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-to]");
-    if (!button) return;
-    const unitId = unitFromEvent(event);
-    if (unitId !== null) changeStatus(unitId, button.dataset.to);
-  });
-  container.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.altKey || event.metaKey || !config.can_dispatch) return;
-    const to = STATUS_KEYS[event.key.toLowerCase()];
-    const unitId = unitFromEvent(event);
-    if (!to || unitId === null || !event.target.matches("li.unit")) return;
-    const unit = state.units.get(unitId);
-    if (unit && (config.unit_transitions[unit.status] || []).includes(to)) {
-      event.preventDefault();
-      event.stopPropagation();
-      changeStatus(unitId, to);
-    }
-  });
-}
+  if (button && item) changeStatus(Number(item.dataset.unit), button.dataset.to);
+});
+assignedList.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.altKey || event.metaKey || !config.can_dispatch || !event.target.matches("li.unit")) return;
+  const to = STATUS_KEYS[event.key.toLowerCase()];
+  const unit = state.units.get(Number(event.target.dataset.unit));
+  if (to && unit && (config.unit_transitions[unit.status] || []).includes(to)) {
+    event.preventDefault();
+    event.stopPropagation();
+    changeStatus(unit.id, to);
+  }
+});
 
 // --- Keyboard ---------------------------------------------------------------------------------
+const help = document.getElementById("help");
+document.getElementById("help-open").addEventListener("click", () => help.showModal());
+
+function focusField(id) {
+  const node = document.getElementById(id);
+  if (node && !node.closest("[hidden]")) { node.focus(); return true; }
+  return false;
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.altKey || event.metaKey) return;
   if (event.key === "Escape") {
+    if (help.open) return; // the dialog closes itself
     if (typing(event)) event.target.blur();
     const row = state.cursor && queueBody.querySelector(`tr[data-folio="${CSS.escape(state.cursor)}"]`);
-    (row || queueBody.rows[0] || document.getElementById("main")).focus();
+    (row || queueBody.rows[0] || document.getElementById("detail")).focus();
     return;
   }
   if (typing(event)) return;
-  if (event.target.closest && event.target.closest("li.unit") && STATUS_KEYS[event.key.toLowerCase()]) return;
+  if (event.target.closest && event.target.closest("li.unit") && (STATUS_KEYS[event.key.toLowerCase()] || event.key === "Enter" || event.key === ".")) return;
   const key = event.key;
-  if (key === "ArrowDown" || key === "j") { event.preventDefault(); moveCursor(1); }
-  else if (key === "ArrowUp" || key === "k") { event.preventDefault(); moveCursor(-1); }
-  else if (key === "Enter" && event.target.closest && event.target.closest("#queue-body tr")) {
-    event.preventDefault();
-    openIncident(event.target.closest("tr").dataset.folio);
-  } else if ((key === "a" || key === "A") && state.selected) { event.preventDefault(); assignTop(); }
-  else if (/^[1-5]$/.test(key) && state.selected && state.recList[Number(key) - 1]) {
-    event.preventDefault();
-    assign(state.recList[Number(key) - 1].unit_id);
-  } else if ((key === "n" || key === "N") && state.selected) { event.preventDefault(); document.getElementById("note-text").focus(); }
-  else if ((key === "c" || key === "C") && state.selected && closeForm) { event.preventDefault(); document.getElementById("close-disposition").focus(); }
+  const open = Boolean(state.detail);
+  const closed = open && state.detail.status === "closed";
+  let handled = true;
+  if (key === "ArrowDown" || key === "j") moveCursor(1);
+  else if (key === "ArrowUp" || key === "k") moveCursor(-1);
+  else if (key === "Enter" && event.target.closest && event.target.closest("#queue-body tr")) openIncident(event.target.closest("tr").dataset.folio);
+  else if (key === "?") help.showModal();
+  else if (key === "/") board.focusSearch();
+  else if ((key === "a" || key === "A") && open && !closed) assignTop();
+  else if (/^[1-5]$/.test(key) && open && !closed && state.recList[Number(key) - 1]) assign(state.recList[Number(key) - 1].unit_id);
+  else if ((key === "u" || key === "U") && open && !closed) { document.getElementById("location-box").open = true; locationPanel.focus(); }
+  else if ((key === "m" || key === "M") && open && !closed && manual) manual.focus();
+  else if ((key === "n" || key === "N") && open) focusField("note-text");
+  else if ((key === "c" || key === "C") && open && !closed) focusField("close-disposition");
+  else if ((key === "r" || key === "R") && closed) focusField("reopen-reason");
+  else handled = false;
+  if (handled) event.preventDefault();
+});
+
+// Focus never falls back to the page body: when the focused node disappears (a re-render), the
+// detail panel (or the queue) takes it.
+document.addEventListener("focusout", () => {
+  setTimeout(() => {
+    if (document.activeElement && document.activeElement !== document.body) return;
+    if (help.open) return;
+    const fallback = state.detail ? document.getElementById("detail")
+      : queueBody.querySelector(`tr[data-folio="${CSS.escape(state.cursor || "")}"]`) || queueBody.rows[0] || document.getElementById("main");
+    fallback.focus();
+  }, 0);
 });
 
 // --- Start ------------------------------------------------------------------------------------
 setInterval(tickTimers, 1000);
+setInterval(() => loadUnits().catch(() => {}), 60_000); // jurisdictions follow AVL moves
 const client = new RealtimeClient({
   path: config.ws_path,
   streams: {
@@ -544,3 +607,5 @@ const client = new RealtimeClient({
 });
 window.cadRealtime = client;
 client.start();
+const wanted = new URLSearchParams(window.location.search).get("folio");
+if (wanted) openIncident(wanted);

@@ -108,11 +108,21 @@ const map = createMap($("intake-map"), {
   },
 });
 
+/** The typed point when both values are plausible (for the map and the duplicate check). */
 function coordinates() {
   const lat = Number.parseFloat(latInput.value.replace(",", "."));
   const lon = Number.parseFloat(lonInput.value.replace(",", "."));
   if (Number.isFinite(lat) && Number.isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) return { lat, lon };
   return null;
+}
+
+/** What goes to the API: the typed values as numbers (or as typed, so the server names the problem), never
+ * a silent null for something the call-taker wrote. */
+function typedCoordinate(input) {
+  const raw = input.value.trim().replace(",", ".");
+  if (!raw) return null;
+  const value = Number(raw);
+  return Number.isFinite(value) ? value : raw;
 }
 for (const input of [latInput, lonInput]) {
   input.addEventListener("change", () => {
@@ -185,19 +195,37 @@ function showError(error) {
 }
 
 let submitting = false;
+let dirty = false; // something typed since the last registered call
+let confirmOutside = false;
+form.addEventListener("input", () => { dirty = true; });
+for (const input of [latInput, lonInput]) input.addEventListener("input", () => { confirmOutside = false; });
+
+function offer(label, key, action) {
+  const button = el("button", { type: "button", class: "mini", onclick: action }, label, " ", el("kbd", {}, key));
+  $("form-error").append(" ", button);
+  return button;
+}
+
 async function submit() {
   if (submitting) return;
+  if (!dirty) {
+    const result = $("result");
+    if (!result.hidden) { result.focus(); return; } // just registered: Ctrl+Enter again does nothing
+  }
   clearErrors();
   const point = coordinates();
+  const typedLat = typedCoordinate(latInput);
+  const typedLon = typedCoordinate(lonInput);
   const body = {
     line,
     channel: "voice",
     arrived_at: arrivedAt.toISOString(),
     answered_at: arrivedAt.toISOString(),
-    lat: point ? point.lat : null,
-    lon: point ? point.lon : null,
+    lat: typedLat,
+    lon: typedLon,
+    confirm_outside_area: confirmOutside,
     address: $("address").value.trim(),
-    location_source: point || $("address").value.trim() ? $("location_source").value || "caller" : "",
+    location_source: point || typedLat !== null || $("address").value.trim() ? $("location_source").value || "caller" : "",
     narrative: $("narrative").value.trim(),
     incident_type_code: codeInput.value || null,
     disposition: $("disposition").value,
@@ -208,30 +236,46 @@ async function submit() {
     body.callback_number = $("callback_number").value.trim() || null;
   }
   submitting = true;
+  $("submit-call").disabled = true;
   try {
     const created = await api("calls/", { method: "POST", body });
-    stoppedAt = new Date();
-    tick();
     const folio = created.call.incident;
+    resetForm();
     const result = $("result");
     result.hidden = false;
     result.dataset.folio = folio || "";
     result.textContent = folio
       ? (body.disposition === "linked" ? t("call_linked", { folio }) : t("incident_created", { folio }))
       : t("call_recorded");
+    if (created.location && !created.location.inside_service_area) result.append(" ", t("outside_area_recorded"));
     result.append(" ", el("kbd", {}, "F2"), " ", t("next_call"));
     window.cadLastCall = created;
+    dirty = false;
+    search.focus();
   } catch (error) {
     showError(error);
+    if (error.code === "outside_service_area") {
+      offer(t("confirm_outside"), "Alt+O", () => { confirmOutside = true; submit(); }).focus();
+    } else if (error.code === "coordinates_swapped") {
+      offer(t("swap_coordinates"), "Alt+I", swapCoordinates);
+    }
   } finally {
     submitting = false;
+    $("submit-call").disabled = false;
   }
 }
 
-function newCall() {
+function swapCoordinates() {
+  [latInput.value, lonInput.value] = [lonInput.value, latInput.value];
+  confirmOutside = false;
+  clearErrors();
+  latInput.focus();
+}
+
+/** Empty the form for the next call (the result of the last one stays visible until F2). */
+function resetForm() {
   form.reset();
   clearErrors();
-  $("result").hidden = true;
   $("duplicates").hidden = true;
   $("type-chosen").textContent = "";
   codeInput.value = "";
@@ -239,9 +283,16 @@ function newCall() {
   duplicates = [];
   syncDisposition();
   map.clear();
+  confirmOutside = false;
   arrivedAt = new Date();
   stoppedAt = null;
   tick();
+}
+
+function newCall() {
+  resetForm();
+  $("result").hidden = true;
+  dirty = false;
   search.focus();
 }
 
@@ -253,6 +304,13 @@ document.addEventListener("keydown", (event) => {
   else if (event.altKey && (event.key === "v" || event.key === "V" || event.code === "KeyV")) {
     event.preventDefault();
     if (duplicates.length) linkTo(duplicates[0].folio);
+  } else if (event.altKey && event.code === "KeyO") {
+    event.preventDefault();
+    confirmOutside = true;
+    submit();
+  } else if (event.altKey && event.code === "KeyI") {
+    event.preventDefault();
+    swapCoordinates();
   }
 });
 window.cadIntakeReady = true;
