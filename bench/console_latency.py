@@ -53,6 +53,7 @@ from bench.common import (  # noqa: E402
 
 SWEEP = (50, 100, 200, 500, 1000)
 P99_FLOOR_MS = 250.0
+CONNECT_ATTEMPTS = 3
 TOLUCA = (19.2826, -99.6557)
 HARD_LIMIT_S = 900  # the whole run, whatever the parameters
 
@@ -236,9 +237,19 @@ class Client:
         headers = {"Origin": "http://127.0.0.1"}
         if self.cookie:
             headers["Cookie"] = f"sessionid={self.cookie}"
-        async with websockets.connect(
-            self.url, additional_headers=headers, max_queue=None, open_timeout=30
-        ) as ws:
+        # As a console does, retry a connection the server turned away (on a loaded machine the handshake
+        # may exceed Daphne's connect timeout while hundreds of consoles open at once).
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                ws = await websockets.connect(
+                    self.url, additional_headers=headers, max_queue=None, open_timeout=30
+                )
+                break
+            except (OSError, websockets.InvalidHandshake, TimeoutError):
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(1.0 + random.random())
+        async with ws:
             if self.console:
                 await ws.send(json.dumps({"type": "subscribe", "streams": {"console": None, "avl": None}}))
             else:

@@ -6,7 +6,8 @@ exact monthly report.
 
 Recreates `<DATABASE_URL name>_bench_kpi` (dropped at the end unless --keep), migrates it, loads `--calls`
 calls of November 2026 with COPY (~40 % improcedente, ~3 % unanswered, the rest opening incidents with
-log-normal intervals; ~8 % of incidents cancelled before arrival), then measures:
+log-normal intervals; ~8 % of incidents cancelled before arrival, ~2 % settled without a unit, those of
+the last hour still open), then measures:
 
 * `refresh_ms`: refresh_rollups() rebuilding every hour of the month;
 * `kpi_month_ms`: the dashboard's KPI query for the month (rollups: total + by line), median of runs
@@ -164,7 +165,10 @@ def load(calls: int, seed: int = 2026) -> dict:
     closed = np.where(
         cancelled, en_route + seconds(np.full(n_inc, 120.0)), on_scene + seconds(np.full(n_inc, 1800.0))
     )
-    closed[never_dispatched] = nat
+    # Never dispatched: settled without a unit 10 min after opening, but those of the month's last hour are
+    # still open (as at any month end: a handful of incidents waiting for a unit).
+    closed[never_dispatched] = opened[never_dispatched] + seconds(np.full(int(never_dispatched.sum()), 600.0))
+    closed[never_dispatched & (opened > MONTH_START + seconds(np.array(MONTH_SECONDS - 3600.0)))] = nat
     status = np.where(np.isnat(closed), "pending", "closed")
     muni_ids = np.array([m.id for m in munis])[rng.integers(0, len(munis), n_inc)]
     type_ids = np.array([t.id for t in types])
@@ -210,6 +214,8 @@ def load(calls: int, seed: int = 2026) -> dict:
                 "version",
                 "origin_center",
                 "origin_folio",
+                "location_source",
+                "outside_service_area",
             ],
             [
                 ids,
@@ -241,6 +247,8 @@ def load(calls: int, seed: int = 2026) -> dict:
                 np.full(n_inc, 1),
                 np.full(n_inc, ""),
                 np.full(n_inc, ""),
+                np.full(n_inc, ""),
+                np.full(n_inc, "f"),
             ],
             "incidents",
         )

@@ -150,6 +150,13 @@ class Incident(models.Model):
         indexes = [
             models.Index(fields=["center", "status", "priority_rank", "opened_at"], name="incident_queue"),
             models.Index(fields=["opened_at"], name="incident_opened"),
+            # KPIs count the open incidents still waiting for a first unit (dashboard.kpis._count_overdue):
+            # few rows at any time, so a partial index keeps that look-up off a scan of the month.
+            models.Index(
+                fields=["center", "opened_at"],
+                name="incident_undispatched_open",
+                condition=models.Q(first_dispatched_at__isnull=True) & ~models.Q(status="closed"),
+            ),
         ]
 
     def __str__(self) -> str:
