@@ -94,6 +94,7 @@ export class RealtimeClient {
     const pending = this.loading[stream] || [];
     delete this.loading[stream];
     this.last[stream] = seq;
+    document.dispatchEvent(new CustomEvent("cad:snapshot", { detail: { stream } }));
     for (const envelope of pending) this.receiveEvent(envelope);
   }
 
@@ -144,6 +145,8 @@ export class RealtimeClient {
     window.cadSeqLog[stream].push(envelope.seq);
     try {
       this.streams[stream].apply(envelope);
+      // Other modules of the page (e.g. the sensor panels) follow the same stream without a socket of their own.
+      document.dispatchEvent(new CustomEvent("cad:event", { detail: envelope }));
     } catch (error) {
       console.error("apply failed", envelope, error); // a rendering bug must not stop the stream
     }

@@ -1,0 +1,85 @@
+"""Sensor UI in a real Chromium: a plate-reader hit raises a distinct alert row on the dispatch console,
+opens an incident from it, and the dashboard map draws the plate's track; the panic-button panel lists
+the buttons with their state and history."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parents[2]
+SENSORS = """
+from datetime import timedelta
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from accounts.models import Role, User
+from cad.models import Center
+from sensors.models import Hotlist, HotlistEntry, LprReader, PanicButton
+center = Center.objects.get(code="MEX")
+LprReader.objects.get_or_create(code="ARCO-T1", defaults=dict(center=center, name="Arco Toluca km 42", lat=19.30, lon=-99.50, direction="E"))
+LprReader.objects.get_or_create(code="ARCO-T2", defaults=dict(center=center, name="Arco Lerma km 52", lat=19.28, lon=-99.40, direction="E"))
+owner = User.objects.get(username="supervisor")
+hotlist, _ = Hotlist.objects.get_or_create(center=center, name="Robo de carga UI", defaults=dict(kind="cargo_theft", source="FGJEM", owner=owner))
+HotlistEntry.objects.get_or_create(hotlist=hotlist, plate_key="P801234", defaults=dict(plate="PBO1234", reason="Tractocamión robado", valid_from=timezone.now() - timedelta(days=1), vehicle={"make": "Kenworth", "model": "T680"}))
+PanicButton.objects.get_or_create(account="0A11", defaults=dict(center=center, name="Botón Plaza Toluca", lat=19.29, lon=-99.65, address="Plaza de los Mártires", camera_ref="CAM-TOL-0042"))
+device, _ = User.objects.get_or_create(username="lpr-ui", defaults=dict(role=Role.DEVICE, center=center))
+print(Token.objects.get_or_create(user=device)[0].key)
+"""
+
+
+@pytest.fixture(scope="module")
+def device_token(cad_server, cad_server_env):
+    """Readers, a listed plate, a panic button and a device token in the browser test's database."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", SENSORS],
+        env=cad_server_env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _post_read(base: str, token: str, plate: str, reader: str) -> dict:
+    body = {"reads": [{"reader": reader, "plate": plate, "read_at": timezone.now().isoformat()}]}
+    response = httpx.post(f"{base}/api/v1/lpr/reads", json=body, headers={"Authorization": f"Token {token}"})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_plate_hit_alert_row_opens_incident_and_track_on_dashboard(
+    login, cad_server, device_token, screenshot_dir
+):
+    page = login("despachador")
+    page.goto("/console/")
+    page.wait_for_function("window.cadRealtime && window.cadRealtime.last.console !== null")
+    expect(page.locator("#panic-body tr")).to_have_count(1, timeout=10_000)
+    page.locator("#panic-panel summary").click()
+    page.locator("#panic-body tr").first.click()
+    expect(page.locator("#panic-detail")).to_contain_text("CAM-TOL-0042")
+
+    assert _post_read(cad_server, device_token, "P80-1234", "ARCO-T1")["hits"] == 1
+    row = page.locator("#lpr-alerts li.lpr-hit").first
+    expect(row).to_be_visible(timeout=5_000)
+    expect(row).to_contain_text("PBO1234")
+    expect(row).to_contain_text("Kenworth")
+    page.screenshot(path=str(screenshot_dir / "sensors-lpr-alert.png"))
+    row.get_by_role("button", name="Abrir incidente").click()
+    expect(page.locator("#lpr-alerts a.folio").first).to_be_visible(timeout=5_000)
+
+    _post_read(cad_server, device_token, "PBO-1234", "ARCO-T2")
+    board = login("supervisor")
+    board.goto("/dashboard/")
+    board.wait_for_function("window.cadMap && window.cadMap.map")
+    board.fill("#plate-track-input", "PBO 1234")
+    board.click("#plate-track-form button[type=submit]")
+    expect(board.locator("#plate-track-count")).to_have_text("2", timeout=5_000)
+    track = board.evaluate("window.cadPlateTrack")
+    assert track["points"] == 2 and track["layers"] == 3  # the line and a marker per read
+    board.screenshot(path=str(screenshot_dir / "sensors-plate-track.png"))
