@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from cad.errors import DomainError, NotFound
 from sensors.models import Hotlist, HotlistEntry
 from sensors.plates import normalize_plate, plate_key, valid_plate
+from sensors.staging import copy_into_staging
 
 CSV_COLUMNS = ("plate", "reason", "valid_until", "owner", "source_ref", "make", "model", "color", "year")
 VEHICLE_COLUMNS = ("make", "model", "color", "year")
@@ -133,27 +134,28 @@ def _upsert(entries: list[HotlistEntry]) -> None:
     updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _UPDATE_FIELDS)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg's cursor, for COPY
-        raw.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS hotlist_incoming (hotlist_id bigint, plate varchar(16), "
-            "plate_key varchar(16), reason varchar(300), source_ref varchar(120), owner varchar(120), "
-            "valid_from timestamptz, valid_until timestamptz, vehicle jsonb) ON COMMIT DELETE ROWS"
-        )
-        raw.execute("TRUNCATE hotlist_incoming")  # rows of an earlier batch in the same (outer) transaction
-        with raw.copy(f"COPY hotlist_incoming ({columns}) FROM STDIN") as copy:
-            for e in entries:
-                copy.write_row(
-                    (
-                        e.hotlist_id,
-                        e.plate,
-                        e.plate_key,
-                        e.reason,
-                        e.source_ref,
-                        e.owner,
-                        e.valid_from,
-                        e.valid_until,
-                        json.dumps(e.vehicle),
-                    )
+        copy_into_staging(
+            raw,
+            table="hotlist_incoming",
+            ddl="hotlist_id bigint, plate varchar(16), plate_key varchar(16), reason varchar(300), "
+            "source_ref varchar(120), owner varchar(120), valid_from timestamptz, valid_until timestamptz, "
+            "vehicle jsonb",
+            columns=columns,
+            rows=(
+                (
+                    e.hotlist_id,
+                    e.plate,
+                    e.plate_key,
+                    e.reason,
+                    e.source_ref,
+                    e.owner,
+                    e.valid_from,
+                    e.valid_until,
+                    json.dumps(e.vehicle),
                 )
+                for e in entries
+            ),
+        )
         raw.execute(
             f"INSERT INTO {HotlistEntry._meta.db_table} ({columns}) SELECT {columns} FROM hotlist_incoming "  # noqa: S608
             f"ON CONFLICT (hotlist_id, plate_key) DO UPDATE SET {updates}"

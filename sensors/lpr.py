@@ -24,6 +24,7 @@ from incidents.models import CallDisposition, Channel, IncidentStatus, IncidentT
 from incidents.services import add_note, take_call
 from sensors.models import Hotlist, HotlistEntry, LprHit, LprRead, LprReader
 from sensors.plates import fold_plate, normalize_plate, valid_plate
+from sensors.staging import copy_into_staging
 from sensors.supervision import mark_seen
 
 VEHICLE_KEYS = ("make", "model", "color", "type", "year")
@@ -162,15 +163,14 @@ def _insert_reads(rows: list[dict], *, returning: bool) -> tuple[int, dict[tuple
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             raw = cursor.cursor  # psycopg's cursor, for COPY
-            raw.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS lpr_incoming (reader_id bigint, plate varchar(16), "
-                "plate_key varchar(16), read_at timestamptz, confidence double precision, vehicle jsonb, "
-                "image_ref varchar(300)) ON COMMIT DELETE ROWS"
+            copy_into_staging(
+                raw,
+                table="lpr_incoming",
+                ddl="reader_id bigint, plate varchar(16), plate_key varchar(16), read_at timestamptz, "
+                "confidence double precision, vehicle jsonb, image_ref varchar(300)",
+                columns=_COLUMNS,
+                rows=(_row_values(r) for r in rows),
             )
-            raw.execute("TRUNCATE lpr_incoming")  # rows of an earlier batch in the same (outer) transaction
-            with raw.copy(f"COPY lpr_incoming ({_COLUMNS}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row(_row_values(r))
             raw.execute(
                 f"INSERT INTO {table} ({_COLUMNS}) SELECT {_COLUMNS} FROM lpr_incoming "  # noqa: S608
                 + (tail if returning else "ON CONFLICT DO NOTHING")
