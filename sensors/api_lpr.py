@@ -226,7 +226,7 @@ class LprHitStatusApi(APIView):
 class PlateTrackApi(APIView):
     permission_classes = [IsConsoleUser]
 
-    class TrackPointOutput(serializers.Serializer):
+    class PlateTrackPointOutput(serializers.Serializer):
         read_at = serializers.DateTimeField()
         plate = serializers.CharField()
         lat = serializers.FloatField()
@@ -241,7 +241,7 @@ class PlateTrackApi(APIView):
             OpenApiParameter("plate", str, OpenApiParameter.PATH),
             OpenApiParameter("hours", int, required=False),
         ],
-        responses={200: TrackPointOutput(many=True), **errors(400)},
+        responses={200: PlateTrackPointOutput(many=True), **errors(400)},
         summary=gettext_lazy("Recorrido de una placa (lecturas sucesivas, para el mapa)"),
     )
     def get(self, request, plate: str):
@@ -252,7 +252,7 @@ class PlateTrackApi(APIView):
         track = selectors.plate_track(
             plate=plate, center_id=request.user.center_id, hours=int(hours) if hours else None
         )
-        return Response(self.TrackPointOutput(track, many=True).data)
+        return Response(self.PlateTrackPointOutput(track, many=True).data)
 
 
 class LprReaderListApi(APIView):
