@@ -4,16 +4,24 @@ Feature apps react to domain events without the domain apps importing them: `add
 function that `record_event` calls in the same transaction (e.g. interstate's transactional outbox).
 
 `record_event` writes the event row in the caller's transaction (seq from a per-centre, per-stream
-counter row, locked by its UPDATE until commit) and broadcasts it to websocket groups only after that transaction commits:
-rolled-back work is never seen. Consoles detect gaps by `seq` and replay from the table.
+counter row, locked by its UPDATE until commit) and broadcasts it to websocket groups only after that
+transaction commits: rolled-back work is never seen. The broadcast is handed to a bounded background sender
+(`Broadcaster`), so a slow or frozen Redis never holds a request. Consoles detect gaps by `seq` (and by the
+heartbeat) and replay from the table.
 """
 
+import asyncio
 import logging
+import os
+import queue
+import threading
+import time
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -36,8 +44,18 @@ def add_listener(listener: EventListener) -> None:
         _listeners.append(listener)
 
 
+# Logout, deactivation and role changes reach every process's consoles through this group.
+SESSIONS_GROUP = "cad.sessions"
+
+
 def stream_group(*, center_id: int, stream: str) -> str:
     return f"cad.{center_id}.{stream}"
+
+
+def end_sessions(*, user_id: int, session_key: str | None = None) -> None:
+    """After commit, close the user's console sockets (only those of `session_key` when given)."""
+    message = {"type": "session.end", "user_id": user_id, "session_key": session_key}
+    transaction.on_commit(lambda: send_to_group(SESSIONS_GROUP, message), robust=True)
 
 
 def record_event(
@@ -65,16 +83,96 @@ def record_event(
 
 
 def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:
-    """Send a committed event to its stream's websocket group. Loss here is repaired by replay."""
+    """Send a committed event to its stream's websocket group, off the caller's thread (see Broadcaster).
+    Loss here is repaired by replay: consoles see the gap by seq or in the next heartbeat."""
+    send_to_group(
+        stream_group(center_id=center_id, stream=stream), {"type": "cad.event", "envelope": envelope}
+    )
+
+
+def send_to_group(group: str, message: dict) -> None:
+    """Hand a message for a channel-layer group to the process broadcaster; never blocks."""
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        async_to_sync(layer.group_send)(
-            stream_group(center_id=center_id, stream=stream), {"type": "cad.event", "envelope": envelope}
-        )
-    except (OSError, RedisError, ChannelFull) as exc:  # consoles fill the gap by seq when it returns
-        logger.warning("broadcast failed", extra={"event_type": envelope["type"], "error": str(exc)})
+    if isinstance(layer, InMemoryChannelLayer):
+        # In-process queues (embedded default, tests): nothing can stall, and the layer is not thread-safe,
+        # so send on the caller's path (async_to_sync runs it on the server's loop when there is one).
+        async_to_sync(layer.group_send)(group, message)
+        return
+    broadcaster.submit(group, message)
+
+
+class Broadcaster:
+    """Sends channel-layer group messages from ONE background thread with its own event loop, so a write
+    never waits for Redis. Bounded: at most `CAD["BROADCAST_QUEUE"]` messages wait (more are dropped) and
+    each send waits at most `CAD["BROADCAST_TIMEOUT_S"]`. A stalled Redis therefore costs dropped broadcasts,
+    never a slow request; consoles repair drops from the event table. Counters are in `metrics`."""
+
+    def __init__(self):
+        self.metrics = {
+            "broadcast_queued": 0,
+            "broadcast_sent": 0,
+            "broadcast_dropped": 0,
+            "broadcast_failed": 0,
+            "broadcast_queue_depth": 0,
+        }
+        self._lock = threading.Lock()
+        self._queue: queue.Queue | None = None
+        self._pid = None
+
+    def submit(self, group: str, message: dict) -> None:
+        work = self._ensure_thread()
+        try:
+            work.put_nowait((group, message))
+        except queue.Full:
+            self.metrics["broadcast_dropped"] += 1
+            logger.warning("broadcast dropped: queue full", extra={"group": group})
+            return
+        self.metrics["broadcast_queued"] += 1
+        self.metrics["broadcast_queue_depth"] = work.qsize()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far has been sent or given up (tests, shutdown)."""
+        work = self._queue
+        if work is None or self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout
+        while work.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _ensure_thread(self) -> queue.Queue:
+        with self._lock:
+            if self._queue is None or self._pid != os.getpid():  # first use, or a forked child (Celery)
+                self._queue = queue.Queue(maxsize=settings.CAD["BROADCAST_QUEUE"])
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._run, args=(self._queue,), name="cad-broadcast", daemon=True
+                ).start()
+            return self._queue
+
+    def _run(self, work: queue.Queue) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            group, message = work.get()
+            try:
+                layer = get_channel_layer()
+                loop.run_until_complete(
+                    asyncio.wait_for(layer.group_send(group, message), settings.CAD["BROADCAST_TIMEOUT_S"])
+                )
+                self.metrics["broadcast_sent"] += 1
+            except (OSError, RedisError, ChannelFull, TimeoutError) as exc:
+                self.metrics["broadcast_failed"] += 1
+                logger.warning("broadcast failed", extra={"group": group, "error": repr(exc)})
+            finally:
+                self.metrics["broadcast_queue_depth"] = work.qsize()
+                work.task_done()
+
+
+broadcaster = Broadcaster()
 
 
 def events_after(*, center_id: int, stream: str, after_seq: int, limit: int) -> list[dict]:

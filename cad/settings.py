@@ -123,28 +123,39 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # keys (channel layer groups, Celery queues, cache) and its session cookie, so two centres can share one
 # Redis server and one browser without seeing each other's events, tasks, cache entries or logins.
 INSTANCE = env.str("CAD_INSTANCE", default="")
+
+
+def redis_channel_layer(url: str, *, prefix: str = "asgi") -> dict:
+    """channels_redis on `url`, with the client configured so an idle stream is healthy: channels_redis
+    blocks up to 5 s in BZPOPMIN (`brpop_timeout`), so the socket read timeout must be longer (redis-py 8's
+    default of 5 s fires first and kills idle receivers); keepalive and health checks find dead connections,
+    and a short connect timeout makes a restarted Redis reachable again within seconds."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": url,
+                    # redis-py's asyncio pool raises (not waits) past max_connections (default 100): a burst
+                    # of console reconnects after a restart must not crash consumers.
+                    "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=2000),
+                    "socket_timeout": env.float("CHANNEL_REDIS_SOCKET_TIMEOUT_S", default=15.0),
+                    "socket_connect_timeout": 3,
+                    "socket_keepalive": True,
+                    "health_check_interval": 10,
+                }
+            ],
+            "prefix": prefix,
+            "capacity": env.int("CHANNEL_CAPACITY", default=1000),
+            "expiry": 30,
+            "group_expiry": 86400,
+        },
+    }
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py's asyncio pool raises (not waits) past max_connections (default 100): a burst of
-                # console reconnects after a restart must not crash consumers.
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "max_connections": env.int("CHANNEL_REDIS_MAX_CONNECTIONS", default=2000),
-                        # redis-py reads with a 5 s socket timeout by default: exactly channels_redis's
-                        # blocking-pop timeout, so an idle console's receive timed out and crashed it.
-                        "socket_timeout": env.float("CHANNEL_REDIS_SOCKET_TIMEOUT_S", default=15.0),
-                    }
-                ],
-                "prefix": f"{INSTANCE}:asgi" if INSTANCE else "asgi",
-                "capacity": env.int("CHANNEL_CAPACITY", default=1000),
-                "expiry": 30,
-                "group_expiry": 86400,
-            },
-        }
+        "default": redis_channel_layer(REDIS_URL, prefix=f"{INSTANCE}:asgi" if INSTANCE else "asgi")
     }
     CELERY_BROKER_URL = REDIS_URL
     CACHES = {
@@ -278,6 +289,12 @@ CAD = {
     "REPLAY_LIMIT": env.int("CAD_REPLAY_LIMIT", default=2000),
     # Memory for each sort of an exact KPI report (PostgreSQL work_mem, that transaction only).
     "REPORT_WORK_MEM": env.str("CAD_REPORT_WORK_MEM", default="128MB"),
+    # Realtime self-repair: broadcasts wait at most this long for the channel layer, at most this many queue
+    # (more are dropped; consoles replay them); heartbeats carry each stream's seq; sessions are re-checked.
+    "BROADCAST_TIMEOUT_S": env.float("CAD_BROADCAST_TIMEOUT_S", default=2.0),
+    "BROADCAST_QUEUE": env.int("CAD_BROADCAST_QUEUE", default=10000),
+    "HEARTBEAT_S": env.float("CAD_HEARTBEAT_S", default=10.0),
+    "SESSION_CHECK_S": env.float("CAD_SESSION_CHECK_S", default=60.0),
     # Timer targets in seconds (Mexican 9-1-1 norm defaults), overridable per deployment.
     "TARGET_MINIMUM_DATA_S": env.int("CAD_TARGET_MINIMUM_DATA_S", default=90),
     "TARGET_DISPATCH_S": env.int("CAD_TARGET_DISPATCH_S", default=120),

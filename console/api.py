@@ -7,11 +7,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsSupervisor
-from console.metrics import METRICS, metrics_snapshot
+from console.metrics import metrics_snapshot
 
 
 class RealtimeMetricsApi(APIView):
-    """Counters of the console websocket in this server process (replays, resyncs, duplicates dropped)."""
+    """Counters of the console websocket and of the broadcaster in this server process (connections, replays,
+    resyncs, heartbeats, re-joins, rejected frames, broadcasts sent/dropped/failed)."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsSupervisor]
@@ -20,7 +21,7 @@ class RealtimeMetricsApi(APIView):
         operation_id="realtime_metrics",
         responses={
             200: inline_serializer(
-                "RealtimeMetrics", {key: serializers.IntegerField() for key in sorted(METRICS)}
+                "RealtimeMetrics", {key: serializers.IntegerField() for key in sorted(metrics_snapshot())}
             )
         },
         summary="Métricas del canal en tiempo real (por proceso)",

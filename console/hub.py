@@ -1,31 +1,56 @@
 """GroupHub: each server process holds ONE channel-layer membership per group and hands every event,
 JSON-encoded once, to its local consoles. With N consoles per process an event costs one Redis delivery
-instead of N (the per-consumer path is what saturates a Daphne process first)."""
+instead of N (the per-consumer path is what saturates a Daphne process first).
+
+Self-repair: a restarted Redis forgets every membership and never sends anything to say so, and a quiet
+group outlives `group_expiry`. So the hub re-joins every group on a timer (`CAD["HEARTBEAT_S"]`) and right
+after any receive error, and on the same timer reads each stream's current seq from the database and hands
+it to its consoles (the heartbeat): a console that missed a broadcast is repaired from the event table even
+when no later event arrives.
+"""
 
 import asyncio
 import json
 import logging
 import weakref
 
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from django.conf import settings
 from redis.exceptions import RedisError
 
+from cad.models import EventStream
+from console.metrics import METRICS
+
 logger = logging.getLogger(__name__)
+
+# Logout, deactivation and role changes reach every process's consoles through this group.
+SESSIONS_GROUP = "cad.sessions"
+LAYER_ERRORS = (OSError, TimeoutError, RedisError, ChannelFull)
+
+
+@database_sync_to_async
+def _current_seqs(keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    centers = {center for center, _ in keys}
+    rows = EventStream.objects.filter(center_id__in=centers).values_list("center_id", "name", "last_seq")
+    current = {(center, name): seq for center, name, seq in rows}
+    return {key: current.get(key, 0) for key in keys}
 
 
 class GroupHub:
     """One channel-layer membership per group for this process and event loop, fanned out to local
     consoles in arrival order. A console that fails to take an event never stops the others."""
 
-    refresh_s = 3600.0  # re-add the membership well before the layer's group_expiry
-
     def __init__(self, layer):
         self.layer = layer
         self.members: dict[str, set] = {}
         self.channels: dict[str, str] = {}
+        self.streams: dict[str, tuple[int, str]] = {}  # group -> (center_id, stream) for heartbeats
         self.pumps: dict[str, asyncio.Task] = {}
         self.lock = asyncio.Lock()
+        self.ticker: asyncio.Task | None = None
 
-    async def join(self, group: str, consumer) -> None:
+    async def join(self, group: str, consumer, *, stream: tuple[int, str] | None = None) -> None:
         """Returns once the process is a member of `group`: every event sent from now on reaches `consumer`."""
         async with self.lock:
             if group not in self.members:
@@ -34,7 +59,11 @@ class GroupHub:
                 self.members[group] = set()
                 self.channels[group] = channel
                 self.pumps[group] = asyncio.ensure_future(self._pump(group, channel))
+                if stream is not None:
+                    self.streams[group] = stream
             self.members[group].add(consumer)
+            if self.ticker is None or self.ticker.done():
+                self.ticker = asyncio.ensure_future(self._tick())
 
     async def leave(self, group: str, consumer) -> None:
         async with self.lock:
@@ -42,36 +71,82 @@ class GroupHub:
             if members is None:
                 return
             members.discard(consumer)
-            if not members:
-                del self.members[group]
-                self.pumps.pop(group).cancel()
-                await self.layer.group_discard(group, self.channels.pop(group))
+            if members:
+                return
+            del self.members[group]
+            self.streams.pop(group, None)
+            self.pumps.pop(group).cancel()
+            channel = self.channels.pop(group)
+            try:
+                await self.layer.group_discard(group, channel)
+            except LAYER_ERRORS as exc:  # the membership expires by itself
+                logger.warning("group hub discard failed", extra={"group": group, "error": repr(exc)})
+            if not self.members and self.ticker is not None:
+                self.ticker.cancel()
+                self.ticker = None
+
+    async def rejoin(self, group: str) -> bool:
+        channel = self.channels.get(group)
+        if channel is None:
+            return True
+        try:
+            await self.layer.group_add(group, channel)
+        except LAYER_ERRORS as exc:
+            logger.warning("group hub re-join failed", extra={"group": group, "error": repr(exc)})
+            return False
+        return True
 
     async def _pump(self, group: str, channel: str) -> None:
-        loop = asyncio.get_running_loop()
-        refresh_at = loop.time() + self.refresh_s
         while True:
             try:
                 message = await self.layer.receive(channel)
-                if loop.time() > refresh_at:
-                    await self.layer.group_add(group, channel)
-                    refresh_at = loop.time() + self.refresh_s
-            except (OSError, TimeoutError, RedisError) as exc:
-                # Layer down (e.g. Redis restarting): keep trying, and join again once it answers, since a
-                # restarted Redis forgot the membership. Consoles fill what was missed by seq.
-                logger.warning("group hub receive failed", extra={"group": group, "error": str(exc)})
-                await asyncio.sleep(1.0)
-                refresh_at = loop.time()
+            except LAYER_ERRORS as exc:
+                # Layer down (e.g. Redis restarting): join again as soon as it answers, since a restarted Redis
+                # forgot the membership. Consoles fill what was missed by seq (replay, heartbeat).
+                METRICS["hub_receive_errors"] += 1
+                logger.warning("group hub receive failed", extra={"group": group, "error": repr(exc)})
+                await asyncio.sleep(0.5)
+                while not await self.rejoin(group):
+                    await asyncio.sleep(1.0)
+                METRICS["hub_rejoins"] += 1
                 continue
-            envelope = message.get("envelope") if message.get("type") == "cad.event" else None
-            if envelope is None:
-                continue
+            await self._deliver(group, message)
+
+    async def _deliver(self, group: str, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "cad.event" and isinstance(message.get("envelope"), dict):
+            envelope = message["envelope"]
             text = json.dumps(envelope)  # encoded once for every local console
             for consumer in list(self.members.get(group, ())):
                 try:
                     await consumer.deliver(envelope, text)
                 except Exception:  # noqa: BLE001 - one broken socket must not starve the others
                     logger.exception("console delivery failed", extra={"group": group})
+        elif kind == "session.end":
+            for consumer in list(self.members.get(group, ())):
+                await consumer.end_session(message)
+
+    async def _tick(self) -> None:
+        """Every heartbeat interval: re-join every group, then send each console its streams' current seq."""
+        while True:
+            await asyncio.sleep(settings.CAD["HEARTBEAT_S"])
+            for group in list(self.members):
+                await self.rejoin(group)
+            streams = dict(self.streams)
+            if not streams:
+                continue
+            try:
+                current = await _current_seqs(sorted(set(streams.values())))
+            except Exception:  # noqa: BLE001 - a database hiccup skips one heartbeat, never the ticker
+                logger.exception("heartbeat read failed")
+                continue
+            METRICS["heartbeats"] += 1
+            for group, key in streams.items():
+                for consumer in list(self.members.get(group, ())):
+                    try:
+                        await consumer.heartbeat(key[1], current[key])
+                    except Exception:  # noqa: BLE001 - one broken socket must not starve the others
+                        logger.exception("console heartbeat failed", extra={"group": group})
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()

@@ -1,4 +1,7 @@
-"""Process-wide counters of the console websocket, exposed at GET /api/v1/realtime/metrics (per process)."""
+"""Process-wide counters of the console websocket, exposed at GET /api/v1/realtime/metrics (per process),
+with the broadcaster's counters of the same process (cad.events.broadcaster)."""
+
+from cad.events import broadcaster
 
 METRICS = {
     "connections_open": 0,
@@ -11,8 +14,14 @@ METRICS = {
     "duplicates_dropped": 0,
     "gaps_filled": 0,
     "avl_flushes": 0,
+    "heartbeats": 0,
+    "hub_receive_errors": 0,
+    "hub_rejoins": 0,
+    "sessions_ended": 0,
+    "frames_rejected": 0,
+    "frames_failed": 0,
 }
 
 
 def metrics_snapshot() -> dict:
-    return dict(METRICS)
+    return {**METRICS, **broadcaster.metrics}

@@ -9,6 +9,7 @@ of actions the transport carries out in order:
   CancelGapTimer(stream)      the missing seq arrived: forget the timer
   ArmAvlFlush(delay)          call `avl_flush_due()` after `delay` s (coalesced AVL waits for its interval)
   Replay(stream, after, why)  read the table after `after` (`replay_rows`), holding live events meanwhile
+  VerifySeq(stream)           read the stream's seq afresh and call `verified(stream, seq)`
 
 Wire protocol (JSON text frames):
 
@@ -23,11 +24,16 @@ server → client
   {"type": "notice", "level": "warning"|"info", "code": ..., "message": ...}
   {"type": "error", "code": ..., "message": ...}
   {"type": "pong", "t": ...}
+  {"type": "heartbeat", "stream": s, "seq": n}     (every CAD["HEARTBEAT_S"]: the stream's current seq)
 
 Ordering: while a replay (or the seq for a hello) is being read, live events wait in `pending`
 (`hold()` … `release()`), so a socket's stream is always in seq order. Live events with seq <= the last
 one sent are dropped; one ahead of a missing seq is held `reorder_wait_s` (broadcasts from several server
 processes may arrive out of order), then the table fills the gap.
+
+Heartbeats repair what no later event reveals: a console behind the stream's current seq (its last broadcast
+was lost) is filled from the table after the same short wait; a console AHEAD of the database (restored from
+a backup) is told to resync once a fresh read confirms it.
 """
 
 import json
@@ -71,6 +77,11 @@ class Replay:
     stream: str
     after_seq: int
     reason: str  # subscribe | resume | gap
+
+
+@dataclass(frozen=True)
+class VerifySeq:
+    stream: str
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,9 @@ class ConsoleSession:
         self.pending: list | None = None  # live events held back while a replay/hello is being prepared
         self.held: dict[str, dict[int, tuple]] = {}  # stream -> seq -> live event ahead of a missing seq
         self.gap_armed: set[str] = set()  # streams with a gap timer running
+        self.expected: dict[
+            str, int
+        ] = {}  # stream -> seq a heartbeat said exists (checked when the timer fires)
         # AVL coalescing state: newest position per unit since the last flush.
         self.avl_buffer: dict[int, list] = {}
         self.avl_first_seq: int | None = None
@@ -232,25 +246,68 @@ class ConsoleSession:
         return Send(text if text is not None else json.dumps(envelope))
 
     def gap_due(self, stream: str) -> list:
-        """The reorder wait is over: if the missing seq still has not come, fill the gap from the table."""
+        """The reorder wait is over: if a missing seq still has not come, fill the gap from the table."""
         self.gap_armed.discard(stream)
         last = self.last_sent[stream]
+        expected = self.expected.pop(stream, 0)
         self.held[stream] = {seq: event for seq, event in self.held.get(stream, {}).items() if seq > last}
-        if not self.held[stream]:
+        high = self.avl_high if stream == AVL else last
+        if not self.held[stream] and high >= expected:
             return []
         if self.pending is not None:  # a replay is under way; look again after it
+            self.expected[stream] = expected
             self.gap_armed.add(stream)
             return [ArmGapTimer(stream, self.reorder_wait_s)]
         self.held[stream] = {}
         self.metrics["gaps_filled"] += 1
         return [Replay(stream, last, "gap")]
 
+    # --- Heartbeat ---------------------------------------------------------------------------------
+    def heartbeat(self, stream: str, current: int) -> list:
+        """The stream's current seq, read from the table by the process hub."""
+        if stream not in self.last_sent or self.pending is not None:
+            return []
+        high = self.avl_high if stream == AVL else self.last_sent[stream]
+        if current > high:  # behind: the broadcasts may still be in flight, so wait as for a gap
+            self.expected[stream] = max(self.expected.get(stream, 0), current)
+            if stream in self.gap_armed:
+                return []
+            self.gap_armed.add(stream)
+            return [ArmGapTimer(stream, self.reorder_wait_s)]
+        if current < high:  # ahead, or a live event overtook the read: confirm with a fresh read
+            return [VerifySeq(stream)]
+        if self.last_sent[stream] != current:  # a coalesced AVL flush is pending
+            return []
+        return [send({"type": "heartbeat", "stream": stream, "seq": current})]
+
+    def verified(self, stream: str, current: int) -> list:
+        """A fresh read of the stream's seq: still behind what this console was sent means the database
+        went back (restored): the console reloads its snapshot and continues from `current`."""
+        high = self.avl_high if stream == AVL else self.last_sent.get(stream, 0)
+        if current >= high:
+            return []
+        self.metrics["resyncs"] += 1
+        self.held[stream] = {}
+        self.last_sent[stream] = current
+        if stream == AVL:
+            self._avl_reset(current)
+        return [
+            send({"type": "resync", "stream": stream, "seq": current}),
+            notice_frame(
+                "warning",
+                "resync",
+                _("La consola se atrasó demasiado; se recargó el estado completo."),
+                stream=stream,
+            ),
+        ]
+
     # --- Replay ------------------------------------------------------------------------------------
     def replay_rows(self, replay: Replay, rows: list[dict], current: int) -> list:
         """Up to replay_limit+1 envelopes read after `replay.after_seq` (more than the limit: resync), and
         the stream's current seq. Live events are held meanwhile (`hold()`), so order is kept."""
         stream, after_seq = replay.stream, replay.after_seq
-        if len(rows) > self.replay_limit:
+        # More than the limit, or the oldest needed events were pruned from the table: reload instead.
+        if len(rows) > self.replay_limit or (rows and rows[0]["seq"] > after_seq + 1):
             self.metrics["resyncs"] += 1
             self.last_sent[stream] = max(self.last_sent[stream], current)
             if stream == AVL:

@@ -149,6 +149,7 @@ def _page_config(request, *, line: str | None = None) -> dict:
         "incident_statuses": {value: str(label) for value, label in IncidentStatus.choices},
         "priorities": {value: str(label) for value, label in Priority.choices},
         "ws_path": "/ws/console/",
+        "heartbeat_s": settings.CAD["HEARTBEAT_S"],
         "strings": _ui_strings(),
     }
 

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import Role
+from cad.settings import redis_channel_layer
 from tests.factories import CenterFactory, IncidentTypeFactory, SubtypeResponsePlanFactory, UserFactory
 
 
@@ -76,9 +77,7 @@ def layer_backend(request, settings):
     else:
         if not REDIS_URL:
             pytest.skip("no REDIS_URL / CAD_TEST_REDIS_URL: Redis channel layer not tested")
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-        }
+        settings.CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
     return request.param
 
 

@@ -44,6 +44,18 @@ for username, role in (("despachador2", Role.DISPATCHER), ("avl-sesion", Role.DE
     user.role, user.center, user.is_active = role, center, True
     user.set_password("c4-demo-2026")
     user.save()
+# A mass-casualty day in its own centre: more open incidents than one API page holds.
+from django.utils import timezone
+from incidents.models import Incident, IncidentType
+masivo = Center.objects.create(code="MAS", name="Centro masivo")
+dispatcher = User.objects.create_user("despachador-masivo", "", "c4-demo-2026", role=Role.DISPATCHER, center=masivo)
+kind = IncidentType.objects.get(code="10104")
+now = timezone.now()
+Incident.objects.bulk_create(
+    Incident(folio=f"MAS-2026-{n:06d}", center=masivo, incident_type=kind, type_code=kind.code,
+             type_name=kind.name, priority=kind.priority, priority_rank=1, opened_at=now, created_by=dispatcher)
+    for n in range(1, 651)
+)
 """
 
 

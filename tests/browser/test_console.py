@@ -237,3 +237,10 @@ def test_screenshots_of_login_and_089_intake_without_caller_fields(
     assert page.locator("#incident").input_value() == ""  # the form is cleared for the next call
     assert page.locator("#caller_name").count() == 0
     page.screenshot(path=str(screenshot_dir / "intake-089.png"))
+
+
+def test_the_console_holds_every_open_incident_past_one_page(login):
+    """650 open incidents (the API pages at 500): the console follows the pages and shows them all."""
+    page = login("despachador-masivo")
+    _open_console(page)
+    expect(page.locator("#queue-body tr")).to_have_count(650, timeout=15_000)

@@ -15,7 +15,6 @@ from django.utils import timezone
 from accounts.models import Role
 from cad.events import broadcast, record_event
 from cad.models import Event, EventStream
-from console import consumers
 from console.consumers import ConsoleConsumer
 from console.hub import group_hub
 from console.metrics import METRICS
@@ -105,6 +104,16 @@ async def _receive_all(communicator, *, timeout: float = 0.4) -> list[dict]:
     messages = []
     while not await communicator.receive_nothing(timeout=timeout, interval=0.02):
         messages.append(await communicator.receive_json_from())
+    return messages
+
+
+async def _receive_for(communicator, seconds: float) -> list[dict]:
+    """Everything that arrives within `seconds` (heartbeats never let the socket go quiet)."""
+    messages = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if not await communicator.receive_nothing(timeout=min(left, 0.05), interval=0.01):
+            messages.append(await communicator.receive_json_from())
     return messages
 
 
@@ -459,39 +468,6 @@ def test_consoles_of_one_process_share_one_group_membership(dispatcher, center, 
     assert not still_member  # the last console to leave drops the membership
 
 
-def test_events_sent_straight_to_a_consumer_skip_the_old_connection_cleanup_hop(
-    dispatcher, center, monkeypatch
-):
-    """`cad.event` messages on the consumer's own channel bypass Channels' `aclose_old_connections` hop."""
-    calls = []
-    real = consumers.AsyncJsonWebsocketConsumer.dispatch
-
-    async def counting_dispatch(self, message):
-        calls.append(message["type"])
-        return await real(self, message)
-
-    monkeypatch.setattr(consumers.AsyncJsonWebsocketConsumer, "dispatch", counting_dispatch)
-
-    async def scenario():
-        from channels.layers import get_channel_layer
-
-        await _flush_layer()
-        ws = await _connect(dispatcher, subscribe={"console": None})
-        await ws.receive_json_from()
-        envelopes = await emit_envelopes(center.id, 2)
-        hub = group_hub(get_channel_layer())
-        (consumer,) = hub.members[next(iter(hub.members))]
-        for envelope in envelopes:
-            await get_channel_layer().send(consumer.channel_name, {"type": "cad.event", "envelope": envelope})
-        got = await _receive_all(ws)
-        await ws.disconnect()
-        return got
-
-    got = run(scenario)
-    assert [m["seq"] for m in got] == [1, 2]  # hub copy and direct copy: each seq once
-    assert "cad.event" not in calls and "websocket.receive" in calls
-
-
 # --- Metrics endpoint ---------------------------------------------------------------------------
 def test_realtime_metrics_are_for_supervisors(center, api_client_for):
     supervisor = UserFactory(username="sup", role=Role.SUPERVISOR, center=center)
@@ -501,3 +477,143 @@ def test_realtime_metrics_are_for_supervisors(center, api_client_for):
     assert {"replays", "resyncs", "resumes", "connections_open"} <= set(response.json())
     assert api_client_for(dispatcher).get("/api/v1/realtime/metrics").status_code == 403
     assert Client().get("/api/v1/realtime/metrics").status_code in (401, 403)
+
+
+# --- Self-repair: bad frames, heartbeat, session end ---------------------------------------------
+def test_bad_frames_get_an_error_frame_and_nothing_leaks(dispatcher):
+    """Binary, non-JSON and 1,000-deep frames are answered with an error frame (the socket stays usable);
+    a frame that makes the consumer raise closes the socket cleanly; `connections_open` stays true."""
+    deep = "[" * 1000 + "]" * 1000
+    open_before = METRICS["connections_open"]
+
+    async def scenario():
+        codes = []
+        for _ in range(50):
+            ws = await _connect(dispatcher)
+            await ws.send_to(bytes_data=b"\x00\x01")
+            await ws.send_to(text_data="{not json")
+            await ws.send_to(text_data=deep)
+            codes += [(await ws.receive_json_from())["code"] for _ in range(3)]
+            await ws.send_json_to({"type": "ping", "t": 1})
+            assert (await ws.receive_json_from())["type"] == "pong"
+            await ws.disconnect()
+        return codes
+
+    codes = run(scenario)
+    assert set(codes) == {"bad_frame", "bad_json"} and len(codes) == 150
+    assert METRICS["connections_open"] == open_before
+
+
+def test_a_frame_that_crashes_the_consumer_closes_it_cleanly_without_a_leak(dispatcher, monkeypatch):
+    async def boom(self, content, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(ConsoleConsumer, "receive_json", boom)
+    open_before = METRICS["connections_open"]
+
+    async def scenario():
+        ws = await _connect(dispatcher)
+        await ws.send_json_to({"type": "ping"})
+        closed = await ws.receive_output(timeout=2)
+        await ws.wait()
+        return closed
+
+    assert run(scenario) == {"type": "websocket.close", "code": 1011}
+    assert METRICS["connections_open"] == open_before
+
+
+def test_heartbeat_repairs_a_lost_last_broadcast_without_any_later_event(dispatcher, center, settings):
+    settings.CAD = {**settings.CAD, "HEARTBEAT_S": 0.2}
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()  # hello 0
+        lost = await emit_lost(center.id)  # committed, never broadcast, and nothing follows it
+        got = await _receive_for(ws, 1.5)
+        await ws.disconnect()
+        return lost, got
+
+    lost, got = run(scenario)
+    assert [m["seq"] for m in got if m.get("id")] == [lost["seq"]]
+    assert {"type": "heartbeat", "stream": "console", "seq": lost["seq"]} in got
+
+
+def test_heartbeat_tells_a_console_ahead_of_a_restored_database_to_resync(dispatcher, center, settings):
+    settings.CAD = {**settings.CAD, "HEARTBEAT_S": 0.2}
+
+    @database_sync_to_async
+    def restore_backup():
+        Event.objects.filter(center=center, seq__gt=1).delete()
+        EventStream.objects.filter(center=center, name="console").update(last_seq=1)
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        await ws.receive_json_from()
+        await emit(center.id, 3)
+        assert [m["seq"] for m in await _receive_for(ws, 0.5) if m.get("id")] == [1, 2, 3]
+        await restore_backup()
+        got = [m for m in await _receive_for(ws, 1.5) if m["type"] != "heartbeat"]
+        await emit(center.id, 1)  # seq 2 again, after the restore
+        after = await _receive_for(ws, 0.5)
+        await ws.disconnect()
+        return got, after
+
+    got, after = run(scenario)
+    assert got[0] == {"type": "resync", "stream": "console", "seq": 1}
+    assert [m["seq"] for m in after if m.get("id")] == [2]
+
+
+def _session_socket(user):
+    """A websocket through the real ASGI stack with `user`'s session cookie, and the Django test client."""
+    from cad.asgi import application
+
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+    return client, WebsocketCommunicator(application, "/ws/console/", headers=headers)
+
+
+@pytest.mark.parametrize("change", ["logout", "deactivate", "role"])
+def test_logout_deactivation_and_role_change_close_the_socket(dispatcher, change):
+    client, ws = _session_socket(dispatcher)
+
+    @database_sync_to_async
+    def end():
+        if change == "logout":
+            client.post("/logout/")
+        elif change == "deactivate":
+            dispatcher.is_active = False
+            dispatcher.save()
+        else:
+            dispatcher.role = Role.SUPERVISOR
+            dispatcher.save(update_fields=["role"])
+
+    async def scenario():
+        await _flush_layer()
+        connected, _ = await ws.connect()
+        assert connected
+        await ws.send_json_to({"type": "subscribe", "streams": {"console": None}})
+        await ws.receive_json_from()
+        await end()
+        return await ws.receive_output(timeout=3)
+
+    assert run(scenario) == {"type": "websocket.close", "code": 4401}
+
+
+def test_the_session_is_rechecked_periodically(dispatcher, settings):
+    """A session that disappears without any signal (expired, flushed) closes the socket at the next check."""
+    from django.contrib.sessions.models import Session
+
+    settings.CAD = {**settings.CAD, "SESSION_CHECK_S": 0.2}
+    client, ws = _session_socket(dispatcher)
+
+    async def scenario():
+        connected, _ = await ws.connect()
+        assert connected
+        await database_sync_to_async(Session.objects.all().delete)()
+        return await ws.receive_output(timeout=3)
+
+    assert run(scenario) == {"type": "websocket.close", "code": 4401}

@@ -24,6 +24,18 @@ export class ApiError extends Error {
 }
 
 /** Call the REST API with the session cookie and the CSRF header; JSON in, JSON out. */
+/** Every row of a paginated list: follows `next` links until the last page. */
+export async function apiAll(path) {
+  const rows = [];
+  let next = path;
+  while (next) {
+    const page = await api(next);
+    rows.push(...page.results);
+    next = page.next ? page.next.slice(page.next.indexOf("/api/v1/") + "/api/v1/".length) : null;
+  }
+  return rows;
+}
+
 export async function api(path, { method = "GET", body, signal } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {

@@ -4,7 +4,7 @@
 // location.js, dispatch.js, board.js, minimap.js — add new panels the same way.
 
 import { createBoard, STATUS_KEYS } from "./board.js";
-import { api, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
+import { api, apiAll, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
 import { createLocationPanel } from "./location.js";
 import { createMiniMap } from "./minimap.js";
@@ -76,9 +76,9 @@ const board = createBoard(document.getElementById("board"), {
 
 // --- Snapshots --------------------------------------------------------------------------------
 async function loadIncidents() {
-  const page = await api("incidents/?open=true&limit=1000");
+  const incidents = await apiAll("incidents/?open=true&limit=500"); // every open incident, page by page
   state.incidents.clear();
-  for (const incident of page.results) state.incidents.set(incident.folio, incident);
+  for (const incident of incidents) state.incidents.set(incident.folio, incident);
   renderQueue();
   miniMap.setIncidents(state.incidents.values(), state.selected);
   if (state.selected) refreshDetail();
@@ -604,6 +604,7 @@ const client = new RealtimeClient({
   },
   onState: setConnection,
   onNotice,
+  heartbeatS: config.heartbeat_s,
 });
 window.cadRealtime = client;
 client.start();

@@ -1,9 +1,13 @@
 // The console's websocket client: subscribe with the last seq per stream, detect gaps and resume,
 // reconnect with backoff, reload snapshots on hello/resync. Applies each seq once, in order.
+// Heartbeats carry each stream's current seq: behind → resume; ahead (database restored) → reload.
+// A socket silent for 4 heartbeats is presumed dead and reconnected.
 //
 // Test hooks: window.cadSocket (the current WebSocket), window.cadSeqLog ({stream: [applied seqs]}).
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
+const CLOSE_FORBIDDEN = 4403;
+const CLOSE_SESSION_ENDED = 4401;
 
 export class RealtimeClient {
   /**
@@ -12,9 +16,12 @@ export class RealtimeClient {
    * @param {object} options.streams         {stream: {snapshot: async () => void, apply: (envelope) => void}}
    * @param {function} options.onState       (state: "connecting"|"open"|"closed"|"refused") => void
    * @param {function} options.onNotice      (notice) => void
+   * @param {number} options.heartbeatS      the server's heartbeat interval (seconds)
    */
-  constructor({ path, streams, onState = () => {}, onNotice = () => {} }) {
+  constructor({ path, streams, onState = () => {}, onNotice = () => {}, heartbeatS = 10 }) {
     this.path = path;
+    this.silenceMs = 4 * heartbeatS * 1000;
+    this.lastMessageAt = Date.now();
     this.streams = streams;
     this.onState = onState;
     this.onNotice = onNotice;
@@ -30,10 +37,17 @@ export class RealtimeClient {
   start() {
     this.stopped = false;
     this.connect();
+    this.watchdog = setInterval(() => {
+      const socket = this.socket;
+      if (socket && socket.readyState === WebSocket.OPEN && Date.now() - this.lastMessageAt > this.silenceMs) {
+        socket.close(); // half-open or wedged: the close handler reconnects and resumes
+      }
+    }, 2000);
   }
 
   stop() {
     this.stopped = true;
+    clearInterval(this.watchdog);
     if (this.socket) this.socket.close();
   }
 
@@ -45,6 +59,7 @@ export class RealtimeClient {
     this.onState("connecting");
     socket.addEventListener("open", () => {
       this.attempt = 0;
+      this.lastMessageAt = Date.now();
       this.onState("open");
       this.resuming = {};
       const wanted = {};
@@ -53,11 +68,19 @@ export class RealtimeClient {
     });
     let opened = false;
     socket.addEventListener("open", () => { opened = true; });
-    socket.addEventListener("message", (event) => this.receive(JSON.parse(event.data)));
+    socket.addEventListener("message", (event) => {
+      this.lastMessageAt = Date.now();
+      this.receive(JSON.parse(event.data));
+    });
     socket.addEventListener("close", async (event) => {
       if (socket !== this.socket) return;
       // The server refuses before accepting: ASGI clients see 4403, browsers a failed handshake (1006).
-      if (event.code === 4403 || (!opened && (await this.refused()))) {
+      if (event.code === CLOSE_SESSION_ENDED) {
+        this.onState("refused");
+        location.assign(`/login/?next=${encodeURIComponent(location.pathname + location.search)}`);
+        return; // logged out, deactivated or role changed: log in again
+      }
+      if (event.code === CLOSE_FORBIDDEN || (!opened && (await this.refused()))) {
         this.onState("refused");
         return; // not allowed (or the session expired): do not hammer the server
       }
@@ -116,8 +139,25 @@ export class RealtimeClient {
         return;
       case "pong":
         return;
+      case "heartbeat":
+        this.heartbeat(message.stream, message.seq);
+        return;
       default:
         if (message.stream && typeof message.seq === "number") this.receiveEvent(message);
+    }
+  }
+
+  heartbeat(stream, seq) {
+    if (!(stream in this.streams) || stream in this.loading) return;
+    const last = this.last[stream];
+    if (last === null) return;
+    if (last > seq) {
+      // Ahead of the server: its database went back (restored). Reload and continue from its seq.
+      this.onNotice({ level: "warning", code: "resync_client", stream });
+      this.loadSnapshot(stream, seq);
+    } else if (last < seq && this.resuming[stream] !== last) {
+      this.resuming[stream] = last;
+      this.send({ type: "resume", stream, seq: last });
     }
   }
 
