@@ -1,11 +1,11 @@
-"""Plumbing shared by the API modules: the error body schema, If-Match handling."""
+"""Plumbing shared by the API modules: the error body schema, If-Match handling, the JSON parser."""
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework import parsers, serializers
+from rest_framework.exceptions import ParseError, ValidationError
 
 
 class ErrorOutput(serializers.Serializer):
@@ -51,3 +51,14 @@ def expected_version(request, body_version: int | None) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise ValidationError({"If-Match": [_('Se espera la versión entre comillas, p. ej. "3".')]})
     return int(raw)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, but a body nested past Python's recursion limit is a 400 like any malformed body,
+    not a RecursionError (500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(_("JSON demasiado anidado.")) from None

@@ -1,9 +1,11 @@
 """Domain errors and the one API exception handler that maps them to `{message, code, fields}`."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.utils.translation import gettext_lazy as _
+from django.views.defaults import bad_request as html_bad_request
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -92,3 +94,20 @@ def api_exception_handler(exc, context):
     if response.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
         response.data["code"] = "unsupported_media_type"
     return response
+
+
+def bad_request(request, exception, *args, **kwargs):
+    """handler400: Django answers some bad requests itself, before any view (a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE read by the CSRF check of a session request, too many fields). The API
+    answers them in its documented JSON shape; pages keep Django's HTML."""
+    if not request.path.startswith("/api/"):
+        return html_bad_request(request, exception, *args, **kwargs)
+    if isinstance(exception, RequestDataTooBig):
+        body = {
+            "message": str(_("La solicitud es demasiado grande.")),
+            "code": "request_too_large",
+            "fields": {},
+        }
+        return JsonResponse(body, status=413)
+    body = {"message": str(_("Solicitud inválida.")), "code": "bad_request", "fields": {}}
+    return JsonResponse(body, status=400)

@@ -6,10 +6,27 @@ as a last line of defence, but the rule is not to log them at all.
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 SENSITIVE_KEYS = frozenset({"caller_name", "callback_number", "password", "token", "secret", "authorization"})
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Database errors quote the rows they refused: PostgreSQL's "DETAIL:  Failing row contains (…)" (a
+# check-constraint violation carries the whole row, caller identity included) and "Key (…)=(…)".
+_ROW_DETAILS = (
+    (re.compile(r"Failing row contains \(.*\)"), "Failing row contains ([redacted])"),
+    (
+        re.compile(r"(Key \([^)]*\))=\(.*?\)(?= already exists| is not present| conflicts)"),
+        r"\1=([redacted])",
+    ),
+)
+
+
+def scrub(text: str) -> str:
+    """Exception text without the row values a database error quotes."""
+    for pattern, replacement in _ROW_DETAILS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,5 +42,6 @@ class JsonFormatter(logging.Formatter):
                 continue
             entry[key] = "[redacted]" if key.lower() in SENSITIVE_KEYS else value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = scrub(self.formatException(record.exc_info))
+        entry["message"] = scrub(entry["message"])
         return json.dumps(entry, default=str, ensure_ascii=False)

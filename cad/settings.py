@@ -101,9 +101,15 @@ if IS_POSTGRES:
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
-    # WAL + a busy timeout so the console, the task threads and the dev server share SQLite.
+    # WAL + a busy timeout so the console, the task threads and the dev server share SQLite. IMMEDIATE
+    # transactions take the write lock at BEGIN: a transaction that read first and then writes would otherwise
+    # fail at once with "database is locked" (SQLite cannot wait to upgrade a read lock), whatever the timeout.
     DATABASES["default"]["OPTIONS"].update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 # A PostgreSQL read replica for dashboards, KPI reports and exports (see cad/db.py), only when configured.
 if env.str("DATABASE_REPLICA_URL", default=""):
@@ -234,7 +240,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "cad.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cad.api.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {

@@ -32,3 +32,5 @@ urlpatterns = [
     path("dashboard/", include("dashboard.web_urls")),
     path("", include("console.web_urls")),
 ]
+
+handler400 = "cad.errors.bad_request"

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -55,7 +55,8 @@ class LocalDateTimeField(serializers.Field):
             self.fail("invalid")
         if not 2000 <= moment.year <= 2999:
             self.fail("invalid")
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+        # Stored and compared in UTC: offsets past PostgreSQL's ±15:59 (e.g. +20:00) are valid here.
+        return (moment if timezone.is_aware(moment) else timezone.make_aware(moment)).astimezone(UTC)
 
     def to_representation(self, value):
         return value.isoformat()

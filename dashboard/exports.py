@@ -134,8 +134,22 @@ def monthly_summary_rows(*, center_id: int, start: datetime, end: datetime) -> I
         yield row("", _("Total"), "", group)
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading
+    apostrophe (OWASP "CSV injection"); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def csv_stream(rows: Iterator[list]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield "\ufeff"  # BOM: spreadsheet software then reads the accents right
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([spreadsheet_safe(cell) for cell in row])

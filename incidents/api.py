@@ -26,6 +26,7 @@ from cad.errors import NotFound
 from incidents import services
 from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
 from incidents.models import (
+    CALLER_DEVICE_SOURCES,
     CallDisposition,
     Channel,
     IncidentStatus,
@@ -249,6 +250,13 @@ class Call089Input(_CallInputBase):
     """089 anonymous tips: no caller fields at all; sending any is refused, not silently dropped."""
 
     line = serializers.ChoiceField(choices=[(Line.ANONYMOUS.value, Line.ANONYMOUS.label)])
+    # The tipster's handset position (AML, carrier) would locate the anonymous caller.
+    location_source = serializers.ChoiceField(
+        choices=[choice for choice in LocationSource.choices if choice[0] not in CALLER_DEVICE_SOURCES],
+        required=False,
+        allow_blank=True,
+        default="",
+    )
 
     def to_internal_value(self, data):
         refused = {

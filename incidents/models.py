@@ -93,6 +93,10 @@ class LocationSource(models.TextChoices):
     GEOCODER = "geocoder", _("Dirección o lugar buscado")
 
 
+# Where the tipster's own handset is: never for 089 (it would locate an anonymous caller).
+CALLER_DEVICE_SOURCES = frozenset({LocationSource.DEVICE, LocationSource.CARRIER})
+
+
 class Incident(models.Model):
     folio = models.CharField(_("folio"), max_length=32, unique=True)
     center = models.ForeignKey("cad.Center", on_delete=models.PROTECT, related_name="incidents")

@@ -16,6 +16,7 @@ from cad.models import Center
 from geo.validation import PointCheck, check_point
 from incidents import lifecycle
 from incidents.models import (
+    CALLER_DEVICE_SOURCES,
     PRIORITY_RANK,
     Assignment,
     AssignmentStatus,
@@ -93,6 +94,12 @@ def take_call(
     coordinates).
     """
     now = timezone.now()
+    if line == Line.ANONYMOUS and call_fields.get("location_source") in CALLER_DEVICE_SOURCES:
+        raise DomainError(
+            _("Las denuncias 089 son anónimas: no se usa la ubicación del teléfono de quien denuncia."),
+            code="anonymous_line",
+            fields={"location_source": [_("No permitido en la línea 089.")]},
+        )
     location = check_point(
         lat=call_fields.get("lat"),
         lon=call_fields.get("lon"),

@@ -1,7 +1,7 @@
 """Units, agencies and AVL positions over REST. Thin: parse, call a service or a selector, serialize."""
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -371,6 +371,8 @@ def parse_avl_batch(data, *, center_id: int, now: datetime | None = None) -> lis
         if bad:
             errors[str(index)] = bad
             continue
+        # Any offset Python accepts (up to ±23:59) is stored as UTC (PostgreSQL stops at ±15:59).
+        recorded_at = recorded_at.astimezone(UTC)
         parsed.append(
             {
                 "index": index,

@@ -1,0 +1,88 @@
+"""No 5xx on any input: each test is a reproduction from the hardening review, answered with a clear 4xx
+(or accepted and normalised) instead of a 500."""
+
+import csv
+import io
+from datetime import UTC, timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.models import Role
+from tests.factories import UnitFactory, new_incident_call, open_incident
+from units.models import AvlPosition
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.fixture
+def device_client(make_user):
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user(Role.DEVICE, 'gps')).key}"
+    )
+    return client
+
+
+@pytest.mark.parametrize("offset", ["+16:00", "+23:59", "-20:30"])
+def test_avl_fix_with_an_offset_postgresql_rejects_is_stored_in_utc(db, center, device_client, offset):
+    unit = UnitFactory(center=center)
+    local = (timezone.now() - timedelta(minutes=5)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    sign = 1 if offset[0] == "+" else -1
+    hours, minutes = map(int, offset[1:].split(":"))
+    shift = sign * timedelta(hours=hours, minutes=minutes)
+    stamp = (local + shift).isoformat(timespec="seconds") + offset  # the same instant, written far from UTC
+    fix = {"unit_id": unit.id, "lat": 19.3, "lon": -99.6, "recorded_at": stamp}
+    response = device_client.post("/api/v1/avl/positions", {"positions": [fix]}, format="json")
+    assert response.status_code == 202, response.content
+    stored = AvlPosition.objects.get(unit=unit).recorded_at
+    assert stored == local.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/kpis/?exact=true&from={t}", "/api/v1/exports/incidents.csv?from={t}"]
+)
+def test_kpis_and_the_export_accept_any_offset(supervisor, api_client_for, path):
+    response = api_client_for(supervisor).get(path.format(t="2026-01-01T00:00:00%2B20:00"))
+    assert response.status_code == 200
+    if response.streaming:
+        assert b"".join(response.streaming_content)  # the export answers (it never did)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/calls/", "/api/v1/avl/positions"])
+def test_thousand_deep_json_is_a_400(call_taker, make_user, api_client_for, path):
+    client = api_client_for(call_taker if "calls" in path else make_user(Role.DEVICE, "gps"))
+    response = client.post(path, DEEP, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_a_session_request_over_the_body_limit_gets_the_json_error(call_taker, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client = Client()
+    client.force_login(call_taker)
+    response = client.post("/api/v1/calls/", {"narrative": "x" * 5000}, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+
+
+def test_the_incident_export_neutralises_spreadsheet_formulas(
+    center, supervisor, api_client_for, accident_type
+):
+    incident = open_incident(center=center, by=supervisor, incident_type=accident_type)
+    incident.disposition = '=HYPERLINK("http://evil.example","x")'  # free text a dispatcher typed
+    incident.save()
+    start = (timezone.now() - timedelta(days=1)).date().isoformat()
+    response = api_client_for(supervisor).get(f"/api/v1/exports/incidents.csv?from={start}")
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "'" + incident.disposition in cells
+    assert not any(cell.startswith(("=", "+", "@")) for cell in cells)
+
+
+def test_the_api_body_of_a_new_call_still_works(call_taker, api_client_for, accident_type):
+    """The parser swap keeps ordinary JSON bodies working."""
+    assert api_client_for(call_taker).post("/api/v1/calls/", new_incident_call()).status_code == 201
