@@ -227,9 +227,23 @@ if os.environ.get("CAD_RUN_DC09_PORT"):
         except OSError as exc:
             print(f"==> Receptor DC-09 no iniciado: {exc}", flush=True)
     threading.Thread(target=receive_dc09, name="dc09-receiver", daemon=True).start()
-from daphne.cli import CommandLineInterface
-CommandLineInterface().run(sys.argv[1:])
+from cad.daphne_drain import DrainingCommandLineInterface
+DrainingCommandLineInterface().run(sys.argv[1:])
 """
+
+
+def local_secret_key(env: dict) -> None:
+    """The local two commands need no DJANGO_SECRET_KEY: they keep a random one in var/secret_key (0600,
+    made once). Servers refuse to start with DEBUG off and no key (never a public built-in one)."""
+    if env.get("DJANGO_SECRET_KEY"):
+        return
+    path = ROOT / "var" / "secret_key"
+    if not path.exists():
+        import secrets
+
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(64))
+    env["DJANGO_SECRET_KEY"] = path.read_text().strip()
 
 
 def prepare(env: dict, *, center: str, seed: bool, units: int | None = None, hint: str = "") -> None:
@@ -307,13 +321,24 @@ def instance_processes(
     return processes
 
 
-def start_processes(
-    processes: list[tuple[str, list, dict, bool]],
-) -> list[tuple[str, subprocess.Popen, bool]]:
-    children = []
-    for name, cmd, child_env, essential in processes:
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=child_env)  # noqa: S603
-        children.append((name, proc, essential))
+class Child:
+    """A supervised child: (name, command, environment, essential). An essential child that dies is
+    restarted with backoff (1, 2, 4 … 30 s; back to 1 s once it ran a minute); a non-essential one (the demo
+    simulator, the DC-09 receiver on a taken port) is reported once and left stopped."""
+
+    def __init__(self, name: str, cmd: list, env: dict, essential: bool):
+        self.name, self.cmd, self.env, self.essential = name, cmd, env, essential
+        self.failures, self.restart_at, self.started, self.proc = 0, None, 0.0, None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(c) for c in self.cmd], cwd=ROOT, env=self.env)  # noqa: S603
+        self.started = time.monotonic()
+
+
+def start_processes(processes: list[tuple[str, list, dict, bool]]) -> list[Child]:
+    children = [Child(*spec) for spec in processes]
+    for child in children:
+        child.start()
     return children
 
 
@@ -326,6 +351,7 @@ def serve(args: argparse.Namespace) -> None:
         say("Aviso: REDIS_URL sin DATABASE_URL: SQLite compartida por varios procesos (sólo para pruebas).")
     ensure_installed(dev=False)
     (ROOT / "var").mkdir(exist_ok=True)
+    local_secret_key(env)
     if env.get("DATABASE_URL") or env.get("REDIS_URL"):
         check_services(env)
     center = env.get("CAD_CENTER_CODE") or "MEX"
@@ -524,6 +550,7 @@ def interstate(args: argparse.Namespace) -> None:
     prod = production_path(env)
     ensure_installed(dev=False)
     (ROOT / "var").mkdir(exist_ok=True)
+    local_secret_key(env)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104 - display only
     ports = {"MEX": args.mex_port, "CDMX": args.cdmx_port}
     if ports["MEX"] == ports["CDMX"]:
@@ -599,39 +626,50 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def supervise(children: list[tuple[str, subprocess.Popen, bool]]) -> None:
-    """Wait for the children; stop them all on Ctrl+C/SIGTERM or when an essential one exits."""
+def supervise(children: list[Child]) -> None:
+    """Keep the children running (see Child) until Ctrl+C/SIGTERM, then stop them all; each drains first."""
     signal.signal(signal.SIGTERM, _terminate)
-    exit_code = 0
-    reported: set[str] = set()
     try:
         while True:
-            for name, proc, essential in children:
-                code = proc.poll()
-                if code is None or name in reported:
+            now = time.monotonic()
+            for child in children:
+                if child.restart_at is not None and now >= child.restart_at:
+                    child.restart_at = None
+                    child.start()
+                    say(f"Proceso {child.name} reiniciado (pid {child.proc.pid})")
+                if child.restart_at is not None or child.proc.poll() is None or child.failures < 0:
                     continue
-                if essential:
-                    print(f"\nERROR: el proceso {name} terminó (código {code}); deteniendo los demás.")
-                    exit_code = code or 1
-                    raise KeyboardInterrupt
-                reported.add(name)
-                print(f"\nAviso: el proceso {name} terminó (código {code}); el servidor sigue.", flush=True)
+                code = child.proc.returncode
+                if not child.essential:
+                    child.failures = -1  # reported once, left stopped
+                    print(
+                        f"\nAviso: el proceso {child.name} terminó (código {code}); el servidor sigue.",
+                        flush=True,
+                    )
+                    continue
+                child.failures = 1 if now - child.started > 60 else child.failures + 1
+                delay = min(30, 2 ** (child.failures - 1))
+                child.restart_at = now + delay
+                print(
+                    f"\nERROR: el proceso {child.name} terminó (código {code}); se reinicia en {delay} s.",
+                    flush=True,
+                )
             time.sleep(0.5)
     except KeyboardInterrupt:
-        say("Deteniendo procesos…")
+        say("Deteniendo procesos (terminan las solicitudes en curso)…")
     finally:
-        for _, proc, _ in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for name, proc, _ in children:
+        running = [child.proc for child in children if child.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30  # cad.serve drains its Daphne children first
+        for child in children:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"{name} no se detuvo a tiempo; forzando")
-                proc.kill()
-                proc.wait()
-    sys.exit(exit_code)
+                print(f"{child.name} no se detuvo a tiempo; forzando")
+                child.proc.kill()
+                child.proc.wait()
+    sys.exit(0)
 
 
 def test(pytest_args: list[str]) -> None:

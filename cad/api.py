@@ -24,6 +24,7 @@ def errors(*statuses: int, **described: str) -> dict:
         409: gettext_lazy("Conflicto con el estado actual"),
         412: gettext_lazy("Versión obsoleta (If-Match / version)"),
         413: gettext_lazy("Lote demasiado grande"),
+        422: gettext_lazy("Idempotency-Key ya usada con otro contenido"),
     }
     return {
         status: OpenApiResponse(ErrorOutput, description=described.get(f"e{status}", texts.get(status, "")))
@@ -37,6 +38,18 @@ IF_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=False,
     description=gettext_lazy('Versión esperada, p. ej. "3" (alternativa al campo version).'),
+)
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=gettext_lazy(
+        "Una clave por operación (p. ej. un UUID por formulario): repetir la solicitud con la misma clave "
+        "devuelve la respuesta original sin crear nada otra vez."
+    ),
 )
 
 

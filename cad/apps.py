@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class CadConfig(AppConfig):
     name = "cad"
     verbose_name = "CAD"
+
+    def ready(self):
+        from cad import checks  # noqa: F401 - registers the deploy check

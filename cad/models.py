@@ -65,3 +65,19 @@ class Event(models.Model):
             "time": self.created_at.isoformat(),
             "payload": self.payload,
         }
+
+
+class IdempotencyRecord(models.Model):
+    """The answer to a POST sent with an `Idempotency-Key` header: a retry with the same key (after a cut
+    connection) gets this answer again instead of doing the work twice. Written in the transaction of the
+    work, so a key is recorded only with what it created."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=100)
+    fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    status = models.PositiveSmallIntegerField(default=0)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="uniq_idempotency_key_per_user")]

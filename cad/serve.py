@@ -16,7 +16,9 @@ Websocket fan-out across processes needs a shared channel layer (Redis), so more
 refused with the in-memory layer. Default --procs: the number of CPUs with Redis, 1 without.
 
 SIGINT/SIGTERM are forwarded to the children (which run in their own process group, so a terminal Ctrl+C
-reaches them only once, through here). If any child exits, the others are stopped and this exits with 1.
+reaches them only once, through here); each child drains (cad.daphne_drain: stops accepting, finishes the
+requests in flight, closes websockets with 1001) before it exits. A child that dies is restarted with
+backoff (1, 2, 4 … 30 s); the others keep serving, and the parent keeps the listening sockets meanwhile.
 Arguments after `--` are passed to every Daphne process (e.g. `-- -v 0` turns off the access log).
 """
 
@@ -34,7 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 APPLICATION = "cad.asgi:application"
 BACKLOG = 1024
-STOP_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = float(os.environ.get("CAD_DRAIN_TIMEOUT_S", "20"))
+STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + 5.0  # children drain first (cad.daphne_drain)
+RESTART_BACKOFF_MAX_S = 30
+RESTART_RESET_S = 60.0  # a child that ran this long before dying is restarted after 1 s again
 
 
 def cpu_count() -> int:
@@ -94,7 +99,7 @@ def daphne_command(sock: socket.socket, *, proxy_headers: bool, extra: list[str]
     return [
         sys.executable,
         "-m",
-        "daphne",
+        "cad.daphne_drain",
         *where,
         *(["--proxy-headers"] if proxy_headers else []),
         *extra,
@@ -111,64 +116,87 @@ def _raise_stop(signum, frame):
     raise _Stop(signum)
 
 
+def backoff_s(failures: int) -> float:
+    """Seconds before restarting a child that died `failures` times in a row: 1, 2, 4 … 30."""
+    return float(min(RESTART_BACKOFF_MAX_S, 2 ** max(0, failures - 1)))
+
+
 def serve(
     sockets: list[socket.socket], procs: int, *, proxy_headers: bool = False, extra: list[str] = ()
 ) -> int:
-    """Start `procs` Daphne children on the listening sockets (one shared, or one each); return the exit
-    code once they are stopped."""
+    """Run `procs` Daphne children on the listening sockets (one shared, or one each) until SIGTERM/SIGINT;
+    a child that dies is restarted with backoff (the parent keeps the sockets, so connections wait in the
+    backlog meanwhile). Returns the exit code once every child has drained and stopped."""
     bound_host, bound_port = sockets[0].getsockname()[:2]
     shown = f"[{bound_host}]" if sockets[0].family == socket.AF_INET6 else bound_host
     how = "un socket compartido" if len(sockets) == 1 else "SO_REUSEPORT, un socket por proceso"
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    children: list[subprocess.Popen] = []
-    exit_code = 0
+    children: list[subprocess.Popen | None] = [None] * procs
+    started = [0.0] * procs
+    failures = [0] * procs
+    restart_at: list[float | None] = [None] * procs
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+
+    def start(number: int) -> subprocess.Popen:
+        sock = sockets[number % len(sockets)]
+        children[number] = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            daphne_command(sock, proxy_headers=proxy_headers, extra=list(extra)),
+            cwd=ROOT,
+            pass_fds=(sock.fileno(),),
+            start_new_session=True,  # signals come from here only
+            preexec_fn=preexec,  # prctl only: safe before exec
+        )
+        started[number] = time.monotonic()
+        return children[number]
+
     try:
-        for number in range(procs):
-            sock = sockets[number % len(sockets)]
-            children.append(
-                subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                    daphne_command(sock, proxy_headers=proxy_headers, extra=list(extra)),
-                    cwd=ROOT,
-                    pass_fds=(sock.fileno(),),
-                    start_new_session=True,  # signals come from here only
-                    preexec_fn=preexec,  # prctl only: safe before exec
-                )
-            )
-        for sock in sockets:
-            sock.close()  # the children hold them now
-        pids = ", ".join(str(c.pid) for c in children)
+        pids = ", ".join(str(start(number).pid) for number in range(procs))
         print(
             f"==> cad.serve: {procs} proceso(s) Daphne sirven http://{shown}:{bound_port}/ "
             f"({how}; pid {pids})",
             flush=True,
         )
         while True:
-            for number, child in enumerate(children, 1):
+            now = time.monotonic()
+            for number, child in enumerate(children):
+                if restart_at[number] is not None:
+                    if now >= restart_at[number]:
+                        restart_at[number] = None
+                        print(
+                            f"==> cad.serve: proceso Daphne {number + 1}/{procs} reiniciado (pid {start(number).pid})",
+                            flush=True,
+                        )
+                    continue
                 code = child.poll()
-                if code is not None:
-                    print(
-                        f"\nERROR: cad.serve: el proceso Daphne {number}/{procs} (pid {child.pid}) terminó "
-                        f"con código {code}; deteniendo los demás.",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    exit_code = 1
-                    return exit_code
+                if code is None:
+                    continue
+                failures[number] = 1 if now - started[number] > RESTART_RESET_S else failures[number] + 1
+                delay = backoff_s(failures[number])
+                restart_at[number] = now + delay
+                print(
+                    f"\nERROR: cad.serve: el proceso Daphne {number + 1}/{procs} (pid {child.pid}) terminó "
+                    f"con código {code}; se reinicia en {delay:.0f} s.",
+                    file=sys.stderr,
+                    flush=True,
+                )
             time.sleep(0.2)
     except _Stop as stop:
-        print(f"==> cad.serve: señal {signal.Signals(stop.signum).name}; deteniendo Daphne…", flush=True)
-        return exit_code
+        print(
+            f"==> cad.serve: señal {signal.Signals(stop.signum).name}; deteniendo Daphne (drenando)…",
+            flush=True,
+        )
+        return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_all([child for child in children if child is not None])
         for sock in sockets:
             sock.close()
-        _stop_all(children)
 
 
 def _stop_all(children: list[subprocess.Popen]) -> None:
+    """SIGTERM every child (each drains its requests in flight, cad.daphne_drain), then wait for them."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

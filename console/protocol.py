@@ -114,6 +114,19 @@ def notice_frame(level: str, code: str, message: str, **extra) -> Send:
     return send({"type": "notice", "level": level, "code": code, "message": message, **extra})
 
 
+def resync_frames(stream: str, current: int) -> list:
+    """The client reloads its snapshot and continues after `current`."""
+    return [
+        send({"type": "resync", "stream": stream, "seq": current}),
+        notice_frame(
+            "warning",
+            "resync",
+            _("La consola se atrasó demasiado; se recargó el estado completo."),
+            stream=stream,
+        ),
+    ]
+
+
 class ConsoleSession:
     """Per-socket protocol state. `metrics` is a dict of counters it increments (process-wide in production)."""
 
@@ -291,15 +304,7 @@ class ConsoleSession:
         self.last_sent[stream] = current
         if stream == AVL:
             self._avl_reset(current)
-        return [
-            send({"type": "resync", "stream": stream, "seq": current}),
-            notice_frame(
-                "warning",
-                "resync",
-                _("La consola se atrasó demasiado; se recargó el estado completo."),
-                stream=stream,
-            ),
-        ]
+        return resync_frames(stream, current)
 
     # --- Replay ------------------------------------------------------------------------------------
     def replay_rows(self, replay: Replay, rows: list[dict], current: int) -> list:
@@ -312,15 +317,7 @@ class ConsoleSession:
             self.last_sent[stream] = max(self.last_sent[stream], current)
             if stream == AVL:
                 self._avl_reset(self.last_sent[stream])
-            return [
-                send({"type": "resync", "stream": stream, "seq": current}),
-                notice_frame(
-                    "warning",
-                    "resync",
-                    _("La consola se atrasó demasiado; se recargó el estado completo."),
-                    stream=stream,
-                ),
-            ]
+            return resync_frames(stream, current)
         if not rows:
             return []
         self.metrics["replays"] += 1

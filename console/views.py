@@ -13,7 +13,14 @@ from django.utils.translation import gettext as _
 from accounts.models import Role
 from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES
 from incidents import lifecycle
-from incidents.models import CallDisposition, IncidentStatus, LocationSource, Priority
+from incidents.models import (
+    CALLER_DEVICE_SOURCES,
+    CallDisposition,
+    IncidentStatus,
+    Line,
+    LocationSource,
+    Priority,
+)
 from units.models import UNIT_TRANSITIONS, Capability, UnitStatus
 
 
@@ -115,6 +122,15 @@ def _ui_strings() -> dict:
     }
 
 
+def location_sources(line: str | None) -> list[tuple[str, str]]:
+    """The location sources an intake form offers: for 089 never the tipster's handset (the API refuses it)."""
+    return [
+        choice
+        for choice in LocationSource.choices
+        if not (line == Line.ANONYMOUS and choice[0] in CALLER_DEVICE_SOURCES)
+    ]
+
+
 def _page_config(request, *, line: str | None = None) -> dict:
     """What the page's modules need that is not in the API: targets, labels, transitions, map defaults."""
     center = request.user.center
@@ -143,7 +159,7 @@ def _page_config(request, *, line: str | None = None) -> dict:
         },
         "unit_statuses": {value: str(label) for value, label in UnitStatus.choices},
         "capabilities": {code: _(name) for code, name in Capability.objects.values_list("code", "name")},
-        "location_sources": {value: str(label) for value, label in LocationSource.choices},
+        "location_sources": {value: str(label) for value, label in location_sources(line)},
         "lifecycle": {"timers": {status: settings.CAD[key] for status, key in lifecycle.TIMERS.items()}},
         "unit_transitions": {key: sorted(value) for key, value in UNIT_TRANSITIONS.items()},
         "incident_statuses": {value: str(label) for value, label in IncidentStatus.choices},
@@ -163,7 +179,7 @@ def _render_page(request, template: str, *, line: str | None = None, **context):
             "config": config,
             "targets": config["targets"],
             "dashboard_url": _dashboard_url(),
-            "location_sources": LocationSource.choices,
+            "location_sources": location_sources(line),
             "call_dispositions": CallDisposition.choices,
             **context,
         },

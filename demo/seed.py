@@ -241,8 +241,8 @@ class SeedReport:
     units_total: int = 0
     units_created: int = 0
     password: str = ""
-    users: list[tuple[str, str, str]] = field(default_factory=list)  # username, role, password
-    tokens: list[tuple[str, str, str]] = field(default_factory=list)  # username, role, token
+    users: list[tuple[str, str]] = field(default_factory=list)  # created now: username, role
+    services: list[tuple[str, str]] = field(default_factory=list)  # created now (token only): username, role
 
 
 def demo_password(password: str | None = None) -> str:
@@ -389,36 +389,32 @@ def seed_units(
 def seed_users(
     *, center: Center, password: str, service_users: tuple[tuple[str, str], ...]
 ) -> tuple[list, list]:
-    """One user per human role (password reset to `password`, so printed credentials always work) and
-    the service accounts with their DRF tokens."""
-    users, tokens = [], []
+    """One user per human role and the service accounts (token only), created when missing. An existing
+    user is never touched: no password reset, no re-activation, no new role (an operator may have changed
+    or disabled a demo account on purpose). Returns (created humans, created service accounts)."""
+    users, services = [], []
     for username, role, first_name, last_name in HUMAN_USERS:
+        if User.objects.filter(username=username).exists():
+            continue
         is_admin = role == Role.ADMINISTRATOR
-        user, _created = User.objects.update_or_create(
+        User.objects.create_user(
             username=username,
-            defaults={
-                "role": role,
-                "center": center,
-                "first_name": first_name,
-                "last_name": last_name,
-                "is_active": True,
-                "is_staff": is_admin,
-                "is_superuser": is_admin,
-            },
+            password=password,
+            role=role,
+            center=center,
+            first_name=first_name,
+            last_name=last_name,
+            is_staff=is_admin,
+            is_superuser=is_admin,
         )
-        user.set_password(password)
-        user.save(update_fields=["password"])
-        users.append((username, role, password))
+        users.append((username, role))
     for username, role in service_users:
-        user, created = User.objects.update_or_create(
-            username=username, defaults={"role": role, "center": center, "is_active": True}
-        )
-        if created or user.has_usable_password():
-            user.set_unusable_password()  # service accounts authenticate by token only
-            user.save(update_fields=["password"])
-        token, _created = Token.objects.get_or_create(user=user)
-        tokens.append((username, role, token.key))
-    return users, tokens
+        if User.objects.filter(username=username).exists():
+            continue
+        user = User.objects.create_user(username=username, password=None, role=role, center=center)
+        Token.objects.create(user=user)  # service accounts authenticate by token only
+        services.append((username, role))
+    return users, services
 
 
 def seed_demo(
@@ -462,11 +458,11 @@ def seed_demo(
         _("[5/%(n)s] unidades… %(total)s (%(created)s nuevas)")
         % {"n": steps, "total": report.units_total, "created": report.units_created}
     )
-    report.users, report.tokens = seed_users(
+    report.users, report.services = seed_users(
         center=center, password=report.password, service_users=spec.service_users
     )
     progress(
-        _("[6/%(n)s] usuarios… %(users)s personas, %(services)s cuentas de servicio")
-        % {"n": steps, "users": len(report.users), "services": len(report.tokens)}
+        _("[6/%(n)s] usuarios nuevos… %(users)s personas, %(services)s cuentas de servicio")
+        % {"n": steps, "users": len(report.users), "services": len(report.services)}
     )
     return report

@@ -21,8 +21,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher
-from cad.api import IF_MATCH, errors, expected_version
+from cad.api import IDEMPOTENCY_KEY, IF_MATCH, errors, expected_version
 from cad.errors import NotFound
+from cad.idempotency import idempotent
 from incidents import services
 from incidents.filters import IncidentFilter, incident_type_search, incidents_for_list
 from incidents.models import (
@@ -279,7 +280,8 @@ class CallCreateApi(APIView):
             serializers={"911": Call911Input, "089": Call089Input},
             resource_type_field_name="line",
         ),
-        responses={201: CallCreateOutput, **errors(400, 404, 409)},
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: CallCreateOutput, **errors(400, 404, 409, 422)},
         summary=gettext_lazy("Registrar una llamada 911 o denuncia 089"),
     )
     def post(self, request):
@@ -293,7 +295,9 @@ class CallCreateApi(APIView):
             raise ValidationError({"line": [_("Línea inválida: use 911 o 089.")]})
         serializer = input_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        return idempotent(request, lambda: self._take_call(request, dict(serializer.validated_data)))
+
+    def _take_call(self, request, data: dict) -> Response:
         incident_type = data.pop("incident_type_code", None)
         link_to_folio = data.pop("incident", None) or None
         call = services.take_call(

@@ -49,10 +49,19 @@ def test_seed_twice_is_idempotent_and_users_can_log_in(capsys, monkeypatch):
     assert "[2/6] catálogo CNIE… 279 tipos" in out
     assert "no use estas cuentas ni esta contraseña en producción" in out
 
-    User.objects.filter(username="despachador").update(password="x")  # credentials drift
+    # An operator changed a demo password and disabled an account: seeding again touches neither.
+    User.objects.filter(username="despachador").update(password="x")
+    User.objects.filter(username="supervisor").update(is_active=False)
     call_command("seed_demo", "--units", "30")
     assert counts() == first
-    out = capsys.readouterr().out
+    capsys.readouterr()
+    assert User.objects.get(username="despachador").password == "x"
+    assert not User.objects.get(username="supervisor").is_active
+    User.objects.filter(username="despachador").update(is_active=True)
+    User.objects.filter(username="supervisor").update(is_active=True)
+    despachador = User.objects.get(username="despachador")
+    despachador.set_password(DEFAULT_DEMO_PASSWORD)
+    despachador.save()
 
     assert first["Unit"] == 30
     assert first["IncidentType"] == 279
@@ -90,16 +99,16 @@ def test_seed_twice_is_idempotent_and_users_can_log_in(capsys, monkeypatch):
         user = User.objects.get(username=username)
         assert user.role == role
         assert not user.has_usable_password()
-        assert Token.objects.get(user=user).key in out  # printed for the operator
+        assert Token.objects.get(user=user).key not in out  # tokens never reach the logs
 
 
 def test_seed_password_option_and_env(monkeypatch):
     monkeypatch.setenv("CAD_DEMO_PASSWORD", "desde-entorno-1")
     call_command("seed_demo", "--units", "5")
     assert authenticate(username="operador", password="desde-entorno-1") is not None
-    call_command("seed_demo", "--units", "5", "--password", "opcion-2")
-    assert authenticate(username="operador", password="opcion-2") is not None
-    assert authenticate(username="operador", password="desde-entorno-1") is None
+    call_command("seed_demo", "--units", "5", "--password", "opcion-2")  # existing users are not touched
+    assert authenticate(username="operador", password="opcion-2") is None
+    assert authenticate(username="operador", password="desde-entorno-1") is not None
 
 
 def test_seed_many_units_quickly():

@@ -194,6 +194,12 @@ function showError(error) {
   (first || box).focus?.();
 }
 
+// One Idempotency-Key per call form: a retry after a cut connection returns the original answer instead of
+// recording the call twice. A new form (F2) gets a new key. (randomUUID needs HTTPS; getRandomValues not.)
+function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+let idempotencyKey = newKey();
 let submitting = false;
 let dirty = false; // something typed since the last registered call
 let confirmOutside = false;
@@ -238,7 +244,7 @@ async function submit() {
   submitting = true;
   $("submit-call").disabled = true;
   try {
-    const created = await api("calls/", { method: "POST", body });
+    const created = await api("calls/", { method: "POST", body, headers: { "Idempotency-Key": idempotencyKey } });
     const folio = created.call.incident;
     resetForm();
     const result = $("result");
@@ -274,6 +280,7 @@ function swapCoordinates() {
 
 /** Empty the form for the next call (the result of the last one stays visible until F2). */
 function resetForm() {
+  idempotencyKey = newKey();
   form.reset();
   clearErrors();
   $("duplicates").hidden = true;

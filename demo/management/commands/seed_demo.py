@@ -33,14 +33,22 @@ class Command(BaseCommand):
             report = seed_demo(center_code=center, units=units, password=password, progress=self.stdout.write)
         except DomainError as exc:
             raise CommandError(str(exc.message)) from exc
-        self.stdout.write("")
-        self.stdout.write(_("Usuarios (inicio de sesión en la consola):"))
-        self.stdout.write(f"  {_('usuario'):<14} {_('rol'):<16} {_('contraseña')}")
-        for username, role, user_password in report.users:
-            self.stdout.write(f"  {username:<14} {role:<16} {user_password}")
-        self.stdout.write(_("Cuentas de servicio (encabezado «Authorization: Token <token>»):"))
-        for username, role, token in report.tokens:
-            self.stdout.write(f"  {username:<14} {role:<16} {token}")
+        # Never a token, and a password only when it is the public demo one: this output ends up in logs.
+        public = report.password == DEFAULT_DEMO_PASSWORD
+        if report.users:
+            self.stdout.write("")
+            self.stdout.write(_("Usuarios creados (inicio de sesión en la consola):"))
+            for username, role in report.users:
+                shown = report.password if public else _("(la contraseña indicada)")
+                self.stdout.write(f"  {username:<14} {role:<16} {shown}")
+        if report.services:
+            self.stdout.write(
+                _(
+                    "Cuentas de servicio creadas (sólo token): %(names)s. Obtenga su token con "
+                    "«python manage.py drf_create_token -r <usuario>» (no se imprime aquí)."
+                )
+                % {"names": ", ".join(name for name, _role in report.services)}
+            )
         if report.password == DEFAULT_DEMO_PASSWORD:
             self.stdout.write(
                 self.style.WARNING(

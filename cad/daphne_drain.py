@@ -1,0 +1,98 @@
+"""Daphne with a graceful stop: `python -m cad.daphne_drain <daphne arguments>` (what cad.serve starts).
+
+On SIGTERM/SIGINT plain Daphne stops its reactor at once and cuts the requests in flight (a write may
+commit and never be acknowledged). Here the process stops accepting connections, tells websocket clients
+it is going away (1001: consoles reconnect to another process and resume by seq), answers requests that
+still arrive on kept-alive connections with 503 + `Connection: close` (never reaching Django, so nothing
+commits unanswered), lets every HTTP request in flight finish, then exits; after CAD_DRAIN_TIMEOUT_S
+(default 20) it exits anyway.
+"""
+
+import os
+import signal
+import time
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import reactor
+
+DRAIN_TIMEOUT_S = float(os.environ.get("CAD_DRAIN_TIMEOUT_S", "20"))
+
+
+async def _going_away(scope, receive, send):
+    """What a request gets once the process drains (it arrived on a kept-alive connection): 503, close."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"connection", b"close"),
+                (b"retry-after", b"1"),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b'{"message": "draining", "code": "unavailable", "fields": {}}',
+        }
+    )
+
+
+class DrainingServer(Server):
+    def create_application(self, protocol, scope):
+        if self.draining and scope.get("type") == "http":
+            application, self.application = self.application, _going_away
+            try:
+                return super().create_application(protocol, scope)
+            finally:
+                self.application = application
+        return super().create_application(protocol, scope)
+
+    def run(self):
+        self.ports = []
+        self.draining = False
+        self.signal_handlers = False  # ours: drain instead of stopping the reactor at once
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: reactor.callFromThread(self.drain))
+        super().run()
+
+    def listen_success(self, port):
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def drain(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        for port in self.ports:
+            port.stopListening()
+        for protocol in list(self.connections):
+            if isinstance(protocol, WebSocketProtocol):
+                protocol.serverClose(code=1001)
+        self._stop_when_idle(time.monotonic() + DRAIN_TIMEOUT_S)
+
+    def _in_flight(self) -> int:
+        return sum(
+            1
+            for protocol, details in self.connections.items()
+            if not isinstance(protocol, WebSocketProtocol)
+            and details.get("application_instance") is not None
+            and not details["application_instance"].done()
+        )
+
+    def _stop_when_idle(self, deadline: float) -> None:
+        if self._in_flight() and time.monotonic() < deadline:
+            reactor.callLater(0.05, self._stop_when_idle, deadline)
+            return
+        reactor.stop()
+
+
+class DrainingCommandLineInterface(CommandLineInterface):
+    server_class = DrainingServer
+
+
+if __name__ == "__main__":
+    DrainingCommandLineInterface.entrypoint()
