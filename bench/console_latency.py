@@ -234,7 +234,7 @@ class Client:
     async def run(self):
         import websockets
 
-        headers = {"Origin": "http://127.0.0.1"}
+        headers = {"Origin": self.url.replace("ws://", "http://").split("/ws/")[0]}
         if self.cookie:
             headers["Cookie"] = f"sessionid={self.cookie}"
         # As a console does, retry a connection the server turned away (on a loaded machine the handshake

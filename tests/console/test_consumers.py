@@ -164,7 +164,9 @@ def test_dispatcher_with_a_session_cookie_is_accepted_through_the_asgi_stack(dis
 
     async def scenario():
         communicator = WebsocketCommunicator(
-            application, "/ws/console/", headers=[(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+            application,
+            "/ws/console/",
+            headers=[(b"cookie", cookie), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
         )
         connected, _ = await communicator.connect()
         await communicator.send_json_to({"type": "subscribe", "streams": {"console": None}})
@@ -182,7 +184,7 @@ def test_anonymous_through_the_asgi_stack_is_refused():
 
     async def scenario():
         communicator = WebsocketCommunicator(
-            application, "/ws/console/", headers=[(b"origin", b"http://127.0.0.1")]
+            application, "/ws/console/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
         )
         return await communicator.connect()
 
@@ -572,7 +574,7 @@ def _session_socket(user):
     client = Client()
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1")]
+    headers = [(b"cookie", cookie), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     return client, WebsocketCommunicator(application, "/ws/console/", headers=headers)
 
 
@@ -617,3 +619,31 @@ def test_the_session_is_rechecked_periodically(dispatcher, settings):
         return await ws.receive_output(timeout=3)
 
     assert run(scenario) == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "accepted"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", True),
+        ("http://127.0.0.1:9999", "127.0.0.1:8000", False),  # another service on the same host
+        ("https://127.0.0.1:8000", "127.0.0.1:8000", False),  # another scheme
+        ("http://evil.example", "127.0.0.1:8000", False),
+        ("null", "127.0.0.1:8000", False),
+    ],
+)
+def test_the_websocket_origin_must_match_scheme_host_and_port(dispatcher, origin, host, accepted):
+    from cad.asgi import application
+
+    client = Client()
+    client.force_login(dispatcher)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def scenario():
+        headers = [(b"cookie", cookie), (b"origin", origin.encode()), (b"host", host.encode())]
+        communicator = WebsocketCommunicator(application, "/ws/console/", headers=headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected
+
+    assert run(scenario) is accepted
