@@ -292,12 +292,12 @@ def instance_processes(
     (non-essential: a taken port does not stop the server), a thread of the one process when embedded."""
     label = f"{tag}-" if tag else ""
     if not production_path(env):
-        daphne_args = ["-b", host, "-p", str(port), "--proxy-headers", "cad.asgi:application"]
+        daphne_args = ["-b", host, "-p", str(port), "cad.asgi:application"]
         child_env = dict(
             env, CAD_RUN_AVL_SIM="1" if simulate else "0", CAD_RUN_DC09_PORT=str(dc09_port or "")
         )
         return [(f"{label}daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env, True)]
-    serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs), "--proxy-headers"]
+    serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs)]
     worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"]
     if tag:
         worker += ["-n", f"{tag}@%h"]

@@ -6,6 +6,8 @@ it is going away (1001: consoles reconnect to another process and resume by seq)
 still arrive on kept-alive connections with 503 + `Connection: close` (never reaching Django, so nothing
 commits unanswered), lets every HTTP request in flight finish, then exits; after CAD_DRAIN_TIMEOUT_S
 (default 20) it exits anyway.
+
+Its access log (Daphne's, on stdout at verbosity 1) leaves query strings out.
 """
 
 import os
@@ -18,6 +20,17 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
 DRAIN_TIMEOUT_S = float(os.environ.get("CAD_DRAIN_TIMEOUT_S", "20"))
+
+
+def _without_query(access_log):
+    """Daphne's access log, minus query strings (they can carry coordinates or phone numbers)."""
+
+    def log(protocol, action, details):
+        if "path" in details:
+            details = {**details, "path": details["path"].split("?", 1)[0]}
+        return access_log(protocol, action, details)
+
+    return log
 
 
 async def _going_away(scope, receive, send):
@@ -42,6 +55,11 @@ async def _going_away(scope, receive, send):
 
 
 class DrainingServer(Server):
+    def __init__(self, *args, action_logger=None, **kwargs):
+        if action_logger is not None:
+            action_logger = _without_query(action_logger)
+        super().__init__(*args, action_logger=action_logger, **kwargs)
+
     def create_application(self, protocol, scope):
         if self.draining and scope.get("type") == "http":
             application, self.application = self.application, _going_away

@@ -1,6 +1,6 @@
 """Serve cad.asgi with N Daphne processes behind ONE address.
 
-    python -m cad.serve [--host 127.0.0.1] [--port 8000] [--procs N] [--proxy-headers] [-- DAPHNE ARGS]
+    python -m cad.serve [--host 127.0.0.1] [--port 8000] [--procs N] [-- DAPHNE ARGS]
 
 Under Daphne, Django runs every synchronous view on one thread per process, so one process serialises
 all API requests. This parent binds the address and starts N `daphne --fd` children on it:
@@ -92,7 +92,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def daphne_command(sock: socket.socket, *, proxy_headers: bool, extra: list[str]) -> list[str]:
+def daphne_command(sock: socket.socket, *, extra: list[str]) -> list[str]:
     fd = sock.fileno()
     # Twisted's fd endpoint assumes IPv4 unless told otherwise.
     where = ["--fd", str(fd)] if sock.family == socket.AF_INET else ["-e", f"fd:fileno={fd}:domain=INET6"]
@@ -101,7 +101,6 @@ def daphne_command(sock: socket.socket, *, proxy_headers: bool, extra: list[str]
         "-m",
         "cad.daphne_drain",
         *where,
-        *(["--proxy-headers"] if proxy_headers else []),
         *extra,
         APPLICATION,
     ]
@@ -121,9 +120,7 @@ def backoff_s(failures: int) -> float:
     return float(min(RESTART_BACKOFF_MAX_S, 2 ** max(0, failures - 1)))
 
 
-def serve(
-    sockets: list[socket.socket], procs: int, *, proxy_headers: bool = False, extra: list[str] = ()
-) -> int:
+def serve(sockets: list[socket.socket], procs: int, *, extra: list[str] = ()) -> int:
     """Run `procs` Daphne children on the listening sockets (one shared, or one each) until SIGTERM/SIGINT;
     a child that dies is restarted with backoff (the parent keeps the sockets, so connections wait in the
     backlog meanwhile). Returns the exit code once every child has drained and stopped."""
@@ -141,7 +138,7 @@ def serve(
     def start(number: int) -> subprocess.Popen:
         sock = sockets[number % len(sockets)]
         children[number] = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            daphne_command(sock, proxy_headers=proxy_headers, extra=list(extra)),
+            daphne_command(sock, extra=list(extra)),
             cwd=ROOT,
             pass_fds=(sock.fileno(),),
             start_new_session=True,  # signals come from here only
@@ -225,7 +222,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--procs", type=int, default=None, help="procesos Daphne (por omisión: CPUs con Redis, 1 sin Redis)"
     )
-    parser.add_argument("--proxy-headers", action="store_true", help="usar X-Forwarded-For/-Proto del proxy")
     parser.add_argument(
         "--shared-socket",
         action="store_true",
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         sockets = listen(args.host, args.port, procs if reuseport else 1)
     except OSError as exc:
         sys.exit(f"ERROR: cad.serve: no se pudo escuchar en {args.host}:{args.port}: {exc}")
-    sys.exit(serve(sockets, procs, proxy_headers=args.proxy_headers, extra=extra))
+    sys.exit(serve(sockets, procs, extra=extra))
 
 
 if __name__ == "__main__":

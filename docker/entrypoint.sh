@@ -7,7 +7,8 @@ case "${1:-web}" in
     # Daphne serves HTTP and websockets; TLS terminates at the reverse proxy (X-Forwarded-Proto).
     # cad.serve: WEB_PROCS Daphne processes (default one per CPU) serve one address.
     if [ -n "${WEB_PROCS:-}" ]; then set -- --procs "$WEB_PROCS"; else set --; fi
-    exec python -m cad.serve --host 0.0.0.0 --port "${PORT:-8000}" --proxy-headers "$@"
+    # Forwarded headers are believed only from CAD_TRUSTED_PROXIES (cad.proxies).
+    exec python -m cad.serve --host 0.0.0.0 --port "${PORT:-8000}" "$@"
     ;;
   worker)
     exec celery -A cad worker -l "${LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}"
