@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "cad",
     "accounts",
     "geo",
@@ -60,6 +61,7 @@ MIDDLEWARE = [
     "cad.middleware.LocaleAndTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login
 ]
 
 ROOT_URLCONF = "cad.urls"
@@ -200,6 +202,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 SESSION_COOKIE_NAME = f"{INSTANCE}_sessionid" if INSTANCE else "sessionid"
+# Login throttling (django-axes): after CAD_LOGIN_FAILURE_LIMIT wrong passwords for one account from one
+# address, that pair is locked out for CAD_LOGIN_COOLOFF_MIN minutes (the address as cad.proxies resolves
+# it). Administrators unlock with `python manage.py axes_reset_username <user>`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CAD_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("CAD_LOGIN_COOLOFF_MIN", default=15.0) / 60.0  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ADMIN = True
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

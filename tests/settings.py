@@ -6,3 +6,6 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret-" + "k" * 40)
 
 from cad.settings import *  # noqa: E402, F403
+
+# Tests log users in with force_login / authenticate() without a request; the throttling test turns it on.
+AXES_ENABLED = False
