@@ -17,6 +17,19 @@ class CenterAdmin(admin.ModelAdmin):
     inlines = [EventStreamInline]
 
 
+class CenterScopedAdmin(admin.ModelAdmin):
+    """Rows of the staff user's own centre only (a superuser of one centre must not read another's 9-1-1
+    data); staff without a centre (a platform operator) see every centre. `center_field` is the lookup
+    from the model to its centre."""
+
+    center_field = "center"
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        center_id = getattr(request.user, "center_id", None)
+        return rows.filter(**{f"{self.center_field}_id": center_id}) if center_id else rows
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """For logs and system-written rows: readable in the admin, never added, edited or deleted there."""
 
@@ -34,7 +47,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(CenterScopedAdmin, ReadOnlyAdmin):
     """The domain-event log is append-only: readable here, never edited."""
 
     list_display = ("created_at", "center", "stream", "seq", "type")

@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from cad.admin import CenterScopedAdmin
 from incidents.models import Call, Incident, IncidentType, Line, SubtypeResponsePlan, TimelineEntry
 
 CALLER_FIELDS = ("caller_name", "callback_number")
+CALL_LIFECYCLE_FIELDS = ("arrived_at", "answered_at", "released_at", "disposition", "incident", "center")
 
 
 @admin.register(IncidentType)
@@ -43,7 +45,7 @@ class TimelineEntryInline(admin.TabularInline):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(CenterScopedAdmin):
     """Read-mostly: incidents are written by the dispatch services, which record events and timeline."""
 
     list_display = ("folio", "center", "type_code", "type_name", "priority", "status", "opened_at")
@@ -64,8 +66,9 @@ class IncidentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
-    """089 is anonymous: the caller's identity is never shown nor captured here."""
+class CallAdmin(CenterScopedAdmin):
+    """089 is anonymous: the caller's identity is never shown nor captured here. What the dispatch services
+    write (times, disposition, the incident) is read-only: the admin would skip their events."""
 
     list_display = ("uid", "center", "line", "channel", "arrived_at", "disposition", "incident")
     list_filter = ("center", "line", "channel", "disposition")
@@ -90,7 +93,7 @@ class CallAdmin(admin.ModelAdmin):
         return fields
 
     def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
+        fields = [*super().get_readonly_fields(request, obj), *CALL_LIFECYCLE_FIELDS]
         if obj is not None:
             fields.append("line")  # changing the line would expose or orphan caller fields
         return fields
