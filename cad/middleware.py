@@ -5,7 +5,7 @@ else es-MX. The browser's Accept-Language is deliberately ignored: a C4 works in
 workstation's browser says. Time zone: the user's centre's (Center.timezone), else settings.TIME_ZONE.
 """
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone, translation
@@ -34,10 +34,7 @@ class LocaleAndTimezoneMiddleware:
         request.LANGUAGE_CODE = translation.get_language()
         user = getattr(request, "user", None)
         center = getattr(user, "center", None) if user is not None and user.is_authenticated else None
-        try:
-            timezone.activate(ZoneInfo(center.timezone if center else settings.TIME_ZONE))
-        except (ZoneInfoNotFoundError, ValueError):
-            timezone.activate(ZoneInfo(settings.TIME_ZONE))
+        timezone.activate(center.zone if center else ZoneInfo(settings.TIME_ZONE))
         try:
             response = self.get_response(request)
         finally:

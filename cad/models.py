@@ -1,7 +1,9 @@
 """Plumbing models shared by every app: the command centre and its domain-event log."""
 
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +24,14 @@ class Center(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} — {self.name}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The centre's time zone (folio years, local hours); settings.TIME_ZONE if the name is unknown."""
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(settings.TIME_ZONE)
 
 
 class EventStream(models.Model):

@@ -191,7 +191,8 @@ def open_incident(
         )
     now = timezone.now()
     incident = Incident.objects.create(
-        folio=next_folio(center=call.center, year=timezone.localtime(now).year),
+        # The centre's local year (23:00 on 31 December in Tijuana is already 2027 in Mexico City).
+        folio=next_folio(center=call.center, year=now.astimezone(call.center.zone).year),
         center=call.center,
         incident_type=incident_type,
         type_code=incident_type.code,

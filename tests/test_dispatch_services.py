@@ -144,3 +144,17 @@ def test_a_failed_broadcast_does_not_fail_the_committed_write(center, dispatcher
     )  # three events, three failed broadcasts
     assert incident.folio.startswith("MEX-")
     assert Event.objects.filter(type="incident.created", payload__folio=incident.folio).exists()
+
+
+def test_the_folio_year_is_the_centres_local_year(center, call_taker, accident_type, monkeypatch):
+    """The folio year is the centre's local year, not the server's default zone's."""
+    from datetime import UTC, datetime
+
+    from incidents import services as dispatch
+
+    center.timezone = "America/Tijuana"
+    center.save()
+    # 01:00 on 1 January 2027 in Mexico City (settings.TIME_ZONE), 23:00 on 31 December 2026 in Tijuana.
+    monkeypatch.setattr(dispatch.timezone, "now", lambda: datetime(2027, 1, 1, 7, 0, tzinfo=UTC))
+    incident = open_incident(center=center, by=call_taker, incident_type=accident_type)
+    assert incident.folio.startswith(f"{center.code}-2026-")
