@@ -6,4 +6,9 @@ class CadConfig(AppConfig):
     verbose_name = "CAD"
 
     def ready(self):
-        from cad import checks  # noqa: F401 - registers the deploy check
+        from cad import (
+            checks,  # noqa: F401 - registers the deploy check
+            periodic,
+        )
+
+        periodic.register("cad.prune_events", task="cad.tasks.prune_events", every=3600)

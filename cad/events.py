@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
@@ -188,3 +189,21 @@ def last_seq(*, center_id: int, stream: str) -> int:
         .first()
         or 0
     )
+
+
+def prune_events(*, now=None) -> dict[str, int]:
+    """Delete events past retention: console-stream events after CAD["EVENT_RETENTION_DAYS"], AVL-stream
+    events after CAD["AVL_EVENT_RETENTION_H"] (the AVL track is the record of positions; its stream rows
+    only serve reconnecting consoles, so they are not kept as a second copy). A console older than what is
+    left is told to resync (console.protocol). The stream counters are kept: seq never restarts."""
+    now = now or timezone.now()
+    cutoffs = {
+        EventStream.Name.CONSOLE: now - timedelta(days=settings.CAD["EVENT_RETENTION_DAYS"]),
+        EventStream.Name.AVL: now - timedelta(hours=settings.CAD["AVL_EVENT_RETENTION_H"]),
+    }
+    deleted = {}
+    for stream, cutoff in cutoffs.items():
+        deleted[stream] = Event.objects.filter(stream=stream, created_at__lt=cutoff).delete()[0]
+    if any(deleted.values()):
+        logger.info("events pruned", extra={"deleted": deleted})
+    return deleted

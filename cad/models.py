@@ -64,6 +64,7 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["center", "stream", "seq"], name="uniq_event_seq")]
+        indexes = [models.Index(fields=["stream", "created_at"], name="event_retention")]  # prune_events
         ordering = ["center", "stream", "seq"]
 
     def envelope(self) -> dict:

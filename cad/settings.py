@@ -318,6 +318,9 @@ CAD = {
     "BROADCAST_QUEUE": env.int("CAD_BROADCAST_QUEUE", default=10000),
     "HEARTBEAT_S": env.float("CAD_HEARTBEAT_S", default=10.0),
     "SESSION_CHECK_S": env.float("CAD_SESSION_CHECK_S", default=60.0),
+    # Event-table retention (pruned hourly): consoles further behind than what is left reload by REST.
+    "EVENT_RETENTION_DAYS": env.int("CAD_EVENT_RETENTION_DAYS", default=30),
+    "AVL_EVENT_RETENTION_H": env.int("CAD_AVL_EVENT_RETENTION_H", default=1),
     # Timer targets in seconds (Mexican 9-1-1 norm defaults), overridable per deployment.
     "TARGET_MINIMUM_DATA_S": env.int("CAD_TARGET_MINIMUM_DATA_S", default=90),
     "TARGET_DISPATCH_S": env.int("CAD_TARGET_DISPATCH_S", default=120),

@@ -8,6 +8,7 @@ never blocks a request and rolled-back work never runs a task.
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from celery import shared_task
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
@@ -42,3 +43,11 @@ def enqueue(task, **kwargs) -> None:
             _pool().submit(_run_locally, task, kwargs)
 
     transaction.on_commit(send)
+
+
+@shared_task(acks_late=True, name="cad.tasks.prune_events")
+def prune_events() -> dict:
+    """Event-table retention (cad.events.prune_events); idempotent, scheduled hourly."""
+    from cad.events import prune_events as prune
+
+    return prune()

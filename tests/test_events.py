@@ -189,3 +189,32 @@ def test_listeners_run_inside_the_transaction_and_can_veto_it(center):
         events._listeners.remove(listener)
     assert seen == [("test.ok", True), ("test.vetoed", True)]
     assert list(Event.objects.values_list("type", flat=True)) == ["test.ok"]
+
+
+def test_events_past_retention_are_pruned_avl_sooner(db, settings):
+    """The console stream keeps CAD_EVENT_RETENTION_DAYS; the AVL stream only an hour (the AVL track is the
+    record of positions, the stream rows are not a second copy)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cad.events import prune_events
+    from cad.models import Event
+    from tests.factories import CenterFactory
+
+    center = CenterFactory()
+    now = timezone.now()
+    for seq, (stream, age) in enumerate(
+        [
+            ("console", timedelta(days=40)),
+            ("console", timedelta(days=1)),
+            ("avl", timedelta(hours=2)),
+            ("avl", timedelta(minutes=5)),
+        ],
+        start=1,
+    ):
+        Event.objects.create(
+            center=center, stream=stream, seq=seq, type="t", payload={}, created_at=now - age
+        )
+    assert prune_events(now=now) == {"console": 1, "avl": 1}
+    assert sorted(Event.objects.values_list("seq", flat=True)) == [2, 4]

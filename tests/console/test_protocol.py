@@ -85,3 +85,10 @@ def test_avl_batches_within_the_interval_coalesce_to_the_newest_position_per_uni
     now[0] += 1.0
     (frame,) = sent(s.avl_flush_due())
     assert (frame["first_seq"], frame["seq"], frame["payload"]["positions"]) == (2, 3, [[7, 3.0, 3.0, "c"]])
+
+
+def test_a_replay_that_starts_after_pruned_events_resyncs():
+    s = session()
+    replay = s.start_at("console", 3)
+    frames = sent(s.replay_rows(replay, [envelope(9), envelope(10)], current=10))  # 4..8 were pruned
+    assert frames[0] == {"type": "resync", "stream": "console", "seq": 10}
