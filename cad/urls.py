@@ -5,8 +5,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.forms import AdminLoginForm, LoginForm
 from accounts.views import set_language
 from interstate.peer_api import WellKnownApi
+
+admin.site.login_form = AdminLoginForm  # the admin's own login asks for the second factor too
 
 api_v1 = [
     path("", include("incidents.urls")),
@@ -27,7 +30,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path(".well-known/cad-peer", WellKnownApi.as_view(), name="cad-peer"),
     path("api/v1/", include(api_v1)),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("dashboard.web_urls")),
     path("", include("console.web_urls")),
