@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PeerKindEnum": "interstate.models.Peer.Kind",
         "EscalationKindEnum": "interstate.models.AutoEscalationPolicy.Kind",
+        "LocationSourceEnum": "incidents.models.LocationSource",
+        # 089 input: no handset location (incidents.api.Call089Input).
+        "AnonymousLocationSourceEnum": "incidents.api.ANONYMOUS_LOCATION_SOURCES",
     },
 }
 

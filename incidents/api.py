@@ -247,13 +247,18 @@ class Call911Input(_CallInputBase):
 CALLER_KEYS = ("caller_name", "callback_number")
 
 
+ANONYMOUS_LOCATION_SOURCES = [
+    choice for choice in LocationSource.choices if choice[0] not in CALLER_DEVICE_SOURCES
+]
+
+
 class Call089Input(_CallInputBase):
     """089 anonymous tips: no caller fields at all; sending any is refused, not silently dropped."""
 
     line = serializers.ChoiceField(choices=[(Line.ANONYMOUS.value, Line.ANONYMOUS.label)])
     # The tipster's handset position (AML, carrier) would locate the anonymous caller.
     location_source = serializers.ChoiceField(
-        choices=[choice for choice in LocationSource.choices if choice[0] not in CALLER_DEVICE_SOURCES],
+        choices=ANONYMOUS_LOCATION_SOURCES,
         required=False,
         allow_blank=True,
         default="",
