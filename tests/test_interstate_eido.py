@@ -94,7 +94,7 @@ def test_089_tip_sends_no_caller_data(center, call_taker, accident_type):
         incident_type=accident_type,
         lat=19.3,
         lon=-99.6,
-        location_source="device",
+        location_source="map",  # 089 never takes the handset's (device/carrier) location
         location_accuracy_m=12.5,
         narrative="Venta de droga en la esquina",
     )
