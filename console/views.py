@@ -11,7 +11,7 @@ from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.translation import gettext as _
 
 from accounts.models import Role
-from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES
+from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES, SUPERVISION_ROLES
 from incidents import lifecycle
 from incidents.models import (
     CALLER_DEVICE_SOURCES,
@@ -21,6 +21,7 @@ from incidents.models import (
     LocationSource,
     Priority,
 )
+from interstate.models import Escalation, EscalationKind
 from units.models import UNIT_TRANSITIONS, Capability, UnitStatus
 
 
@@ -119,6 +120,50 @@ def _ui_strings() -> dict:
         "all": _("Todas"),
         "status_menu": _("Estados de %(callsign)s"),
         "board_shown": _("%(n)s de %(of)s"),
+        **_interstate_strings(),
+    }
+
+
+def _interstate_strings() -> dict:
+    """Strings of the interstate section (console/static/console/interstate.js)."""
+    return {
+        "origin_label": _("Recibido de otro centro:"),
+        "origin_text": _("%(peer)s (%(code)s), folio %(folio)s"),
+        "is_origin_title": _("Escalado por %(peer)s, folio %(folio)s"),
+        "flag_inside": _("Ubicado en el área de %(peer)s."),
+        "flag_near": _("A %(km)s km del área de %(peer)s."),
+        "escalate_to": _("Escalar a %(peer)s"),
+        "notify_to": _("Avisar a %(peer)s"),
+        "escalated_to": _("Solicitud de servicio enviada a %(peer)s."),
+        "notified_to": _("Aviso enviado a %(peer)s."),
+        "answer_prompt": _("%(peer)s solicita atender este incidente (su folio %(folio)s)."),
+        "inbound_banner": _(
+            "%(peer)s escala su incidente %(remote)s: %(folio)s, acéptelo (Y) o rechácelo (R)."
+        ),
+        "esc_accept": _("Aceptar"),
+        "esc_reject": _("Rechazar"),
+        "esc_reject_reason": _("Motivo del rechazo"),
+        "esc_outbound": _("Enviado a %(peer)s"),
+        "esc_inbound": _("Recibido de %(peer)s"),
+        "remote_status": _("allá: %(status)s"),
+        "last_error": _("Último error (intento %(attempts)s): %(error)s"),
+        "rejected_reason": _("Motivo: %(reason)s"),
+        "remote_units": _("Unidades de %(peer)s"),
+        "esc_retry": _("Reintentar"),
+        "esc_cancel": _("Cancelar escalamiento"),
+        "menu_open": _("Escalar a otro centro"),
+        "menu_peer": _("Centro"),
+        "menu_kind": _("Tipo"),
+        "menu_reason": _("Motivo (opcional)"),
+        "menu_send": _("Enviar"),
+    }
+
+
+def _interstate_labels() -> dict:
+    """Escalation states and kinds as the console shows them (the interstate models' choices)."""
+    return {
+        "states": {value: str(label) for value, label in Escalation.State.choices},
+        "kinds": {value: str(label) for value, label in EscalationKind.choices},
     }
 
 
@@ -144,6 +189,7 @@ def _page_config(request, *, line: str | None = None) -> dict:
         },
         "user": {"username": request.user.get_username(), "role": request.user.role},
         "can_dispatch": request.user.role in DISPATCH_ROLES,
+        "can_supervise": request.user.role in SUPERVISION_ROLES,
         "line": line,
         "targets": {
             "minimum_data_s": settings.CAD["TARGET_MINIMUM_DATA_S"],
@@ -167,6 +213,7 @@ def _page_config(request, *, line: str | None = None) -> dict:
         "ws_path": "/ws/console/",
         "heartbeat_s": settings.CAD["HEARTBEAT_S"],
         "strings": _ui_strings(),
+        "interstate": _interstate_labels(),
     }
 
 

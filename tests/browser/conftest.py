@@ -193,25 +193,31 @@ def screenshot_dir() -> Path:
     return path
 
 
+def login_page(browser, base_url: str, username: str, *, password: str = PASSWORD, viewport=(1366, 768)):
+    """A new browser context on `base_url` and a Page logged in there through the real login form."""
+    context = browser.new_context(
+        base_url=base_url,
+        viewport={"width": viewport[0], "height": viewport[1]},
+        locale="es-MX",
+        timezone_id="America/Mexico_City",
+    )
+    page = context.new_page()
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    with page.expect_navigation():
+        page.click("form[action='/login/'] button[type=submit]")
+    return context, page
+
+
 @pytest.fixture
 def login(browser, cad_server):
     """login(username) → a Page logged in through the real login form (its own browser context)."""
     contexts = []
 
-    def make(username: str, *, password: str = PASSWORD, viewport=(1366, 768)):
-        context = browser.new_context(
-            base_url=cad_server,
-            viewport={"width": viewport[0], "height": viewport[1]},
-            locale="es-MX",
-            timezone_id="America/Mexico_City",
-        )
+    def make(username: str, **options):
+        context, page = login_page(browser, cad_server, username, **options)
         contexts.append(context)
-        page = context.new_page()
-        page.goto("/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", password)
-        with page.expect_navigation():
-            page.click("form[action='/login/'] button[type=submit]")
         return page
 
     yield make

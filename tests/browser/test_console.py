@@ -48,7 +48,11 @@ def _take_call(
     search="accidente de vehiculo",
     narrative="Choque con lesionados",
     link_duplicate=False,
+    where=(*TOLUCA, "Av. Independencia y Juárez, Toluca"),
+    confirm_outside=False,
 ):
+    """Take a call on the intake page by keyboard; `confirm_outside` confirms a point outside the centre's
+    area when the intake asks (Alt+O). Returns the folio and when the call was registered."""
     page.goto(path)
     page.wait_for_function("window.cadIntakeReady === true")
     page.fill("#type-search", search)
@@ -57,9 +61,9 @@ def _take_call(
     page.keyboard.press("ArrowUp")
     page.keyboard.press("Enter")
     expect(page.locator("#incident_type_code")).to_have_value(re.compile(r"^\d{5}$"))
-    page.fill("#address", "Av. Independencia y Juárez, Toluca")
-    page.fill("#lat", TOLUCA[0])
-    page.fill("#lon", TOLUCA[1])
+    page.fill("#address", where[2])
+    page.fill("#lat", where[0])
+    page.fill("#lon", where[1])
     page.locator("#lon").dispatch_event("change")
     page.fill("#narrative", narrative)
     if page.locator("#caller_name").count():
@@ -70,6 +74,9 @@ def _take_call(
         page.keyboard.press("Alt+v")
         expect(page.locator("#disposition")).to_have_value("linked")
     page.keyboard.press("Control+Enter")
+    if confirm_outside:
+        expect(page.locator("#form-error")).to_be_visible(timeout=5_000)
+        page.keyboard.press("Alt+o")
     result = page.locator("#result")
     expect(result).to_be_visible()
     folio = result.get_attribute("data-folio")

@@ -6,6 +6,7 @@
 import { createBoard, STATUS_KEYS } from "./board.js";
 import { api, apiAll, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
+import { InterstatePanel, queueBadges } from "./interstate.js";
 import { createLocationPanel } from "./location.js";
 import { createMiniMap } from "./minimap.js";
 import { RealtimeClient } from "./realtime.js";
@@ -127,6 +128,11 @@ function applyConsoleEvent(envelope) {
       if (state.selected && (payload.incident === state.selected || isAssignedToSelected(payload.id))) touchDetail(state.selected, true);
       else if (state.selected) scheduleRecs();
       break;
+    case "interstate.flagged":
+    case "interstate.escalation":
+      interstate.applyEvent(envelope);
+      scheduleRender(renderQueue);
+      break;
     default:
       break;
   }
@@ -227,7 +233,8 @@ function renderQueue() {
       el("td", {}, el("span", { class: `prio prio-${incident.priority}` }, config.priorities[incident.priority] || incident.priority)),
       el("td", { class: "mono nowrap" }, incident.folio),
       el("td", {}, el("span", { class: "tname", title: `${incident.type_code} ${incident.type_name}` }, el("span", { class: "mono" }, incident.type_code), " ", incident.type_name),
-        el("div", { class: "muted small" }, incident.lat == null ? t("no_location") : placeName(incident))),
+        el("div", { class: "muted small" }, incident.lat == null ? t("no_location") : placeName(incident)),
+        el("div", { class: "interstate-tags" }, queueBadges(incident))),
       el("td", {}, el("span", { class: `status-pill st-${incident.status}` }, config.incident_statuses[incident.status] || incident.status)),
       el("td", {}, el("time", { class: `timer ${timer.level}`, "data-folio": incident.folio, "data-target-s": timer.target || "" }, duration(timer.elapsed))),
     );
@@ -274,6 +281,7 @@ function tickTimers() {
 }
 
 // --- Detail -----------------------------------------------------------------------------------
+const interstate = new InterstatePanel(document.getElementById("d-interstate-body"));
 let detailTimer = null;
 let recsTimer = null;
 
@@ -286,6 +294,7 @@ async function openIncident(folio) {
   document.getElementById("detail-empty").hidden = true;
   document.getElementById("detail-body").hidden = false;
   if (manual) manual.reset();
+  interstate.load(folio);
   await refreshDetail();
   locationPanel.reset(state.detail);
   document.getElementById("location-box").open = Boolean(state.detail && state.detail.lat == null);
@@ -577,6 +586,7 @@ document.addEventListener("keydown", (event) => {
   else if ((key === "n" || key === "N") && open) focusField("note-text");
   else if ((key === "c" || key === "C") && open && !closed) focusField("close-disposition");
   else if ((key === "r" || key === "R") && closed) focusField("reopen-reason");
+  else if (state.selected && interstate.handleKey(event)) handled = true;
   else handled = false;
   if (handled) event.preventDefault();
 });

@@ -1,7 +1,8 @@
 // Call intake (9-1-1 and 089): arrival timer, CNIE type-ahead, location by coordinates, address or map
 // click, inline duplicate suggestion (Alt+V links), Ctrl+Enter submits, F2 starts a new call.
 
-import { api, config, duration, el, t, timerLevel } from "./common.js";
+import { api, config, duration, el, t, timerLevel, typing } from "./common.js";
+import { InterstatePanel } from "./interstate.js";
 import { createMap } from "./map.js";
 
 const form = document.getElementById("intake-form");
@@ -255,6 +256,7 @@ async function submit() {
       : t("call_recorded");
     if (created.location && !created.location.inside_service_area) result.append(" ", t("outside_area_recorded"));
     result.append(" ", el("kbd", {}, "F2"), " ", t("next_call"));
+    if (folio && body.disposition !== "linked") offerInterstate(folio);
     window.cadLastCall = created;
     dirty = false;
     search.focus();
@@ -269,6 +271,17 @@ async function submit() {
     submitting = false;
     $("submit-call").disabled = false;
   }
+}
+
+// --- Interstate: a call located in (or near) a peer centre's area offers X escalate / V notify ----------
+const interstateBox = el("div", { class: "interstate interstate-offer", id: "interstate-offer" });
+const interstate = new InterstatePanel(interstateBox, { compact: true });
+
+async function offerInterstate(folio) {
+  $("result").append(interstateBox);
+  const offers = await interstate.load(folio);
+  // The call-taker has not started the next call yet: the escalate button takes the focus (X, V or Enter).
+  if (offers.length && document.activeElement === search && !search.value) interstate.focusOffer();
 }
 
 function swapCoordinates() {
@@ -298,6 +311,7 @@ function resetForm() {
 
 function newCall() {
   resetForm();
+  interstate.clear();
   $("result").hidden = true;
   dirty = false;
   search.focus();
@@ -318,6 +332,8 @@ document.addEventListener("keydown", (event) => {
   } else if (event.altKey && event.code === "KeyI") {
     event.preventDefault();
     swapCoordinates();
+  } else if (!event.ctrlKey && !event.altKey && !event.metaKey && !typing(event) && interstate.handleKey(event)) {
+    event.preventDefault();
   }
 });
 window.cadIntakeReady = true;

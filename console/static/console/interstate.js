@@ -1,0 +1,322 @@
+// Interstate on the console pages: an incident flagged for a peer centre shows the peer and offers one key to
+// escalate (X: request for service) and one to notify (V: awareness); I escalates to any enabled peer. Each
+// escalation shows its delivery state live (pending / sent / accepted / rejected / failed with the last
+// error), the peer's folio, units and statuses; supervisors retry or cancel. On the receiving side an inbound
+// request shows where it came from, with accept (Y) and reject (R, with a reason). Commands go through REST
+// (/api/v1/…/interstate, /escalations); the page's websocket brings `interstate.flagged` and
+// `interstate.escalation` events, handed to `applyEvent`.
+
+import { api, clock, config, el, showBanner, t } from "./common.js";
+
+const LIVE = new Set(["pending", "sent", "accepted", "failed"]);
+const ANSWERABLE = new Set(["pending"]); // an inbound request no dispatcher has answered yet
+
+/** Per-folio interstate facts the queue shows without loading each incident: origin, flags, states. */
+export const queueFacts = new Map(); // folio -> {flags: [...], states: {peer: state}}
+const announced = new Set(); // inbound requests already announced on this page
+
+export function rememberFlags(folio, flags) {
+  const facts = queueFacts.get(folio) || { flags: [], states: {} };
+  facts.flags = flags || [];
+  queueFacts.set(folio, facts);
+}
+
+export function rememberEscalation(folio, escalation) {
+  const facts = queueFacts.get(folio) || { flags: [], states: {} };
+  facts.states[escalation.peer.code] = { state: escalation.state, direction: escalation.direction };
+  queueFacts.set(folio, facts);
+}
+
+/** Small badges for a queue row: where an inbound incident came from, which peer a flag or share names. */
+export function queueBadges(incident) {
+  const badges = [];
+  if (incident.origin_center) {
+    badges.push(el("span", { class: "tag tag-origin", title: t("is_origin_title", { peer: incident.origin_center, folio: incident.origin_folio }) },
+      `← ${incident.origin_center} ${incident.origin_folio || ""}`.trim()));
+  }
+  const facts = queueFacts.get(incident.folio);
+  if (facts) {
+    const shared = new Set();
+    for (const [peer, { state, direction }] of Object.entries(facts.states)) {
+      if (direction !== "outbound") continue;
+      shared.add(peer);
+      badges.push(el("span", { class: `tag tag-esc st-esc-${state}`, "data-peer": peer }, `→ ${peer} · ${label("states", state)}`));
+    }
+    for (const flag of facts.flags) {
+      if (!shared.has(flag.peer)) badges.push(el("span", { class: "tag tag-flag", "data-peer": flag.peer }, `⚑ ${flag.peer}`));
+    }
+  }
+  return badges;
+}
+
+/** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). */
+function announceInbound(folio, escalation) {
+  if (escalation.direction !== "inbound" || escalation.state !== "pending" || announced.has(escalation.id)) return;
+  announced.add(escalation.id);
+  if (escalation.kind === "request_for_service" && config.can_dispatch) {
+    showBanner(t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio }), "alert");
+  }
+}
+
+function label(group, value) {
+  return (config.interstate && config.interstate[group] && config.interstate[group][value]) || value;
+}
+
+let peersCache = null;
+async function enabledPeers() {
+  if (!peersCache) peersCache = await api("interstate/peers");
+  return peersCache;
+}
+
+/**
+ * The interstate section of one incident (console detail or the intake's result): load(folio) fetches it,
+ * applyEvent(envelope) keeps it live, handleKey(event) answers X/V/I/Y/R.
+ */
+export class InterstatePanel {
+  constructor(container, { compact = false } = {}) {
+    this.container = container;
+    this.compact = compact; // the intake page: flags and the two keys only
+    this.folio = null;
+    this.data = null;
+    this.busy = false;
+    // Built once and moved into each render, so a re-render (a live event) never loses what is being typed.
+    this.menuBox = this.compact ? null : this.buildMenu();
+    this.rejectReason = el("input", { id: "esc-reject-reason", name: "reason", type: "text", maxlength: "2000",
+      required: true, placeholder: t("esc_reject_reason"), "aria-label": t("esc_reject_reason") });
+  }
+
+  /** Load the incident's interstate state; resolves to the flags offered (escalate / notify). */
+  async load(folio) {
+    this.folio = folio;
+    this.data = null;
+    this.reset();
+    try {
+      const data = await api(`incidents/${encodeURIComponent(folio)}/interstate`);
+      if (folio !== this.folio) return [];
+      this.data = data;
+      rememberFlags(folio, data.flags);
+      for (const escalation of data.escalations) rememberEscalation(folio, escalation);
+      this.render();
+      return this.offers();
+    } catch (error) {
+      if (folio === this.folio) this.container.replaceChildren(el("p", { class: "muted" }, error.message));
+      return [];
+    }
+  }
+
+  /** Focus the first offer's escalate button (after a call is saved: X, V or Enter act at once). */
+  focusOffer() {
+    const button = this.container.querySelector(".esc-flag button[data-action=escalate]");
+    if (button) button.focus();
+    return Boolean(button);
+  }
+
+  clear() {
+    this.folio = null;
+    this.data = null;
+    this.reset();
+  }
+
+  reset() {
+    this.container.replaceChildren();
+    this.rejectReason.value = "";
+    if (this.menuBox) {
+      this.menuBox.querySelector("form").reset();
+      this.menuBox.querySelector("form").hidden = true;
+    }
+  }
+
+  /** An `interstate.*` console event; returns true when it concerned the shown incident. */
+  applyEvent(envelope) {
+    const payload = envelope.payload || {};
+    if (envelope.type === "interstate.flagged") rememberFlags(payload.folio, payload.peers);
+    else if (envelope.type === "interstate.escalation" && payload.escalation) {
+      rememberEscalation(payload.folio, payload.escalation);
+      announceInbound(payload.folio, payload.escalation);
+    } else return false;
+    if (!this.data || payload.folio !== this.folio) return false;
+    if (envelope.type === "interstate.flagged") this.data.flags = payload.peers || [];
+    else {
+      const list = this.data.escalations;
+      const index = list.findIndex((e) => e.id === payload.escalation.id);
+      if (index === -1) list.push(payload.escalation);
+      else if (list[index].updated_at <= payload.escalation.updated_at) list[index] = payload.escalation;
+    }
+    this.render();
+    return true;
+  }
+
+  // --- What can be done now -------------------------------------------------------------------
+  /** Flagged peers this incident is not (live) shared with yet: the X / V keys act on the first. */
+  offers() {
+    if (!this.data) return [];
+    const live = new Set(this.data.escalations.filter((e) => e.direction === "outbound" && LIVE.has(e.state)).map((e) => e.peer.code));
+    return this.data.flags.filter((flag) => !live.has(flag.peer));
+  }
+
+  /** The inbound request for service waiting for this centre's answer. */
+  pendingInbound() {
+    if (!this.data || !config.can_dispatch) return null;
+    return this.data.escalations.find((e) => e.direction === "inbound" && e.kind === "request_for_service" && ANSWERABLE.has(e.state)) || null;
+  }
+
+  // --- Commands ---------------------------------------------------------------------------------
+  async run(action, success) {
+    if (this.busy) return;
+    this.busy = true;
+    this.render();
+    try {
+      const escalation = await action();
+      if (escalation && escalation.id !== undefined) this.applyEvent({ type: "interstate.escalation", payload: { folio: this.folio, escalation } });
+      if (success) showBanner(success, "info");
+    } catch (error) {
+      showBanner(error.message, "error");
+    } finally {
+      this.busy = false;
+      this.render();
+    }
+  }
+
+  escalate(peer, kind, reason = "") {
+    const known = [...this.data.flags.map((f) => ({ code: f.peer, name: f.name })), ...(peersCache || [])];
+    const name = (known.find((p) => p.code === peer) || {}).name || peer;
+    return this.run(
+      () => api(`incidents/${encodeURIComponent(this.folio)}/escalations`, { method: "POST", body: { peer, kind, reason } }),
+      t(kind === "request_for_service" ? "escalated_to" : "notified_to", { peer: name }),
+    );
+  }
+
+  act(escalation, action, body) {
+    return this.run(() => api(`escalations/${escalation.id}/${action}`, { method: "POST", body }));
+  }
+
+  handleKey(event) {
+    const key = event.key.toLowerCase();
+    if (key === "i" && this.menuBox && this.folio) { this.openMenu(); return true; }
+    if (!this.data || this.busy) return false;
+    const offer = this.offers()[0];
+    if (key === "x" && offer) { this.escalate(offer.peer, "request_for_service"); return true; }
+    if (key === "v" && offer) { this.escalate(offer.peer, "request_awareness"); return true; }
+    if (this.compact) return false;
+    const inbound = this.pendingInbound();
+    if (key === "y" && inbound) { this.act(inbound, "accept"); return true; }
+    if (key === "r" && inbound) { this.rejectReason.focus(); return true; }
+    return false;
+  }
+
+  async openMenu() {
+    if (!this.menuBox) return;
+    const form = this.menuBox.querySelector("form");
+    const select = form.querySelector("select[name=peer]");
+    if (!select.options.length) {
+      try {
+        const peers = await enabledPeers();
+        select.replaceChildren(...peers.map((p) => el("option", { value: p.code }, `${p.code} — ${p.name}`)));
+      } catch (error) {
+        showBanner(error.message, "error");
+        return;
+      }
+    }
+    form.hidden = false;
+    select.focus();
+  }
+
+  // --- Rendering --------------------------------------------------------------------------------
+  render() {
+    const d = this.data;
+    if (!d) return;
+    const parts = [];
+    if (d.origin_center) {
+      const inbound = d.escalations.find((e) => e.direction === "inbound");
+      parts.push(el("p", { class: "esc-origin", id: "esc-origin" },
+        el("strong", {}, t("origin_label")), " ",
+        t("origin_text", { peer: inbound ? inbound.peer.name : d.origin_center, code: d.origin_center, folio: d.origin_folio })));
+    }
+    const offers = this.offers();
+    for (const [index, flag] of offers.entries()) parts.push(this.flagBox(flag, index === 0));
+    const inbound = this.compact ? null : this.pendingInbound();
+    if (inbound) parts.push(this.answerBox(inbound));
+    for (const escalation of d.escalations) parts.push(this.escalationBox(escalation));
+    if (this.menuBox) parts.push(this.menuBox);
+    this.container.replaceChildren(...parts);
+    this.container.hidden = !parts.length;
+  }
+
+  flagBox(flag, first) {
+    const where = flag.reason === "inside"
+      ? t("flag_inside", { peer: flag.name })
+      : t("flag_near", { peer: flag.name, km: Number(flag.distance_km).toFixed(1) });
+    return el("div", { class: "esc-flag", role: "group", "data-peer": flag.peer, "aria-label": where },
+      el("p", {}, el("strong", {}, "⚑ "), where),
+      el("button", { type: "button", class: "primary", "data-action": "escalate", disabled: this.busy || undefined,
+        onclick: () => this.escalate(flag.peer, "request_for_service") },
+        t("escalate_to", { peer: flag.peer }), first ? el("kbd", {}, "X") : null),
+      " ",
+      el("button", { type: "button", "data-action": "notify", disabled: this.busy || undefined,
+        onclick: () => this.escalate(flag.peer, "request_awareness") },
+        t("notify_to", { peer: flag.peer }), first ? el("kbd", {}, "V") : null));
+  }
+
+  answerBox(escalation) {
+    const reason = this.rejectReason;
+    return el("div", { class: "esc-answer", role: "group", "data-escalation": escalation.id },
+      el("p", {}, t("answer_prompt", { peer: escalation.peer.name, folio: escalation.remote_folio })),
+      el("button", { type: "button", class: "primary", "data-action": "accept", disabled: this.busy || undefined,
+        onclick: () => this.act(escalation, "accept") }, t("esc_accept"), el("kbd", {}, "Y")),
+      el("form", { class: "field-row", onsubmit: (event) => {
+        event.preventDefault();
+        if (reason.value.trim()) this.act(escalation, "reject", { reason: reason.value.trim() });
+      } }, reason, el("button", { type: "submit", class: "danger", "data-action": "reject", disabled: this.busy || undefined }, t("esc_reject"), el("kbd", {}, "R"))));
+  }
+
+  escalationBox(e) {
+    const direction = e.direction === "outbound" ? t("esc_outbound", { peer: e.peer.name }) : t("esc_inbound", { peer: e.peer.name });
+    const rows = [
+      el("p", {},
+        el("span", { class: `status-pill st-esc-${e.state}`, "data-state": e.state }, label("states", e.state)), " ",
+        el("strong", {}, direction), " · ", label("kinds", e.kind),
+        e.remote_folio ? [" · ", el("span", { class: "mono", "data-remote-folio": e.remote_folio }, e.remote_folio)] : null,
+        e.remote_status ? [" · ", t("remote_status", { status: config.incident_statuses[e.remote_status] || e.remote_status })] : null,
+        " · ", el("time", {}, clock(e.updated_at))),
+    ];
+    if (e.last_error && (e.state === "pending" || e.state === "failed")) {
+      rows.push(el("p", { class: "esc-error", role: "status" }, t("last_error", { attempts: e.attempts, error: e.last_error })));
+    }
+    if (e.state === "rejected" && e.reason) rows.push(el("p", { class: "muted" }, t("rejected_reason", { reason: e.reason })));
+    if (e.remote_resources && e.remote_resources.length) {
+      rows.push(el("table", { class: "esc-units" },
+        el("caption", {}, t("remote_units", { peer: e.peer.code })),
+        el("tbody", {}, e.remote_resources.map((r) =>
+          el("tr", { "data-resource": r.id, class: r.active ? "" : "muted" },
+            el("td", { class: "mono" }, r.name),
+            el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.unit_statuses[r.status_internal] || r.status)))))));
+    }
+    if (config.can_supervise && !this.compact && e.direction === "outbound" && LIVE.has(e.state)) {
+      const stuck = e.state === "pending" || e.state === "failed"; // something is waiting to be (re)sent
+      rows.push(el("p", { class: "esc-actions" },
+        stuck ? el("button", { type: "button", class: "mini", "data-action": "retry", disabled: this.busy || undefined, onclick: () => this.act(e, "retry") }, t("esc_retry")) : null,
+        " ",
+        el("button", { type: "button", class: "mini danger", "data-action": "cancel", disabled: this.busy || undefined, onclick: () => this.act(e, "cancel", { reason: "" }) }, t("esc_cancel"))));
+    }
+    return el("div", { class: `esc esc-${e.direction}`, "data-escalation": e.id, "data-peer": e.peer.code, "data-state": e.state }, rows);
+  }
+
+  buildMenu() {
+    const form = el("form", { id: "esc-menu", class: "esc-menu", hidden: true, onsubmit: (event) => {
+      event.preventDefault();
+      const data = new FormData(form);
+      form.reset();
+      form.hidden = true;
+      this.escalate(data.get("peer"), data.get("kind"), String(data.get("reason") || "").trim());
+    } },
+    el("label", {}, t("menu_peer"), " ", el("select", { name: "peer", required: true })),
+    el("label", {}, t("menu_kind"), " ", el("select", { name: "kind" },
+      el("option", { value: "request_for_service" }, label("kinds", "request_for_service")),
+      el("option", { value: "request_awareness" }, label("kinds", "request_awareness")))),
+    el("input", { name: "reason", type: "text", maxlength: "2000", placeholder: t("menu_reason"), "aria-label": t("menu_reason") }),
+    el("button", { type: "submit", class: "primary" }, t("menu_send")));
+    return el("div", { class: "esc-menu-box" },
+      el("button", { type: "button", class: "mini", "data-action": "menu", onclick: () => this.openMenu() }, t("menu_open"), el("kbd", {}, "I")),
+      form);
+  }
+}

@@ -1,0 +1,120 @@
+"""Interstate on two real centres' consoles in Chromium (tests/interstate_harness.py): MEX flags an incident
+located in CDMX, a MEX dispatcher escalates it with one key, it arrives in CDMX's queue showing its origin,
+a CDMX dispatcher accepts it with one key and MEX's console shows the acceptance live. Screenshots of both."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import login_page
+from tests.browser.test_console import _take_call
+from tests.interstate_harness import ZOCALO, open_call
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def console_of(browser, two_centres):
+    """console_of(centre, username) → that centre's dispatch console, logged in and live (console=False: just
+    logged in)."""
+    contexts = []
+
+    def open_console(centre, username="despachador", *, console=True):
+        context, page = login_page(browser, centre.base, username)
+        contexts.append(context)
+        if console:
+            page.goto("/console/")
+            expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
+            page.wait_for_function("window.cadRealtime && window.cadRealtime.last.console !== null")
+        return page
+
+    yield open_console
+    for context in contexts:
+        context.close()
+
+
+def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue_and_is_accepted(
+    two_centres, console_of, screenshot_dir
+):
+    mex, cdmx = two_centres.mex, two_centres.cdmx
+    cdmx_page = console_of(cdmx)
+    mex_page = console_of(mex)
+
+    # A MEX call-taker takes a call located inside CDMX: the intake flags it for CDMX, one key escalates.
+    intake = console_of(mex, "operador", console=False)
+    where = (str(ZOCALO["lat"]), str(ZOCALO["lon"]), ZOCALO["address"])
+    folio, _registered = _take_call(intake, where=where, confirm_outside=True)
+    offer = intake.locator('#interstate-offer .esc-flag[data-peer="CDMX"]')
+    expect(offer).to_contain_text("Ciudad de México")
+    expect(offer.locator("button[data-action=escalate]")).to_be_focused()
+    intake.keyboard.press("x")
+    expect(intake.locator('#interstate-offer .esc-outbound[data-peer="CDMX"]')).to_be_visible(timeout=10_000)
+    intake.screenshot(path=str(screenshot_dir / "interstate-mex-intake-escalated.png"))
+
+    # MEX's console shows the share on the incident's row, live.
+    row = mex_page.locator(f'#queue-body tr[data-folio="{folio}"]')
+    expect(row.locator(".tag-esc")).to_contain_text("CDMX", timeout=15_000)
+
+    # It arrives in CDMX's queue showing where it came from.
+    arrived = cdmx_page.locator("#queue-body tr", has=cdmx_page.locator(".tag-origin", has_text=folio))
+    expect(arrived).to_have_count(1, timeout=15_000)
+    expect(arrived.locator(".tag-origin")).to_have_text(f"← MEX {folio}")
+    cdmx_folio = arrived.get_attribute("data-folio")
+    assert re.fullmatch(r"CDMX-\d{4}-\d{6}", cdmx_folio)
+    cdmx_page.screenshot(path=str(screenshot_dir / "interstate-cdmx-queue.png"))
+
+    # A CDMX dispatcher opens it: origin and the answer keys; Y accepts.
+    arrived.click()
+    expect(cdmx_page.locator("#esc-origin")).to_contain_text(folio)
+    answer = cdmx_page.locator("#d-interstate .esc-answer")
+    expect(answer).to_contain_text(folio)
+    cdmx_page.locator("#detail").focus()
+    cdmx_page.keyboard.press("y")
+    expect(answer).to_have_count(0, timeout=10_000)
+    expect(cdmx_page.locator('#d-interstate .esc-inbound [data-state="accepted"]')).to_be_visible()
+    cdmx_page.screenshot(path=str(screenshot_dir / "interstate-cdmx-accepted.png"))
+
+    # MEX's dispatcher sees the acceptance and CDMX's folio, live.
+    row.click()
+    escalation = mex_page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')
+    expect(escalation.locator('[data-state="accepted"]')).to_be_visible(timeout=15_000)
+    expect(escalation.locator(f'[data-remote-folio="{cdmx_folio}"]')).to_be_visible()
+    expect(row.locator(".tag-esc")).to_contain_text("CDMX")
+    mex_page.screenshot(path=str(screenshot_dir / "interstate-mex-accepted.png"))
+
+
+def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_peer(
+    two_centres, console_of, screenshot_dir
+):
+    """The dispatcher's path: the queue flags the incident live, X escalates from the detail; I opens the
+    menu for any enabled peer (here a notice to CDMX about a MEX incident no flag names)."""
+    mex = two_centres.mex
+    page = console_of(mex)
+    folio = open_call(mex)
+    row = page.locator(f'#queue-body tr[data-folio="{folio}"]')
+    expect(row.locator(".tag-flag")).to_have_text("⚑ CDMX", timeout=15_000)
+    row.click()
+    flag = page.locator('#d-interstate .esc-flag[data-peer="CDMX"]')
+    expect(flag.locator("kbd")).to_have_text(["X", "V"])
+    page.locator("#detail").focus()
+    page.keyboard.press("x")
+    expect(page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')).to_be_visible(timeout=10_000)
+    expect(flag).to_have_count(0)
+
+    toluca = open_call(mex, lat=19.2826, lon=-99.6557, address="Centro, Toluca")
+    page.locator(f'#queue-body tr[data-folio="{toluca}"]').click()
+    expect(page.locator("#d-interstate button[data-action=menu]")).to_be_visible()
+    expect(page.locator("#d-interstate .esc-flag")).to_have_count(0)
+    page.locator("#detail").focus()
+    page.keyboard.press("i")
+    menu = page.locator("#esc-menu")
+    expect(menu).to_be_visible()
+    menu.locator("select[name=peer]").select_option("CDMX")
+    menu.locator("select[name=kind]").select_option("request_awareness")
+    menu.locator("input[name=reason]").fill("Persecución con rumbo a la CDMX")
+    page.screenshot(path=str(screenshot_dir / "interstate-mex-menu.png"))
+    menu.locator("button[type=submit]").click()
+    shared = page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')
+    expect(shared).to_contain_text("Aviso", timeout=10_000)
+    expect(shared.locator('[data-state="sent"], [data-state="accepted"]').first).to_be_visible(timeout=15_000)
