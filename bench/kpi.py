@@ -311,8 +311,9 @@ SWEEP = (100_000, 300_000, 1_000_000, 2_000_000)
 EXACT_FLOOR_MS, DASHBOARD_FLOOR_MS = 4000.0, 100.0
 
 
-def measure(*, calls: int, runs: int, keep: bool) -> dict:
-    """Recreate the bench database, load `calls`, refresh the rollups and time the three queries."""
+def measure(*, calls: int, runs: int, keep: bool, user_url: str) -> dict:
+    """Recreate the bench database (named after `user_url`'s), load `calls`, refresh the rollups and time
+    the three queries."""
     from datetime import UTC, datetime
 
     from django.core.management import call_command
@@ -322,7 +323,9 @@ def measure(*, calls: int, runs: int, keep: bool) -> dict:
     from dashboard.rollups import refresh_rollups
 
     connections.close_all()
-    url = bench_database("kpi")
+    os.environ["DATABASE_URL"] = user_url
+    url = bench_database("kpi")  # the database Django already points at, recreated
+    os.environ["DATABASE_URL"] = url
     progress(f"recreated {url.rsplit('/', 1)[-1]}; loading {calls:,} calls")
     call_command("migrate", verbosity=0)
     ids = load(calls)
@@ -402,13 +405,14 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("kpi measures PostgreSQL: set DATABASE_URL")
 
+    user_url = os.environ["DATABASE_URL"]
     os.environ["DATABASE_URL"] = bench_database("kpi")
     os.environ.pop("REDIS_URL", None)
     os.environ["DB_POOL_MAX_SIZE"] = "0"  # one thread; the database is recreated under it
     from bench.common import setup_django
 
     setup_django()
-    result = measure(calls=args.calls, runs=args.runs, keep=args.keep)
+    result = measure(calls=args.calls, runs=args.runs, keep=args.keep, user_url=user_url)
     results = {
         **{k: v for k, v in result.items() if k != "incidents"},
         "exact_vs_scan_ratio": round(result["kpi_month_exact_ms"] / result["raw_scan_ms"], 2),
@@ -421,7 +425,9 @@ def main() -> None:
         sizes = sorted({*(c for c in SWEEP if c <= args.sweep_max), args.sweep_max, args.calls})
         rows = []
         for calls in sizes:
-            point = result if calls == args.calls else measure(calls=calls, runs=3, keep=False)
+            point = (
+                result if calls == args.calls else measure(calls=calls, runs=3, keep=False, user_url=user_url)
+            )
             rows.append(
                 {
                     "calls": calls,
