@@ -6,6 +6,7 @@ Every benchmark prints its `key=value` results last and appends one dated row to
 import csv
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -48,9 +49,11 @@ class Server:
             self.port = sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in __exit__
+        # Servers refuse to start with DEBUG off and no secret key: a throwaway one for this run.
+        env = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **self.env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cad.serve", "--port", str(self.port), "--procs", str(self.procs)],
-            env=self.env,
+            env=env,
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
