@@ -362,6 +362,10 @@ CAD_INTERSTATE_SWEEP_EVERY_S = env.float("CAD_INTERSTATE_SWEEP_EVERY_S", default
 CAD_INTERSTATE_HTTP_TIMEOUT_S = env.float("CAD_INTERSTATE_HTTP_TIMEOUT_S", default=5.0)
 CAD_INTERSTATE_LEASE_S = env.float("CAD_INTERSTATE_LEASE_S", default=30.0)
 CAD_INTERSTATE_RETRY_BACKOFF_MAX_S = env.int("CAD_INTERSTATE_RETRY_BACKOFF_MAX_S", default=10)
+# Peer request audit (PeerRequestLog) kept this many days, then pruned hourly (interstate.tasks.prune).
+CAD_INTERSTATE_AUDIT_RETENTION_DAYS = env.int("CAD_INTERSTATE_AUDIT_RETENTION_DAYS", default=365)
+# Vehicles per vehicleAlert message when a shared list is published in bulk (one EIDO each).
+CAD_INTERSTATE_VEHICLE_BATCH = env.int("CAD_INTERSTATE_VEHICLE_BATCH", default=500)
 # Encrypts the peers' HMAC secrets at rest. Required in production (`check --deploy`); without it a key is
 # derived from SECRET_KEY (changing SECRET_KEY then makes the stored secrets unreadable: rotate them).
 CAD_INTERSTATE_KEY = env.str("CAD_INTERSTATE_KEY", default="")

@@ -9,7 +9,14 @@ from django.utils.translation import gettext_lazy
 from cad.admin import ReadOnlyAdmin
 from cad.errors import DomainError
 from interstate import services
-from interstate.models import AutoEscalationPolicy, Escalation, OutboxMessage, Peer, PeerRequestLog
+from interstate.models import (
+    AutoEscalationPolicy,
+    Escalation,
+    OutboxMessage,
+    Peer,
+    PeerRequestLog,
+    VehicleAlert,
+)
 
 MASK = "••••"
 
@@ -53,10 +60,10 @@ class PeerForm(forms.ModelForm):
 @admin.register(Peer)
 class PeerAdmin(admin.ModelAdmin):
     form = PeerForm
-    list_display = ("code", "name", "kind", "enabled", "base_url", "border_km", "refreshed_at")
+    list_display = ("code", "name", "kind", "enabled", "base_url", "unavailable_since", "refreshed_at")
     list_filter = ("enabled", "kind")
     search_fields = ("code", "name")
-    readonly_fields = ("inbound_key_id", "inbound_secret_display", "refreshed_at")
+    readonly_fields = ("inbound_key_id", "inbound_secret_display", "refreshed_at", "unavailable_since")
     actions = ["enable", "disable", "rotate_inbound_secret"]
 
     @admin.display(description=gettext_lazy("secreto de recepción"))
@@ -124,6 +131,13 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [name for name in super().get_readonly_fields(request, obj) if name not in self.exclude]
+
+
+@admin.register(VehicleAlert)
+class VehicleAlertAdmin(ReadOnlyAdmin):
+    list_display = ("plate", "list_kind", "state", "valid_until", "peers", "updated_at")
+    list_filter = ("state", "list_kind")
+    search_fields = ("plate", "alert_id", "source_key")
 
 
 @admin.register(PeerRequestLog)

@@ -2,6 +2,8 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+PRUNE_EVERY_S = 3600
+
 
 class InterstateConfig(AppConfig):
     name = "interstate"
@@ -17,3 +19,4 @@ class InterstateConfig(AppConfig):
             task="interstate.tasks.sweep_outbox",
             every=settings.CAD_INTERSTATE_SWEEP_EVERY_S,
         )
+        periodic.register("interstate.prune", task="interstate.tasks.prune", every=PRUNE_EVERY_S)

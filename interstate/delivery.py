@@ -1,17 +1,25 @@
-"""Delivery of the outbox: drain ONE escalation's pending messages to its peer, in order, under a lease.
+"""Delivery of the outbox: drain ONE stream's pending messages to its peer (interstate.outbox), in order,
+under a lease, behind a per-peer circuit breaker.
 
-* Lease: `Escalation.lease_until`/`lease_owner`, taken by a conditional UPDATE (free, expired, or already
-  ours), renewed per message, so two workers never send one escalation's messages at the same time. A Celery
+* Lease: `OutboxStream.lease_until`/`lease_owner`, taken by a conditional UPDATE (free, expired, or already
+  ours), renewed per message, so two workers never send one stream's messages at the same time. A Celery
   retry chain keeps its lease across the backoff (same task id = same owner), so new enqueues and the sweeper
-  leave the escalation to it; if the chain dies the lease expires and the sweeper takes over.
+  leave the stream to it; if the chain dies the lease expires and the sweeper takes over.
 * Order: messages in id order; the first failure stops the drain (PeerUnavailable: retried later), so a peer
   never sees message n+1 before n from us. Permanent refusals (4xx other than 401/403/408/409/429) mark the
-  message dead and the escalation failed, and the drain goes on.
+  message dead (and its escalation failed), and the drain goes on.
+* Circuit breaker per peer (`Peer.probe_after`, `failures`, `unavailable_since`): a send that finds the peer
+  unavailable opens it; while open, drains of every stream of that peer stop before sending (no attempt, no
+  audit row) and the sweeper hands the peer ONE stream when the backoff (1 s doubling, capped at
+  CAD_INTERSTATE_RETRY_BACKOFF_MAX_S, with jitter) has passed: that drain claims the probe with a conditional
+  UPDATE, so a peer that is down costs one request per interval whatever is queued for it. The first success
+  closes the circuit and enqueues every stream with a pending message: everything goes, once, in order.
 * Every request is audited (PeerRequestLog, direction outbound), failures included.
 """
 
 import json
 import logging
+import random
 import uuid
 from datetime import timedelta
 
@@ -22,8 +30,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cad.events import record_event
-from interstate import signing
-from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
+from interstate import outbox, signing
+from interstate.models import Escalation, OutboxMessage, OutboxStream, Peer, PeerRequestLog
 from interstate.selectors import escalation_summary
 from interstate.services import lock_escalation
 
@@ -116,7 +124,7 @@ def _send(message: OutboxMessage) -> dict:
         body=body,
         headers={signing.IDEMPOTENCY_KEY: str(message.idempotency_key)},
         request_id=str(message.body.get("requestId", ""))[:100],
-        incident_folio=message.escalation.incident.folio,
+        incident_folio=message.escalation.incident.folio if message.escalation_id else "",
     )
     if response.is_success:
         try:
@@ -131,135 +139,187 @@ def _send(message: OutboxMessage) -> dict:
 
 
 # --- Lease ------------------------------------------------------------------------------------
-def _acquire(escalation_id: int, owner: str) -> bool:
+def _acquire(stream_id: int, owner: str) -> bool:
     now = timezone.now()
     return bool(
-        Escalation.objects.filter(pk=escalation_id)
+        OutboxStream.objects.filter(pk=stream_id)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
         .update(lease_until=now + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S), lease_owner=owner)
     )
 
 
-def _release(escalation_id: int, owner: str) -> None:
-    Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(lease_until=None, lease_owner="")
+def _release(stream_id: int, owner: str) -> None:
+    OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(lease_until=None, lease_owner="")
 
 
-def _hold(escalation_id: int, owner: str, *, seconds: float) -> None:
-    Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(
+def _hold(stream_id: int, owner: str, *, seconds: float) -> None:
+    OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(
         lease_until=timezone.now() + timedelta(seconds=seconds)
     )
 
 
-def _next_pending(escalation_id: int) -> OutboxMessage | None:
+def _renew(stream_id: int, owner: str) -> bool:
+    """Extend our lease in the caller's transaction (no extra commit per message); False if it is not ours."""
+    return bool(
+        OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(
+            lease_until=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S)
+        )
+    )
+
+
+def _next_pending(stream_id: int) -> OutboxMessage | None:
     return (
-        OutboxMessage.objects.filter(escalation_id=escalation_id, state=OutboxMessage.State.PENDING)
+        OutboxMessage.objects.filter(stream_id=stream_id, state=OutboxMessage.State.PENDING)
         .select_related("peer", "escalation__incident")
         .order_by("id")
         .first()
     )
 
 
+# --- Circuit breaker --------------------------------------------------------------------------
+def backoff_s(failures: int) -> float:
+    """Seconds until the next probe after `failures` consecutive failures: 1, 2, 4… capped, with ±20 % jitter
+    (peers that failed together do not all come back in step)."""
+    base = min(2.0 ** max(failures - 1, 0), settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S)
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+
+
+def _may_send(peer: Peer) -> bool:
+    """Closed circuit: send. Open: only the one drainer that claims the probe (its time has come)."""
+    if peer.probe_after is None:
+        return True
+    now = timezone.now()
+    if peer.probe_after > now:
+        return False
+    # Claim the probe: move probe_after on, conditionally on the value we read (one claimant wins).
+    return bool(
+        Peer.objects.filter(pk=peer.pk, probe_after=peer.probe_after).update(
+            probe_after=now + timedelta(seconds=backoff_s(peer.failures + 1))
+        )
+    )
+
+
+def _peer_unavailable(peer: Peer) -> None:
+    """Open (or keep open) the peer's circuit after a failed send."""
+    now = timezone.now()
+    failures = Peer.objects.values_list("failures", flat=True).get(pk=peer.pk) + 1
+    Peer.objects.filter(pk=peer.pk).update(
+        failures=failures,
+        probe_after=now + timedelta(seconds=backoff_s(failures)),
+        unavailable_since=peer.unavailable_since or now,
+    )
+
+
+def _peer_available(peer: Peer) -> None:
+    """A send went through: if the circuit was open, close it and send everything that waited."""
+    if peer.probe_after is None and not peer.failures:
+        return
+    closed = Peer.objects.filter(pk=peer.pk).exclude(failures=0, probe_after__isnull=True)
+    if closed.update(failures=0, probe_after=None, unavailable_since=None):
+        logger.info("interstate peer available again", extra={"peer": peer.code})
+        outbox.enqueue_waiting(peer.pk)
+
+
 # --- Drain ------------------------------------------------------------------------------------
-def drain_escalation(
-    *, escalation_id: int, owner: str | None = None, hold_lease_on_failure: bool = False
-) -> int:
-    """Send the escalation's pending messages in order; returns how many were delivered. Raises PeerUnavailable
-    when the peer cannot take one now (with `hold_lease_on_failure` the lease is kept for the caller's retry)."""
+def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_failure: bool = False) -> int:
+    """Send the stream's pending messages in order; returns how many were delivered. Raises PeerUnavailable
+    when the peer cannot take one now (with `hold_lease_on_failure` the lease is kept for the caller's retry).
+    Returns quietly, sending nothing, while the peer's circuit is open and the probe is not ours."""
     owner = owner or f"local-{uuid.uuid4().hex}"
     delivered = 0
-    if not _acquire(escalation_id, owner):
+    if not _acquire(stream_id, owner):
         return delivered
     while True:
-        message = _next_pending(escalation_id)
-        if message is None or not message.peer.enabled:
-            _release(escalation_id, owner)
+        message = _next_pending(stream_id)
+        if message is None or not message.peer.enabled or not _may_send(message.peer):
+            _release(stream_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
-            if (
-                message is None
-                and _next_pending(escalation_id) is not None
-                and _acquire(escalation_id, owner)
-            ):
+            if message is None and _next_pending(stream_id) is not None and _acquire(stream_id, owner):
                 continue
             return delivered
         try:
             answer = _send(message)
         except PeerUnavailable as exc:
+            _peer_unavailable(message.peer)
             _record_failure(message, str(exc), dead=False, owner=owner)
             if hold_lease_on_failure:
                 _hold(
-                    escalation_id,
+                    stream_id,
                     owner,
                     seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S + settings.CAD_INTERSTATE_LEASE_S,
                 )
             else:
-                _release(escalation_id, owner)
+                _release(stream_id, owner)
             raise
         except PeerRefused as exc:
+            _peer_available(message.peer)  # it answered: it is up, it just will not take this message
             still_ours = _record_failure(message, str(exc), dead=True, owner=owner)
         else:
+            _peer_available(message.peer)
             still_ours = _record_delivery(message, answer, owner=owner)
             delivered += 1
         if not still_ours:  # the lease expired mid-drain and another drainer took over: leave it the rest
             return delivered
 
 
-def _renew(escalation_id: int, owner: str) -> bool:
-    """Extend our lease in the caller's transaction (no extra commit per message); False if it is not ours."""
-    return bool(
-        Escalation.objects.filter(pk=escalation_id, lease_owner=owner).update(
-            lease_until=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S)
-        )
-    )
+def drain_escalation(*, escalation_id: int, **options) -> int:
+    """Drain the stream of one escalation (tests, demos, a supervisor's shell): see drain_stream."""
+    stream_id = Escalation.objects.values_list("stream_id", flat=True).get(pk=escalation_id)
+    return drain_stream(stream_id=stream_id, **options) if stream_id else 0
 
 
 @transaction.atomic
 def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> bool:
     now = timezone.now()
-    escalation = lock_escalation(pk=message.escalation_id)  # its incident first: the product's lock order
+    escalation = None
+    if message.escalation_id:  # its incident first, then the escalation: the product's lock order
+        escalation = lock_escalation(pk=message.escalation_id)
     OutboxMessage.objects.filter(pk=message.pk).update(
         state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
     )
-    fields = []
-    if escalation.last_error:
-        escalation.last_error = ""
-        fields.append("last_error")
-    request_kinds = (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS)
-    if message.kind in request_kinds and escalation.state in (
-        Escalation.State.PENDING,
-        Escalation.State.FAILED,
-    ):
-        escalation.state = Escalation.State.SENT
-        escalation.remote_folio = str(answer.get("incident") or "")[:64]
-        fields += ["state", "remote_folio"]
-    if fields:
-        _escalation_changed(escalation, fields)
-    return _renew(escalation.id, owner)
+    if escalation is not None:
+        fields = []
+        if escalation.last_error:
+            escalation.last_error = ""
+            fields.append("last_error")
+        request_kinds = (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS)
+        if message.kind in request_kinds and escalation.state in (
+            Escalation.State.PENDING,
+            Escalation.State.FAILED,
+        ):
+            escalation.state = Escalation.State.SENT
+            escalation.remote_folio = str(answer.get("incident") or "")[:64]
+            fields += ["state", "remote_folio"]
+        if fields:
+            _escalation_changed(escalation, fields)
+    return _renew(message.stream_id, owner)
 
 
 @transaction.atomic
 def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: str) -> bool:
     now = timezone.now()
-    escalation = lock_escalation(pk=message.escalation_id)  # its incident first: the product's lock order
+    escalation = lock_escalation(pk=message.escalation_id) if message.escalation_id else None
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=message.attempts + 1,
         last_error=error[:2000],
         next_attempt_at=now + timedelta(seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S),
         state=OutboxMessage.State.DEAD if dead else OutboxMessage.State.PENDING,
     )
-    fields = []
-    if escalation.last_error != error[:2000]:
-        escalation.last_error = error[:2000]
-        fields.append("last_error")
-    if dead and escalation.state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
-        escalation.state = Escalation.State.FAILED
-        fields.append("state")
-    if fields:
-        _escalation_changed(escalation, fields)
+    if escalation is not None:
+        fields = []
+        if escalation.last_error != error[:2000]:
+            escalation.last_error = error[:2000]
+            fields.append("last_error")
+        if dead and escalation.state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
+            escalation.state = Escalation.State.FAILED
+            fields.append("state")
+        if fields:
+            _escalation_changed(escalation, fields)
     logger.warning(
         "interstate delivery failed",
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},
     )
-    return _renew(escalation.id, owner)
+    return _renew(message.stream_id, owner)
 
 
 def _escalation_changed(escalation: Escalation, fields: list[str]) -> None:
@@ -272,18 +332,22 @@ def _escalation_changed(escalation: Escalation, fields: list[str]) -> None:
 
 
 # --- Sweeper ----------------------------------------------------------------------------------
-def due_escalations(*, limit: int = 500) -> list[int]:
-    """Escalations with a pending message that is due (written SWEEP_AFTER_S ago and never sent, or its
-    backoff passed after a failure), whose peer is enabled and whose lease nobody holds."""
+def due_streams(*, limit: int = 500) -> list[int]:
+    """Streams with a pending message that is due (written SWEEP_AFTER_S ago and never sent, or its backoff
+    passed after a failure), whose peer is enabled and whose lease nobody holds. A peer whose circuit is open
+    gets nothing until its probe time, then ONE stream (its oldest due message's): the probe."""
     now = timezone.now()
-    return list(
-        OutboxMessage.objects.filter(
-            state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
-        )
-        .filter(Q(escalation__lease_until__isnull=True) | Q(escalation__lease_until__lt=now))
-        .values_list("escalation_id", flat=True)
-        .distinct()[:limit]
+    due = OutboxMessage.objects.filter(
+        state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
+    ).filter(Q(stream__lease_until__isnull=True) | Q(stream__lease_until__lt=now))
+    streams = list(
+        due.filter(peer__probe_after__isnull=True).values_list("stream_id", flat=True).distinct()[:limit]
     )
+    for peer_id in Peer.objects.filter(enabled=True, probe_after__lte=now).values_list("id", flat=True):
+        probe = due.filter(peer_id=peer_id).order_by("id").values_list("stream_id", flat=True).first()
+        if probe is not None:
+            streams.append(probe)
+    return streams
 
 
 # --- Well-known document ------------------------------------------------------------------------

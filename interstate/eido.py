@@ -175,9 +175,17 @@ def extra_facts(incident: Incident) -> tuple[list[VehicleFacts], list[PersonFact
 
 # --- Building ---------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, incident: Incident, *, peer_code: str | None, peer_role: str, at: datetime):
+    def __init__(
+        self,
+        incident: Incident | None,
+        *,
+        peer_code: str | None,
+        peer_role: str,
+        at: datetime,
+        center_code: str | None = None,
+    ):
         self.incident = incident
-        self.us = agency_id(incident.center.code)
+        self.us = agency_id(center_code or incident.center.code)
         self.peer = agency_id(peer_code) if peer_code else None
         self.peer_code = peer_code
         self.peer_role = peer_role
@@ -372,7 +380,7 @@ class _Builder:
         self.add("personComponent", component)
         return component_id
 
-    def vehicle(self, facts: VehicleFacts) -> str:
+    def vehicle(self, facts: VehicleFacts, *, location: str | None = None) -> str:
         component_id = _urn("vehicleid", facts["key"], self.us)
         nc: dict = {}
         identification = []
@@ -399,6 +407,8 @@ class _Builder:
         }
         if nc:
             component["ncVehicleComponent"] = nc
+        if location:
+            component["locationReference"] = [{"$ref": location}]
         self.add("vehicleComponent", component)
         return component_id
 
@@ -451,6 +461,59 @@ def build_eido(incident: Incident, *, peer_code: str | None = None, peer_role: s
     document = _Builder(incident, peer_code=peer_code, peer_role=peer_role, at=timezone.now()).build()
     validate_eido(document)
     return document
+
+
+def build_vehicle_eido(
+    *,
+    document_key: str,
+    center_code: str,
+    peer_code: str,
+    peer_role: str,
+    vehicles: list[VehicleFacts],
+    sighting: dict | None = None,
+) -> dict:
+    """An EIDO about vehicles rather than an incident (a shared vehicle alert, a sighting of one): the agencies,
+    one vehicleComponent per vehicle and, for a sighting (`{lat, lon, place, note}`), the location where it was
+    read (the vehicles reference it) and a note. Validated against NENA's schema like every EIDO we emit."""
+    builder = _Builder(
+        None, peer_code=peer_code, peer_role=peer_role, at=timezone.now(), center_code=center_code
+    )
+    builder.doc = {
+        **builder.prologue(_urn("incidentid", document_key, builder.us)),
+        "eidoVersion": EIDO_VERSION,
+        "issuingElementIdentification": f"cad.{builder.us}",
+    }
+    builder.agencies()
+    location = None
+    if sighting:
+        location = _urn("locationid", document_key, builder.us)
+        builder.add(
+            "locationComponent",
+            {
+                **builder.prologue(location),
+                "locationTypeDescriptionRegistryText": "Other",
+                "locationByValue": pidf_lo(
+                    entity=builder.doc["$id"],
+                    lat=sighting["lat"],
+                    lon=sighting["lon"],
+                    state="",
+                    municipality="",
+                    address=sighting["place"],
+                ),
+                "locationDescriptionText": sighting["place"],
+            },
+        )
+        builder.add(
+            "notesComponent",
+            {
+                **builder.prologue(_urn("noteid", document_key, builder.us)),
+                "notesActionComments": sighting["note"],
+            },
+        )
+    for facts in vehicles:
+        builder.vehicle(facts, location=location)
+    validate_eido(builder.doc)
+    return builder.doc
 
 
 def tel_uri(number: str) -> str:
@@ -570,7 +633,7 @@ def read_eido(document: dict) -> EidoFacts:
             }
         )
     for vehicle in document.get("vehicleComponent") or []:
-        facts.vehicles.append({"id": vehicle["$id"], **_vehicle_facts(vehicle)})
+        facts.vehicles.append({"id": vehicle["$id"], **vehicle_facts(vehicle)})
     calls = document.get("callComponent") or []
     if calls and all(str(call.get("localCallType")) == Line.ANONYMOUS for call in calls):
         facts.line = Line.ANONYMOUS
@@ -591,7 +654,8 @@ def read_eido(document: dict) -> EidoFacts:
     return facts
 
 
-def _vehicle_facts(vehicle: dict) -> dict:
+def vehicle_facts(vehicle: dict) -> dict:
+    """Plate, VIN, colour, make, model, year and relationship of an EIDO vehicleComponent (those it has)."""
     nc = vehicle.get("ncVehicleComponent") or {}
     found = {"relationship": ", ".join(vehicle.get("vehicleRelationshipType") or [])}
     for identification in nc.get("identification") or []:
@@ -601,7 +665,12 @@ def _vehicle_facts(vehicle: dict) -> dict:
             found["vin"] = value
         elif value:
             found["plate"] = value
-    for key, name in (("make", "makeName"), ("model", "modelName"), ("colour", "conveyanceColorPrimary")):
+    for key, name in (
+        ("make", "makeName"),
+        ("model", "modelName"),
+        ("colour", "conveyanceColorPrimary"),
+        ("year", "modelYearDate"),
+    ):
         values = nc.get(name) or []
         if values:
             found[key] = str(values[0].get("value", ""))

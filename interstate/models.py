@@ -1,5 +1,6 @@
-"""Interstate escalation: peers (other command centres' CADs), escalations of incidents between them, the
-transactional outbox that delivers messages, the inbound dedupe table and the audit of every peer request.
+"""Interstate escalation: peers (other command centres' CADs), escalations of incidents between them, vehicle
+alerts shared with them, the transactional outbox (ordered per-peer streams) that delivers messages, the inbound
+dedupe and replay tables and the audit of every peer request.
 
 See docs/interstate.md for the wire protocol these rows implement.
 """
@@ -54,6 +55,12 @@ class Peer(models.Model):
         "accounts.User", on_delete=models.PROTECT, related_name="interstate_peer", editable=False
     )
     refreshed_at = models.DateTimeField(_("documento del par leído"), null=True, blank=True)
+    # Circuit breaker (interstate.delivery): while the peer is unreachable, one probe per backoff interval.
+    unavailable_since = models.DateTimeField(_("sin respuesta desde"), null=True, blank=True, editable=False)
+    probe_after = models.DateTimeField(null=True, blank=True, editable=False)
+    failures = models.PositiveIntegerField(default=0, editable=False)
+    # Last applied `sequence` of the peer's vehicle alerts (its stream "vehicles").
+    vehicle_in_seq = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -121,6 +128,29 @@ def new_request_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
+class OutboxStream(models.Model):
+    """An ordered stream of messages to one peer, drained in id order under a lease (interstate.delivery): one
+    per escalation (`escalation:<id>`) and one per peer for vehicle alerts and sightings (`vehicles`)."""
+
+    VEHICLES = "vehicles"
+
+    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="streams")
+    key = models.CharField(max_length=64)
+    # Sequence of the stream's sequenced messages (vehicle alerts; escalation updates count on the escalation).
+    out_seq = models.PositiveBigIntegerField(default=0)
+    # Delivery lease: who drains this stream now, until when.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("flujo de mensajes salientes")
+        verbose_name_plural = _("flujos de mensajes salientes")
+        constraints = [models.UniqueConstraint(fields=["peer", "key"], name="uniq_outbox_stream_per_peer")]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id}:{self.key}"
+
+
 class Escalation(models.Model):
     """One local incident shared with one peer. Outbound: we shared our incident; inbound: the peer shared
     theirs and `incident` is our linked copy. `request_id` is the sender's stable id of the share (the
@@ -153,9 +183,10 @@ class Escalation(models.Model):
     out_seq = models.PositiveIntegerField(default=0)
     in_seq = models.PositiveIntegerField(default=0)
     remote_resources = models.JSONField(default=list, blank=True)
-    # Delivery lease: who drains this escalation's outbox now, until when (interstate.delivery).
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
+    # The ordered stream its messages to the peer travel in (delivery lease on the stream).
+    stream = models.OneToOneField(
+        OutboxStream, on_delete=models.PROTECT, null=True, editable=False, related_name="escalation"
+    )
     created_by = models.ForeignKey(
         "accounts.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -185,7 +216,7 @@ class Escalation(models.Model):
 
 class OutboxMessage(models.Model):
     """A message to a peer, written in the transaction of the change it reports (transactional outbox) and
-    delivered in id order per escalation by interstate.delivery."""
+    delivered in id order per stream by interstate.delivery. Messages about an escalation name it."""
 
     class Kind(models.TextChoices):
         REQUEST_FOR_SERVICE = "requestForService", "requestForService"
@@ -193,13 +224,18 @@ class OutboxMessage(models.Model):
         UPDATE = "update", "update"
         CANCEL = "cancel", "cancel"
         RESPONSE = "response", "response"
+        VEHICLE_ALERT = "vehicleAlert", "vehicleAlert"
+        VEHICLE_SIGHTING = "vehicleSighting", "vehicleSighting"
 
     class State(models.TextChoices):
         PENDING = "pending", _("Pendiente")
         DELIVERED = "delivered", _("Entregado")
         DEAD = "dead", _("Descartado")
 
-    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="outbox")
+    stream = models.ForeignKey(OutboxStream, on_delete=models.CASCADE, related_name="messages")
+    escalation = models.ForeignKey(
+        Escalation, on_delete=models.CASCADE, null=True, blank=True, related_name="outbox"
+    )
     peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="outbox")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -218,7 +254,7 @@ class OutboxMessage(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(
-                fields=["escalation", "id"], condition=Q(state="pending"), name="outbox_pending_by_escalation"
+                fields=["stream", "id"], condition=Q(state="pending"), name="outbox_pending_by_stream"
             ),
             models.Index(fields=["created_at"], condition=Q(state="pending"), name="outbox_pending_age"),
         ]
@@ -240,6 +276,48 @@ class InboundMessage(models.Model):
         verbose_name_plural = _("mensajes recibidos")
         constraints = [
             models.UniqueConstraint(fields=["peer", "idempotency_key"], name="uniq_inbound_key_per_peer")
+        ]
+
+
+class PeerNonce(models.Model):
+    """A (key id, nonce) pair a peer's signed request used: seen once within the timestamp window (replays are
+    refused by the unique constraint, in the database every web process shares). Pruned after the window."""
+
+    key_id = models.CharField(max_length=64)
+    nonce = models.CharField(max_length=64)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key_id", "nonce"], name="uniq_peer_nonce")]
+
+
+class VehicleAlert(models.Model):
+    """A vehicle we publish to peers (a plate on a shared hotlist): `source_key` is the publishing app's stable
+    key for it, `alert_id` what the peers know it by; `peers` the codes it was published to (only they may
+    report sightings of it)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", _("Vigente")
+        WITHDRAWN = "withdrawn", _("Retirada")
+        EXPIRED = "expired", _("Vencida")
+
+    alert_id = models.CharField(max_length=100, unique=True, default=new_request_id, editable=False)
+    source_key = models.CharField(max_length=64, unique=True)
+    plate = models.CharField(max_length=16)
+    list_kind = models.CharField(max_length=32)
+    reason = models.CharField(max_length=300, blank=True)
+    vehicle = models.JSONField(default=dict, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    peers = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("alerta de vehículo compartida")
+        verbose_name_plural = _("alertas de vehículos compartidas")
+        indexes = [
+            models.Index(fields=["valid_until"], condition=Q(state="active"), name="vehicle_alert_expiry")
         ]
 
 

@@ -7,7 +7,8 @@ PeerRequestLog by `PeerApiView.finalize_response` — accepted and refused alike
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -22,7 +23,7 @@ from accounts.permissions import IsPeer
 from cad.api import ErrorOutput
 from geo.models import Jurisdiction
 from interstate import eido, services, signing
-from interstate.models import Escalation, Peer, PeerRequestLog
+from interstate.models import Escalation, Peer, PeerNonce, PeerRequestLog
 from interstate.selectors import escalation_shared_with
 from interstate.validation import SchemaErrors, validate_message
 
@@ -74,12 +75,30 @@ class PeerSignatureAuthentication(BaseAuthentication):
         )
         if not signing.matches(peer.inbound_secret, message, presented):
             raise exceptions.AuthenticationFailed(_("Firma inválida."), code="bad_signature")
-        if not cache.add(f"interstate:nonce:{peer.id}:{nonce}", 1, timeout=2 * skew + 1):
+        if not _first_use(key_id, nonce):
             raise Replayed()
         return peer.service_user, peer
 
     def authenticate_header(self, request) -> str:
         return 'CAD-HMAC realm="interstate"'
+
+
+def _first_use(key_id: str, nonce: str) -> bool:
+    """Record (key id, nonce) in the table every web process shares; False if it was already there (a replay
+    within the window: nonces are kept twice the clock skew, interstate.services.prune_audit_and_nonces).
+
+    PostgreSQL commits this row without waiting for its WAL flush (synchronous_commit off for this transaction
+    only): a crash of the database server could forget the last fraction of a second of nonces, never admit a
+    duplicate while it runs; it saves the request a disk flush (measured in docs/interstate.md §2)."""
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            PeerNonce.objects.create(key_id=key_id, nonce=nonce, seen_at=timezone.now())
+    except IntegrityError:
+        return False
+    return True
 
 
 class PeerSignatureScheme(OpenApiAuthenticationExtension):
@@ -151,7 +170,9 @@ ANSWER = inline_serializer(
         "requestId": serializers.CharField(),
         "responseCode": serializers.IntegerField(help_text="182 queued, 200 done"),
         "responseText": serializers.CharField(),
-        "incident": serializers.CharField(help_text="The receiver's folio of the shared incident."),
+        "incident": serializers.CharField(
+            help_text="The receiver's folio of the shared incident (empty for vehicle messages)."
+        ),
     },
 )
 ENVELOPE = inline_serializer(
@@ -167,9 +188,20 @@ ENVELOPE = inline_serializer(
         "response": serializers.JSONField(
             required=False, help_text="{requestId, responseCode, responseText}"
         ),
+        "vehicleAlert": serializers.JSONField(
+            required=False,
+            help_text="{action: publish|withdraw|expire, alerts: [{alertId, vehicle, plate, listKind, reason, "
+            "validUntil}]} (this protocol's own kind; docs/interstate.md §3.1)",
+        ),
+        "vehicleSighting": serializers.JSONField(
+            required=False,
+            help_text="{alertId, readPlate, readAt, reader: {code, name, direction}} (this protocol's own kind)",
+        ),
         "requestId": serializers.CharField(max_length=100),
         "eido": serializers.JSONField(required=False, help_text="NENA EIDO (STA-021) document"),
-        "sequence": serializers.IntegerField(required=False, min_value=1, help_text="update only"),
+        "sequence": serializers.IntegerField(
+            required=False, min_value=1, help_text="update and vehicleAlert only"
+        ),
         "reason": serializers.CharField(required=False, help_text="cancel only"),
         "incident": serializers.CharField(required=False, help_text="response only: the responder's folio"),
     },
@@ -196,10 +228,14 @@ class PeerMessageApi(PeerApiView):
                 ErrorOutput, description="invalid_message (fields.schema lists the reasons)"
             ),
             404: OpenApiResponse(ErrorOutput, description="not_shared"),
+            422: OpenApiResponse(
+                ErrorOutput, description="unsupported_kind (the receiver takes no vehicle alerts)"
+            ),
             **REFUSALS,
         },
         summary=gettext_lazy(
-            "Mensaje STA-024 de un centro par (solicitud, aviso, actualización, cancelación, respuesta)"
+            "Mensaje de un centro par: STA-024 (solicitud, aviso, actualización, cancelación, respuesta) o "
+            "alerta / avistamiento de vehículo"
         ),
     )
     def post(self, request):

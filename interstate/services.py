@@ -21,11 +21,19 @@ from accounts.models import Role, User
 from cad.errors import Conflict, DomainError, InvalidTransition, NotFound
 from cad.events import record_event
 from cad.models import Center
-from cad.tasks import enqueue
 from incidents import services as incident_services
 from incidents.models import CallDisposition, Channel, Incident, IncidentStatus, IncidentType, Line
-from interstate import eido, secrets
-from interstate.models import Escalation, EscalationKind, InboundMessage, OutboxMessage, Peer
+from interstate import eido, outbox, secrets
+from interstate.models import (
+    Escalation,
+    EscalationKind,
+    InboundMessage,
+    OutboxMessage,
+    OutboxStream,
+    Peer,
+    PeerNonce,
+    PeerRequestLog,
+)
 from interstate.selectors import escalation_summary
 from interstate.validation import SchemaErrors
 
@@ -40,6 +48,8 @@ WIRE_KEY = {
     OutboxMessage.Kind.UPDATE: "event",
     OutboxMessage.Kind.CANCEL: "cancelREequest",  # the published STA-024 spelling
     OutboxMessage.Kind.RESPONSE: "response",
+    OutboxMessage.Kind.VEHICLE_ALERT: "vehicleAlert",  # this protocol's own kinds (docs/interstate.md §3.1)
+    OutboxMessage.Kind.VEHICLE_SIGHTING: "vehicleSighting",
 }
 KIND_OF_WIRE_KEY = {key: kind for kind, key in WIRE_KEY.items()}
 REQUEST_KIND = {
@@ -171,13 +181,7 @@ def peer_set_enabled(*, code: str, enabled: bool) -> Peer:
     peer.enabled = enabled
     peer.save(update_fields=["enabled", "updated_at"])
     if enabled:
-        waiting = (
-            OutboxMessage.objects.filter(peer=peer, state=OutboxMessage.State.PENDING)
-            .values_list("escalation_id", flat=True)
-            .distinct()
-        )
-        for escalation_id in waiting:
-            _enqueue_delivery(escalation_id)
+        outbox.enqueue_waiting(peer.id)
     return peer
 
 
@@ -236,12 +240,6 @@ def peer_apply_document(*, code: str, document: dict) -> Peer:
 
 
 # --- Outbox -----------------------------------------------------------------------------------
-def _enqueue_delivery(escalation_id: int) -> None:
-    from interstate.tasks import deliver_escalation
-
-    enqueue(deliver_escalation, escalation_id=escalation_id)
-
-
 def message_body(
     escalation: Escalation, kind: str, *, key, eido_document=None, sequence=None, **extra
 ) -> dict:
@@ -272,30 +270,36 @@ def message_body(
     return body
 
 
+def _escalation_stream(escalation: Escalation) -> OutboxStream:
+    """The escalation's outbox stream (created with its first message)."""
+    if escalation.stream_id is None:
+        escalation.stream = OutboxStream.objects.create(
+            peer=escalation.peer, key=f"escalation:{escalation.id}"
+        )
+        escalation.save(update_fields=["stream"])
+    return escalation.stream
+
+
 def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False, **extra) -> OutboxMessage:
-    """Write a message in the current transaction; delivery is enqueued for after the commit."""
-    message = OutboxMessage(
-        escalation=escalation,
-        peer=escalation.peer,
-        kind=kind,
-        next_attempt_at=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_SWEEP_AFTER_S),
-    )
+    """Write a message of the escalation in the current transaction; delivery is enqueued for after commit."""
+    seq = None
     if kind == OutboxMessage.Kind.UPDATE:
         escalation.out_seq += 1
         escalation.save(update_fields=["out_seq", "updated_at"])
-        message.seq = escalation.out_seq
+        seq = escalation.out_seq
     document = None
     if with_eido:
         role = eido.PEER_ROLE[
             "inbound" if escalation.direction == Escalation.Direction.INBOUND else escalation.kind
         ]
         document = eido.build_eido(escalation.incident, peer_code=escalation.peer.code, peer_role=role)
-    message.body = message_body(
-        escalation, kind, key=message.idempotency_key, eido_document=document, sequence=message.seq, **extra
+    return outbox.append(
+        _escalation_stream(escalation),
+        kind,
+        lambda key: message_body(escalation, kind, key=key, eido_document=document, sequence=seq, **extra),
+        escalation=escalation,
+        seq=seq,
     )
-    message.save()
-    _enqueue_delivery(escalation.id)
-    return message
 
 
 def _changed(escalation: Escalation, *fields: str) -> None:
@@ -466,10 +470,11 @@ def escalation_retry(*, escalation_id: int, center_id: int, by) -> Escalation:
         escalation.state = (
             Escalation.State.SENT if request_delivered or not outbound else Escalation.State.PENDING
         )
-    escalation.lease_until = None
     escalation.last_error = ""
-    _changed(escalation, "state", "last_error", "lease_until")
-    _enqueue_delivery(escalation.id)
+    _changed(escalation, "state", "last_error")
+    if escalation.stream_id:
+        OutboxStream.objects.filter(pk=escalation.stream_id).update(lease_until=None, lease_owner="")
+        outbox.enqueue_delivery(escalation.stream_id)
     return escalation
 
 
@@ -606,19 +611,31 @@ def check_envelope(wire_key: str, message: dict) -> None:
         problems["requestId"] = [
             _("Cadena de 1 a 100 caracteres, igual en todos los mensajes de lo compartido.")
         ]
-    needs_eido = kind in (*REQUEST_KIND.values(), OutboxMessage.Kind.UPDATE)
+    needs_eido = kind in (
+        *REQUEST_KIND.values(),
+        OutboxMessage.Kind.UPDATE,
+        OutboxMessage.Kind.VEHICLE_SIGHTING,
+    )
+    if kind == OutboxMessage.Kind.VEHICLE_ALERT:
+        needs_eido = (message.get("vehicleAlert") or {}).get("action") == "publish"
     if needs_eido and not isinstance(message.get("eido"), dict):
-        problems["eido"] = [_("Requerido en solicitudes y actualizaciones.")]
+        problems["eido"] = [_("Requerido en solicitudes, actualizaciones, avistamientos y publicaciones.")]
     sequence = message.get("sequence")
-    if kind == OutboxMessage.Kind.UPDATE and (
+    if kind in (OutboxMessage.Kind.UPDATE, OutboxMessage.Kind.VEHICLE_ALERT) and (
         not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1
     ):
-        problems["sequence"] = [_("Una actualización lleva un sequence entero ≥ 1.")]
+        problems["sequence"] = [_("Una actualización o alerta de vehículo lleva un sequence entero ≥ 1.")]
     if problems:
         raise MessageRefused(_("El mensaje no cumple el protocolo."), code="invalid_message", fields=problems)
 
 
 def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
+    from interstate import vehicles  # it builds on this module
+
+    if kind == OutboxMessage.Kind.VEHICLE_ALERT:
+        return vehicles.receive_vehicle_alert(peer, message)
+    if kind == OutboxMessage.Kind.VEHICLE_SIGHTING:
+        return vehicles.receive_vehicle_sighting(peer, message)
     request_id = message["requestId"]
     if kind in (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS):
         return _receive_request(peer, kind, request_id, message["eido"])
@@ -628,6 +645,20 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
     if kind == OutboxMessage.Kind.CANCEL:
         return _receive_cancel(escalation, str(message.get("reason") or "")[:500])
     return _receive_response(escalation, message)
+
+
+# --- Retention --------------------------------------------------------------------------------
+def prune_audit_and_nonces(*, now=None, chunk: int = 10_000) -> dict:
+    """Delete peer audit entries older than CAD_INTERSTATE_AUDIT_RETENTION_DAYS (in chunks) and nonces older
+    than the replay window (twice the clock skew: a request signed earlier is refused as stale anyway)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.CAD_INTERSTATE_AUDIT_RETENTION_DAYS)
+    audit = 0
+    while ids := list(PeerRequestLog.objects.filter(at__lt=cutoff).values_list("id", flat=True)[:chunk]):
+        audit += PeerRequestLog.objects.filter(id__in=ids).delete()[0]
+    window = timedelta(seconds=2 * settings.CAD_INTERSTATE_CLOCK_SKEW_S + 1)
+    nonces = PeerNonce.objects.filter(seen_at__lt=now - window).delete()[0]
+    return {"audit": audit, "nonces": nonces}
 
 
 def _incident_type_for(facts: eido.EidoFacts) -> IncidentType:

@@ -7,6 +7,7 @@ read-only once built). Draft 4 with a `referencing` registry, as /work/shared/to
 """
 
 import functools
+import json
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from referencing.jsonschema import DRAFT4
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EIDO_DIR = SCHEMA_DIR / "nena-eido"
 CONVEYANCE_FILE = SCHEMA_DIR / "nena-conveyance" / "websocket.yaml"
+OWN_MESSAGES_FILE = SCHEMA_DIR / "c4cad" / "vehicle-messages.json"
 EIDO_ROOT = "EmergencyIncidentDataObjectType"
 MAX_ERRORS = 50
 
@@ -30,6 +32,8 @@ MESSAGE_SCHEMAS = {
     "response": "responseToRequestObject",
     "event": "eventObject",
 }
+# This protocol's own kinds (not in STA-024) -> their envelope in our schema file.
+OWN_MESSAGE_SCHEMAS = {"vehicleAlert": "vehicleAlertMessage", "vehicleSighting": "vehicleSightingMessage"}
 
 _NUMERIC_KEYWORDS = {"minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "minProperties"}
 _lock = threading.Lock()
@@ -82,10 +86,16 @@ def _eido_validator() -> Draft4Validator:
 def _message_validators() -> dict[str, Draft4Validator]:
     uri = CONVEYANCE_FILE.as_uri()
     registry = Registry().with_resource(uri, Resource(contents=_load(CONVEYANCE_FILE), specification=DRAFT4))
-    return {
+    validators = {
         key: Draft4Validator({"$ref": f"{uri}#/components/schemas/{name}"}, registry=registry)
         for key, name in MESSAGE_SCHEMAS.items()
     }
+    own_uri = OWN_MESSAGES_FILE.as_uri()
+    own = Resource(contents=json.loads(OWN_MESSAGES_FILE.read_text(encoding="utf-8")), specification=DRAFT4)
+    own_registry = Registry().with_resource(own_uri, own)
+    for key, name in OWN_MESSAGE_SCHEMAS.items():
+        validators[key] = Draft4Validator({"$ref": f"{own_uri}#/definitions/{name}"}, registry=own_registry)
+    return validators
 
 
 def eido_validator() -> Draft4Validator:

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from sensors.models import Hotlist, LprReader, PanicButton
+from sensors.shared import sync_hotlist_sharing
 
 SUPERVISION_FIELDS = ("online", "last_seen_at")
 
@@ -61,6 +62,13 @@ class LprReaderAdmin(admin.ModelAdmin):
 
 @admin.register(Hotlist)
 class HotlistAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "source", "owner", "shared", "active", "created_at")
-    list_filter = ("center", "kind", "shared", "active")
+    list_display = ("name", "kind", "source", "owner", "shared", "active", "peer", "created_at")
+    list_filter = ("center", "kind", "shared", "active", "peer")
     search_fields = ("name", "source")
+    readonly_fields = ("peer",)
+
+    def save_model(self, request, obj, form, change):
+        """Sharing, unsharing or (de)activating a list publishes or withdraws its entries to the peers."""
+        super().save_model(request, obj, form, change)
+        if change and {"shared", "active"} & set(form.changed_data) and not obj.peer:
+            sync_hotlist_sharing(hotlist_id=obj.pk)

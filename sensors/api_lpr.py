@@ -153,7 +153,12 @@ class HitOutput(serializers.Serializer):
     lat = serializers.FloatField()
     lon = serializers.FloatField()
     read_at = serializers.DateTimeField()
-    origin = serializers.CharField()
+    origin = serializers.CharField(
+        help_text=gettext_lazy("Centro par cuyo arco leyó la placa (vacío: nuestro).")
+    )
+    list_owner = serializers.CharField(
+        help_text=gettext_lazy("Centro par dueño de la lista compartida (vacío: lista propia).")
+    )
     status = serializers.CharField()
     folio = serializers.CharField(source="incident.folio", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
@@ -345,6 +350,9 @@ class HotlistListApi(APIView):
         owner = serializers.CharField(source="owner.username")
         shared = serializers.BooleanField()
         active = serializers.BooleanField()
+        peer = serializers.CharField(
+            help_text=gettext_lazy("Vacío: propia; si no, el centro par que la comparte.")
+        )
         entries = serializers.IntegerField(source="entry_count")
 
     @extend_schema(

@@ -11,6 +11,10 @@ class SensorsConfig(AppConfig):
 
     def ready(self) -> None:
         from cad import periodic
+        from interstate.vehicles import register_receiver
+        from sensors.shared import PeerHotlists
+
+        register_receiver(PeerHotlists())  # peers' shared vehicle alerts and sightings of ours
 
         periodic.register(
             "sensors.check_heartbeats", task="sensors.tasks.check_heartbeats", every=SUPERVISION_EVERY_S

@@ -12,17 +12,28 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from cad.errors import DomainError, NotFound
+from sensors import shared
 from sensors.models import Hotlist, HotlistEntry
 from sensors.plates import normalize_plate, plate_key, valid_plate
 from sensors.staging import copy_into_staging
 
 CSV_COLUMNS = ("plate", "reason", "valid_until", "owner", "source_ref", "make", "model", "color", "year")
 VEHICLE_COLUMNS = ("make", "model", "color", "year")
-_UPDATE_FIELDS = ["plate", "reason", "source_ref", "owner", "valid_from", "valid_until", "vehicle"]
+_UPDATE_FIELDS = [
+    "plate",
+    "reason",
+    "source_ref",
+    "owner",
+    "valid_from",
+    "valid_until",
+    "vehicle",
+    "remote_id",
+]
 
 
 def _hotlist(*, hotlist_id: int, center_id: int) -> Hotlist:
-    hotlist = Hotlist.objects.filter(pk=hotlist_id, center_id=center_id).first()
+    """One of our own lists (a peer's shared list changes only by the peer's messages)."""
+    hotlist = Hotlist.objects.filter(pk=hotlist_id, center_id=center_id, peer="").first()
     if hotlist is None:
         raise NotFound(_("No existe la lista %(id)s.") % {"id": hotlist_id})
     return hotlist
@@ -70,15 +81,19 @@ def add_entry(
             },
         },
     )
+    shared.publish_entries(hotlist, [entry])
     return entry
 
 
 @transaction.atomic
 def remove_entry(*, hotlist_id: int, center_id: int, plate: str, by) -> None:
     hotlist = _hotlist(hotlist_id=hotlist_id, center_id=center_id)
-    deleted, _detail = HotlistEntry.objects.filter(hotlist=hotlist, plate_key=plate_key(plate)).delete()
-    if not deleted:
+    entries = HotlistEntry.objects.filter(hotlist=hotlist, plate_key=plate_key(plate))
+    ids = list(entries.values_list("id", flat=True))
+    if not ids:
         raise NotFound(_("La placa no está en la lista."))
+    entries.delete()
+    shared.withdraw_entries(ids)
 
 
 def _row_entry(hotlist: Hotlist, row: dict, now: datetime) -> HotlistEntry:
@@ -105,20 +120,10 @@ def _row_entry(hotlist: Hotlist, row: dict, now: datetime) -> HotlistEntry:
     )
 
 
-_COPY_COLUMNS = (
-    "hotlist_id",
-    "plate",
-    "plate_key",
-    "reason",
-    "source_ref",
-    "owner",
-    "valid_from",
-    "valid_until",
-    "vehicle",
-)
+_COPY_COLUMNS = ("hotlist_id", "plate_key", *_UPDATE_FIELDS)
 
 
-def _upsert(entries: list[HotlistEntry]) -> None:
+def upsert_entries(entries: list[HotlistEntry]) -> None:
     """Insert or update entries by (hotlist, plate_key). PostgreSQL: COPY into a per-connection temporary
     table and one INSERT … SELECT … ON CONFLICT DO UPDATE (a 1,000,000-row file in well under the time of
     bound INSERTs); elsewhere bulk_create with update_conflicts."""
@@ -139,19 +144,16 @@ def _upsert(entries: list[HotlistEntry]) -> None:
             table="hotlist_incoming",
             ddl="hotlist_id bigint, plate varchar(16), plate_key varchar(16), reason varchar(300), "
             "source_ref varchar(120), owner varchar(120), valid_from timestamptz, valid_until timestamptz, "
-            "vehicle jsonb",
+            "vehicle jsonb, remote_id varchar(100)",
             columns=columns,
             rows=(
                 (
                     e.hotlist_id,
-                    e.plate,
                     e.plate_key,
-                    e.reason,
-                    e.source_ref,
-                    e.owner,
-                    e.valid_from,
-                    e.valid_until,
-                    json.dumps(e.vehicle),
+                    *(
+                        json.dumps(e.vehicle) if name == "vehicle" else getattr(e, name)
+                        for name in _UPDATE_FIELDS
+                    ),
                 )
                 for e in entries
             ),
@@ -181,7 +183,10 @@ def import_csv(
     def flush():
         nonlocal stored
         with transaction.atomic():
-            _upsert(list(pending.values()))
+            upsert_entries(list(pending.values()))
+            if shared.publishes(hotlist):
+                stored_entries = HotlistEntry.objects.filter(hotlist=hotlist, plate_key__in=list(pending))
+                shared.publish_entries(hotlist, stored_entries.order_by("id"))
         stored += len(pending)
         pending.clear()
         if progress:

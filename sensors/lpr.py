@@ -22,6 +22,7 @@ from cad.errors import Conflict, DomainError, NotFound
 from cad.events import record_event
 from incidents.models import CallDisposition, Channel, IncidentStatus, IncidentType, Line, LocationSource
 from incidents.services import add_note, take_call
+from interstate.vehicles import report_vehicle_sighting
 from sensors.models import Hotlist, HotlistEntry, LprHit, LprRead, LprReader
 from sensors.plates import fold_plate, normalize_plate, valid_plate
 from sensors.staging import copy_into_staging
@@ -211,6 +212,7 @@ def hit_summary(hit: LprHit) -> dict:
         "lon": hit.lon,
         "read_at": hit.read_at.isoformat(),
         "origin": hit.origin,
+        "list_owner": hit.list_owner,
         "status": hit.status,
         "folio": hit.incident.folio if hit.incident_id else None,
     }
@@ -259,7 +261,8 @@ def raise_hit(
     origin: str = "",
 ) -> LprHit:
     """Record a hit and alert the consoles (inside the caller's transaction). The listed vehicle
-    description wins over what the reader saw."""
+    description wins over what the reader saw. A hit of our reader on a peer's shared entry is also
+    reported to that peer (sensors.shared)."""
     hit = LprHit.objects.create(
         center_id=center_id,
         entry=entry,
@@ -275,8 +278,26 @@ def raise_hit(
         lon=lon,
         place=place,
         origin=origin,
+        list_owner=entry.hotlist.peer,
         created_at=timezone.now(),
     )
+    if entry.hotlist.peer and reader is not None:
+        report_vehicle_sighting(
+            peer_code=entry.hotlist.peer,
+            alert_id=entry.remote_id,
+            vehicle={
+                "plate": entry.plate,
+                "colour": hit.vehicle.get("color", ""),
+                "make": hit.vehicle.get("make", ""),
+                "model": hit.vehicle.get("model", ""),
+            },
+            read_plate=read_plate,
+            read_at=read_at,
+            lat=lat,
+            lon=lon,
+            place=place,
+            reader={"code": reader.code, "name": reader.name, "direction": reader.direction},
+        )
     _follow_open_incident(hit, by=by)
     record_event(type="lpr.hit", center_id=center_id, payload=hit_summary(hit))
     return hit

@@ -159,11 +159,24 @@ class Hotlist(models.Model):
         help_text=_("Sus placas se publican a los CAD pares."),
     )
     active = models.BooleanField(_("activa"), default=True)
+    peer = models.CharField(
+        _("centro par"),
+        max_length=16,
+        blank=True,
+        editable=False,
+        help_text=_("Vacío: lista propia; clave del centro par que la comparte con nosotros."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = _("lista de placas de interés")
         verbose_name_plural = _("listas de placas de interés")
+        constraints = [
+            # A peer's shared entries: one list per peer and kind (sensors.shared).
+            models.UniqueConstraint(
+                fields=["center", "peer", "kind"], condition=~models.Q(peer=""), name="one_list_per_peer_kind"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.name}"
@@ -179,9 +192,16 @@ class HotlistEntry(models.Model):
     valid_from = models.DateTimeField(_("vigente desde"))
     valid_until = models.DateTimeField(_("vigente hasta"), null=True, blank=True)
     vehicle = models.JSONField(default=dict, blank=True)
+    # On a peer's list: the alert id the peer published it under (sightings go back with it).
+    remote_id = models.CharField(max_length=100, blank=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hotlist", "plate_key"], name="uniq_hotlist_plate")]
+        indexes = [
+            models.Index(
+                fields=["remote_id"], condition=~models.Q(remote_id=""), name="hotlist_entry_remote_id"
+            )
+        ]
 
 
 class LprHit(models.Model):
@@ -214,6 +234,12 @@ class LprHit(models.Model):
         max_length=16,
         blank=True,
         help_text=_("Vacío: arco propio; clave del estado par si vino de otro."),
+    )
+    list_owner = models.CharField(
+        _("lista de"),
+        max_length=16,
+        blank=True,
+        help_text=_("Vacío: lista propia; clave del centro par dueño de la lista."),
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     incident = models.ForeignKey(

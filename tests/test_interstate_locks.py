@@ -32,7 +32,7 @@ def test_a_delivery_and_a_note_on_the_shared_incident_do_not_deadlock(
     escalation = services.escalate_incident(
         folio=incident.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
     )
-    message = delivery._next_pending(escalation.id)
+    message = delivery._next_pending(escalation.stream_id)
 
     # The delivery holds its locks and pauses right before it records its event; the note comes in then.
     holding, go = threading.Event(), threading.Event()

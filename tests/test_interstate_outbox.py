@@ -14,8 +14,15 @@ from django.db import transaction
 from cad.models import Event
 from incidents import services as incident_services
 from interstate import delivery, services
-from interstate.models import AutoEscalationPolicy, Escalation, OutboxMessage, Peer, PeerRequestLog
-from interstate.tasks import deliver_escalation, sweep_outbox
+from interstate.models import (
+    AutoEscalationPolicy,
+    Escalation,
+    OutboxMessage,
+    OutboxStream,
+    Peer,
+    PeerRequestLog,
+)
+from interstate.tasks import deliver_stream, sweep_outbox
 from interstate.validation import validate_message
 from tests.factories import UnitFactory, open_incident
 from tests.interstate_support import FAR_FROM_CDMX, INSIDE_CDMX, NEAR_CDMX, register_cdmx
@@ -198,7 +205,9 @@ def test_delivery_sends_in_order_and_a_failure_stops_the_drain(
     assert "HTTP 503" in escalation.last_error
     [pending] = escalation.outbox.filter(state="pending")
     assert (pending.seq, pending.attempts) == (2, 1)
-    assert escalation.lease_until is None  # released: the embedded sweeper may retry it
+    assert escalation.stream.lease_until is None  # released: the embedded sweeper may retry it
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 0  # the peer's circuit is open
+    Peer.objects.update(probe_after="2000-01-01T00:00Z")  # the backoff passed: this drain is the probe
     assert delivery.drain_escalation(escalation_id=escalation.id) == 1
     sent = [(r["body"].get("sequence"), r["headers"]["idempotency-key"]) for r in peer_http.requests]
     assert [seq for seq, _ in sent] == [None, 1, 2, 2]
@@ -227,8 +236,8 @@ def test_a_refused_message_fails_the_escalation_until_a_supervisor_retries(
 
 def test_the_lease_keeps_a_second_drainer_out(cdmx, center, dispatcher, accident_type, peer_http):
     escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
-    assert delivery._acquire(escalation.id, "worker-a")
-    assert not delivery._acquire(escalation.id, "worker-b")
+    assert delivery._acquire(escalation.stream_id, "worker-a")
+    assert not delivery._acquire(escalation.stream_id, "worker-b")
     assert delivery.drain_escalation(escalation_id=escalation.id, owner="worker-b") == 0
     assert (
         delivery.drain_escalation(escalation_id=escalation.id, owner="worker-a") == 1
@@ -242,7 +251,7 @@ def test_a_drainer_that_lost_its_lease_stops(cdmx, center, dispatcher, accident_
     incident_services.add_note(folio=incident.folio, center_id=center.id, text="uno", by=dispatcher)
 
     def stolen_while_sending(request):  # e.g. the drainer stalled past its lease and a sweep took over
-        Escalation.objects.filter(pk=escalation.pk).update(lease_owner="someone-else")
+        OutboxStream.objects.filter(pk=escalation.stream_id).update(lease_owner="someone-else")
         return 202
 
     peer_http.answers = [stolen_while_sending]
@@ -258,9 +267,10 @@ def test_a_retrying_worker_keeps_its_lease_and_the_sweeper_leaves_it_alone(
     with pytest.raises(delivery.PeerUnavailable):
         delivery.drain_escalation(escalation_id=escalation.id, owner="task-1", hold_lease_on_failure=True)
     OutboxMessage.objects.update(next_attempt_at="2000-01-01T00:00Z")  # due
-    assert delivery.due_escalations() == []  # leased by the retry chain
-    Escalation.objects.update(lease_until=None)  # the chain died
-    assert delivery.due_escalations() == [escalation.id]
+    Peer.objects.update(probe_after="2000-01-01T00:00Z")  # and the peer's probe too
+    assert delivery.due_streams() == []  # leased by the retry chain
+    OutboxStream.objects.update(lease_until=None)  # the chain died
+    assert delivery.due_streams() == [escalation.stream_id]
     assert PeerRequestLog.objects.get(direction="outbound").result == "network_error"
 
 
@@ -273,7 +283,7 @@ def test_sweeper_reenqueues_due_messages_of_enabled_peers(
     assert sweep_outbox() == 0  # written just now: the on-commit enqueue delivers it
     OutboxMessage.objects.update(next_attempt_at="2000-01-01T00:00Z")
     assert sweep_outbox() == 1
-    assert enqueued == [("interstate.tasks.deliver_escalation", {"escalation_id": escalation.id})]
+    assert enqueued == [("interstate.tasks.deliver_stream", {"stream_id": escalation.stream_id})]
     services.peer_set_enabled(code="CDMX", enabled=False)
     assert sweep_outbox() == 0  # paused, kept
     assert escalation.outbox.get().state == "pending"
@@ -314,12 +324,10 @@ def test_cancel_before_and_after_the_peer_got_the_request(
 
 
 def test_task_is_configured_to_survive_workers_and_outages(settings):
-    assert deliver_escalation.acks_late and deliver_escalation.reject_on_worker_lost
-    assert deliver_escalation.max_retries is None
-    assert deliver_escalation.retry_jitter and deliver_escalation.retry_backoff
-    assert (
-        deliver_escalation.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    )
+    assert deliver_stream.acks_late and deliver_stream.reject_on_worker_lost
+    assert deliver_stream.max_retries is None
+    assert deliver_stream.retry_jitter and deliver_stream.retry_backoff
+    assert deliver_stream.retry_backoff_max < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert settings.CELERY_BEAT_SCHEDULE["interstate.sweep_outbox"]["task"] == "interstate.tasks.sweep_outbox"
 
 

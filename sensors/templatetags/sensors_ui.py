@@ -25,6 +25,11 @@ def sensors_console_panel(context) -> dict:
                 "Atendida": _("Atendida"),
                 "Descartar": _("Descartar"),
                 "Placa en lista: %(plate)s en %(place)s": _("Placa en lista: %(plate)s en %(place)s"),
+                "Lista de %(peer)s": _("Lista de %(peer)s"),
+                "Leída en %(peer)s": _("Leída en %(peer)s"),
+                "Placa nuestra vista en %(peer)s: %(plate)s en %(place)s": _(
+                    "Placa nuestra vista en %(peer)s: %(plate)s en %(place)s"
+                ),
                 "En línea": _("En línea"),
                 "Sin señal": _("Sin señal"),
                 "Cámara: %(ref)s": _("Cámara: %(ref)s"),

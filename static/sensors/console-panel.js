@@ -33,9 +33,12 @@ function renderHits() {
           el("strong", { class: "plate" }, hit.plate),
           hit.read_plate !== hit.plate ? el("span", { class: "muted" }, t("leída %(plate)s", { plate: hit.read_plate })) : null,
           el("span", { class: "kind" }, config.kinds[hit.hotlist_kind] || hit.hotlist_kind),
+          // Across states: a peer's list read by our arch, or our list read by a peer's arch (its sighting).
+          hit.list_owner ? el("span", { class: "peer" }, t("Lista de %(peer)s", { peer: hit.list_owner })) : null,
+          hit.origin ? el("span", { class: "peer" }, t("Leída en %(peer)s", { peer: hit.origin })) : null,
           el("span", {}, hit.reason),
           el("span", { class: "vehicle" }, vehicleText(hit.vehicle)),
-          el("span", { class: "place" }, hit.origin ? `${hit.origin}: ${hit.place}` : hit.place),
+          el("span", { class: "place" }, hit.place),
           el("time", { datetime: hit.read_at }, clock(hit.read_at)),
           hit.folio
             ? el("a", { href: `#${hit.folio}`, class: "folio" }, hit.folio)
@@ -55,7 +58,10 @@ function applyHit(hit, { fresh }) {
   else hits.delete(hit.id);
   if (fresh && hit.status === "new") {
     beep();
-    showBanner(t("Placa en lista: %(plate)s en %(place)s", { plate: hit.plate, place: hit.place }), "alert");
+    const text = hit.origin
+      ? t("Placa nuestra vista en %(peer)s: %(plate)s en %(place)s", { peer: hit.origin, plate: hit.plate, place: hit.place })
+      : t("Placa en lista: %(plate)s en %(place)s", { plate: hit.plate, place: hit.place });
+    showBanner(text, "alert");
   }
   renderHits();
 }

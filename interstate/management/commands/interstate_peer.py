@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cad.errors import DomainError
@@ -153,9 +154,16 @@ class Command(BaseCommand):
         for peer in peers:
             state = _("habilitado") if peer.enabled else _("DESHABILITADO")
             area = _("con área") if peer.service_area else _("sin área")
+            down = ""
+            if peer.unavailable_since:
+                down = "  " + _("sin respuesta desde %(since)s (%(n)s fallos; una prueba por intervalo)") % {
+                    "since": timezone.localtime(peer.unavailable_since).strftime("%Y-%m-%d %H:%M:%S"),
+                    "n": peer.failures,
+                }
             self.stdout.write(
                 f"{peer.code:8} {peer.kind:9} {state:13} {area:9} {peer.base_url}  "
                 + _("%(n)s mensaje(s) pendiente(s)") % {"n": peer.pending}
+                + down
             )
 
     def do_enable(self, *, code, **options):
