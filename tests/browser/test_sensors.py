@@ -28,6 +28,16 @@ hotlist, _ = Hotlist.objects.get_or_create(center=center, name="Robo de carga UI
 HotlistEntry.objects.get_or_create(hotlist=hotlist, plate_key="P801234", defaults=dict(plate="PBO1234", reason="Tractocamión robado", valid_from=timezone.now() - timedelta(days=1), vehicle={"make": "Kenworth", "model": "T680"}))
 PanicButton.objects.get_or_create(account="0A11", defaults=dict(center=center, name="Botón Plaza Toluca", lat=19.29, lon=-99.65, address="Plaza de los Mártires", camera_ref="CAM-TOL-0042"))
 device, _ = User.objects.get_or_create(username="lpr-ui", defaults=dict(role=Role.DEVICE, center=center))
+# Across states: CDMX as a registered peer; its shared list here; our shared truck published to it.
+from interstate.models import Peer, VehicleAlert
+from interstate.services import peer_register
+if not Peer.objects.filter(code="CDMX").exists():
+    peer_register(code="CDMX", name="C5 CDMX", base_url="http://cdmx.invalid", inbound_key_id="cdmx-ui", inbound_secret="cdmx-ui-secret")
+peer = Peer.objects.get(code="CDMX")
+theirs, _ = Hotlist.objects.get_or_create(center=center, peer="CDMX", kind="stolen", defaults=dict(name="CDMX: robo", source="C5 CDMX", owner=peer.service_user))
+HotlistEntry.objects.get_or_create(hotlist=theirs, plate_key="XYZ9876", defaults=dict(plate="XYZ9876", reason="Robo CDMX", valid_from=timezone.now() - timedelta(days=1), remote_id="urn:uuid:cdmx-ui"))
+truck, _ = HotlistEntry.objects.get_or_create(hotlist=hotlist, plate_key="LF12345", defaults=dict(plate="LF12345", reason="Tractocamión robado", valid_from=timezone.now() - timedelta(days=1)))
+VehicleAlert.objects.get_or_create(source_key=f"hotlist-entry:{truck.id}", defaults=dict(alert_id="urn:uuid:mex-ui-truck", plate=truck.plate, list_kind="cargo_theft", peers=["CDMX"]))
 print(Token.objects.get_or_create(user=device)[0].key)
 """
 
@@ -83,3 +93,53 @@ def test_plate_hit_alert_row_opens_incident_and_track_on_dashboard(
     track = board.evaluate("window.cadPlateTrack")
     assert track["points"] == 2 and track["layers"] == 3  # the line and a marker per read
     board.screenshot(path=str(screenshot_dir / "sensors-plate-track.png"))
+
+
+def test_across_states_a_peers_list_and_a_peers_sighting_are_labelled_on_the_console(
+    login, cad_server, device_token, screenshot_dir
+):
+    import json
+    from datetime import UTC, datetime
+
+    from interstate.eido import build_vehicle_eido
+    from tests.interstate_harness import peer_headers
+
+    page = login("despachador")
+    page.goto("/console/")
+    page.wait_for_function("window.cadRealtime && window.cadRealtime.last.console !== null")
+
+    # Our arch reads a plate of CDMX's shared list: the row names the list's owner.
+    assert _post_read(cad_server, device_token, "XYZ-9876", "ARCO-T2")["hits"] == 1
+    theirs = page.locator("#lpr-alerts li.lpr-hit", has_text="XYZ9876")
+    expect(theirs).to_contain_text("Lista de CDMX", timeout=5_000)
+
+    # CDMX's arch read our shared truck: its signed sighting becomes a row read in CDMX, at its arch.
+    read_at = datetime.now(UTC).replace(microsecond=0)
+    body = {
+        "vehicleSighting": {
+            "alertId": "urn:uuid:mex-ui-truck",
+            "readPlate": "LF12345",
+            "readAt": read_at.isoformat(),
+            "reader": {"code": "CDMX-ARCO-9", "name": "Arco Calzada Vallejo", "direction": "S"},
+        },
+        "requestId": "urn:uuid:mex-ui-truck",
+        "eido": build_vehicle_eido(
+            document_key="ui-sighting",
+            center_code="CDMX",
+            peer_code="MEX",
+            peer_role="Requesting",
+            vehicles=[{"key": "ui-sighting", "plate": "LF12345", "at": read_at}],
+            sighting={"lat": 19.489, "lon": -99.148, "place": "Arco Calzada Vallejo", "note": "Leída"},
+        ),
+    }
+    data = json.dumps(body).encode()
+    path = "/api/v1/interstate/messages"
+    headers = peer_headers(
+        "POST", path, data, key_id="cdmx-ui", secret="cdmx-ui-secret", idempotency_key="ui-sighting-1"
+    )
+    response = httpx.post(f"{cad_server}{path}", content=data, headers=headers, timeout=15)
+    assert response.status_code == 200, response.text
+    seen = page.locator("#lpr-alerts li.lpr-hit", has_text="Arco Calzada Vallejo")
+    expect(seen).to_contain_text("Leída en CDMX", timeout=5_000)
+    expect(seen).to_contain_text("LF12345")
+    page.locator("#sensors-panel").screenshot(path=str(screenshot_dir / "sensors-lpr-across-states.png"))
