@@ -163,7 +163,17 @@ def peer_register(
     peer.inbound_secret = inbound_secret
     peer.full_clean(exclude=["service_user", "inbound_secret_encrypted"])
     peer.save()
+    if enabled:
+        _share_vehicle_alerts(peer)
     return peer, inbound_secret
+
+
+def _share_vehicle_alerts(peer: Peer) -> None:
+    """After commit: the vehicle alerts we publish go to this peer too (interstate.vehicles)."""
+    from cad.tasks import enqueue
+    from interstate.tasks import share_vehicle_alerts
+
+    enqueue(share_vehicle_alerts, peer_id=peer.id)
 
 
 def _peer_for_update(code: str) -> Peer:
@@ -182,6 +192,7 @@ def peer_set_enabled(*, code: str, enabled: bool) -> Peer:
     peer.save(update_fields=["enabled", "updated_at"])
     if enabled:
         outbox.enqueue_waiting(peer.id)
+        _share_vehicle_alerts(peer)
     return peer
 
 

@@ -57,6 +57,14 @@ def sweep_outbox() -> int:
     return len(due)
 
 
+@shared_task(acks_late=True, name="interstate.tasks.share_vehicle_alerts")
+def share_vehicle_alerts(peer_id: int) -> int:
+    """A peer registered or enabled: send it the active vehicle alerts it has not had (idempotent)."""
+    from interstate.vehicles import share_active_alerts
+
+    return share_active_alerts(peer_id=peer_id)
+
+
 @shared_task(acks_late=True, name="interstate.tasks.prune")
 def prune() -> dict:
     """Retention: peer audit entries older than CAD_INTERSTATE_AUDIT_RETENTION_DAYS, and nonces past the

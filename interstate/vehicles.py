@@ -118,12 +118,14 @@ def _alert_body(peer: Peer, action: str, alerts: list[VehicleAlert], sequence: i
     return body
 
 
-def _send_alerts(action: str, alerts: list[VehicleAlert]) -> int:
-    """`action` messages about `alerts` to each of their peers (enabled or paused), in batches; returns how many."""
+def _send_alerts(action: str, alerts: list[VehicleAlert], *, only: str | None = None) -> int:
+    """`action` messages about `alerts` to each of their peers (enabled or paused; `only`: to that one), in
+    batches; returns how many."""
     by_peer: dict[str, list[VehicleAlert]] = {}
     for alert in alerts:
         for code in alert.peers:
-            by_peer.setdefault(code, []).append(alert)
+            if only in (None, code):
+                by_peer.setdefault(code, []).append(alert)
     batch = settings.CAD_INTERSTATE_VEHICLE_BATCH
     written = 0
     for peer in Peer.objects.filter(code__in=by_peer):
@@ -205,6 +207,25 @@ def withdraw_vehicle_alerts(*, source_keys: list[str], action: str = WITHDRAW) -
     state = VehicleAlert.State.EXPIRED if action == EXPIRE else VehicleAlert.State.WITHDRAWN
     VehicleAlert.objects.filter(pk__in=[a.pk for a in ended]).update(state=state, updated_at=timezone.now())
     return _send_alerts(action, ended)
+
+
+def share_active_alerts(*, peer_id: int, chunk: int = 5000) -> int:
+    """Publish to a peer every active alert it has not had (it was registered, or enabled, after they were
+    published), a chunk per transaction. Returns the number of messages written."""
+    peer = Peer.objects.filter(pk=peer_id, enabled=True).first()
+    if peer is None:
+        return 0
+    written, last = 0, 0
+    active = VehicleAlert.objects.filter(state=VehicleAlert.State.ACTIVE).order_by("id")
+    while ids := list(active.filter(id__gt=last).values_list("id", flat=True)[:chunk]):
+        last = ids[-1]
+        with transaction.atomic():
+            missing = [a for a in active.select_for_update().filter(id__in=ids) if peer.code not in a.peers]
+            for alert in missing:
+                alert.peers = sorted([*alert.peers, peer.code])
+            VehicleAlert.objects.bulk_update(missing, ["peers"])
+            written += _send_alerts(PUBLISH, missing, only=peer.code)
+    return written
 
 
 def expire_vehicle_alerts(*, now: datetime | None = None) -> int:

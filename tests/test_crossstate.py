@@ -224,3 +224,14 @@ def test_the_owner_gets_a_peers_sighting_as_an_alert_and_a_track_point(
     response = post_message(client, peer, secret, _sighting_from_cdmx(alert_id))
     assert response.status_code == 404
     assert LprHit.objects.count() == 1
+
+
+def test_a_peer_registered_later_gets_the_active_alerts_once(center, shared_list, supervisor):
+    _add_truck(shared_list, supervisor)  # no peer yet: kept, sent to nobody
+    assert VehicleAlert.objects.get().peers == [] and not _vehicle_messages()
+    peer, _secret = register_cdmx()
+    assert vehicles.share_active_alerts(peer_id=peer.id) == 1
+    [published] = _vehicle_messages()
+    assert published.body["vehicleAlert"]["alerts"][0]["plate"] == "LF12345"
+    assert VehicleAlert.objects.get().peers == ["CDMX"]
+    assert vehicles.share_active_alerts(peer_id=peer.id) == 0  # already has them
