@@ -173,6 +173,9 @@ def _admin_url(url: str) -> str:
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cad.settings")
+    # One throwaway key for this run, shared with the servers it starts (a session made here must verify
+    # there; servers refuse DEBUG off without a key).
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     import django
 
     django.setup()

@@ -364,6 +364,8 @@ class TwoCentres:
             "DATABASE_URL": _sibling_database_url(database_url, name),
             "REDIS_URL": redis_url,
             "DJANGO_SETTINGS_MODULE": "cad.settings",
+            # Servers refuse DEBUG off without a key: a throwaway one unless the caller set one.
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
             "PYTHONUNBUFFERED": "1",
         }
         self.centres: dict[str, Centre] = {}
