@@ -65,10 +65,7 @@ def record_event(
     """Append an event to the centre's stream. Must run inside the transaction of the change."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record_event must run inside the transaction of the change it records")
-    counter, _ = EventStream.objects.get_or_create(center_id=center_id, name=stream)
-    # The UPDATE takes the row lock until commit (on SQLite: the write lock), so seq order is commit order.
-    EventStream.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
-    seq = EventStream.objects.values_list("last_seq", flat=True).get(pk=counter.pk)
+    seq = _next_seq(center_id=center_id, stream=stream)
     event = Event.objects.create(
         center_id=center_id, stream=stream, seq=seq, type=type, payload=payload, created_at=timezone.now()
     )
@@ -81,6 +78,26 @@ def record_event(
     for listener in _listeners:
         listener(event)
     return event
+
+
+def _next_seq(*, center_id: int, stream: str) -> int:
+    """Increment the stream's counter and return the new value, in one statement on the hot path.
+
+    The UPDATE takes the row lock until commit (on SQLite: the write lock), so seq order is commit order.
+    PostgreSQL and SQLite (≥ 3.35) both answer UPDATE … RETURNING; the first event of a stream creates it."""
+    table = EventStream._meta.db_table
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1"  # noqa: S608 - our own table name
+            " WHERE center_id = %s AND name = %s RETURNING last_seq",
+            [center_id, stream],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0]
+    counter, _ = EventStream.objects.get_or_create(center_id=center_id, name=stream)
+    EventStream.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
+    return EventStream.objects.values_list("last_seq", flat=True).get(pk=counter.pk)
 
 
 def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:
