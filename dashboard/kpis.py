@@ -212,11 +212,18 @@ def _interval(start: np.ndarray, end: np.ndarray) -> np.ndarray:
         return np.maximum(end - start, 0.0)  # nan where either end is missing; skew clamps to 0
 
 
-def _local_hours(anchor: np.ndarray) -> np.ndarray:
-    """Hour of day (0-23) in the display time zone of each UTC epoch (computed once per distinct hour)."""
+def centre_zone(center_id: int | None) -> ZoneInfo:
+    """The zone KPI hours are read in: the centre's own (Center.timezone), else settings.TIME_ZONE."""
+    from cad.models import Center
+
+    center = Center.objects.filter(pk=center_id).first() if center_id is not None else None
+    return center.zone if center else ZoneInfo(settings.TIME_ZONE)
+
+
+def _local_hours(anchor: np.ndarray, tz: ZoneInfo) -> np.ndarray:
+    """Hour of day (0-23) in zone `tz` of each UTC epoch (computed once per distinct hour)."""
     if not len(anchor):
         return np.array([], dtype=int)
-    tz = ZoneInfo(settings.TIME_ZONE)
     utc_hours, inverse = np.unique(np.floor(anchor / 3600.0).astype(np.int64), return_inverse=True)
     local = np.array([datetime.fromtimestamp(int(h) * 3600, tz=tz).hour for h in utc_hours], dtype=int)
     return local[inverse]
@@ -256,7 +263,7 @@ def call_rows(*, start: datetime, end: datetime, center_id: int | None = None) -
         "type": _str_array(columns[5]),
         "state": _str_array(columns[6]),
         "municipality": _str_array(columns[7]),
-        "hour": _local_hours(anchor),
+        "hour": _local_hours(anchor, centre_zone(center_id)),
         "improcedente": np.array([d == CallDisposition.IMPROCEDENTE for d in columns[8]], dtype=bool),
     }
 
@@ -295,7 +302,7 @@ def incident_rows(
         "type": types,
         "state": _str_array(columns[10]),
         "municipality": _str_array(columns[11]),
-        "hour": _local_hours(epochs["opened_at"]),
+        "hour": _local_hours(epochs["opened_at"], centre_zone(center_id)),
         "cancelled": ~np.isnan(epochs["closed_at"]) & np.isnan(epochs["first_on_scene_at"]),
     }
     for metric, (begin, finish) in INCIDENT_INTERVALS.items():
@@ -435,7 +442,7 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
     select_keys = ", ".join(columns)
     group_clause = f"GROUP BY {select_keys}" if columns else ""
     base = {
-        "tz": settings.TIME_ZONE,
+        "tz": centre_zone(center_id).key,
         "center": center_id,
         "start": start,
         "end": end,
@@ -661,7 +668,7 @@ def rollup_kpis(*, center_id: int, start: datetime, end: datetime, group_by=None
         rows = rows.exclude(municipality=ALL)
     elif dims and dims != ("hour",):
         rows = rows.exclude(**{columns[0]: ALL})
-    tz = ZoneInfo(settings.TIME_ZONE)
+    tz = centre_zone(center_id)
     hists: dict[tuple, np.ndarray] = {}
     counts: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(5, dtype=np.int64))
     sums: dict[tuple, float] = defaultdict(float)

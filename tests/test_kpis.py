@@ -219,6 +219,19 @@ def test_exact_groupings(known_set, use_sql):
     assert hours[(6,)]["label"] == "06:00"
 
 
+@pytest.mark.parametrize("use_sql", [False, True])
+def test_hours_are_read_in_the_centres_own_zone(known_set, use_sql):
+    """A centre in Quintana Roo (UTC-5 all year) reads 12:00 UTC as 07:00, not Mexico City's 06:00."""
+    if use_sql and not settings.IS_POSTGRES:
+        pytest.skip("percentile_cont needs PostgreSQL")
+    known_set.timezone = "America/Cancun"
+    known_set.save(update_fields=["timezone"])
+    hours = _by_key(exact_kpis(center_id=known_set.id, group_by="hour", use_sql=use_sql, **RANGE))
+    assert list(hours) == [(7,)]
+    refresh_rollups()
+    assert list(_by_key(rollup_kpis(center_id=known_set.id, group_by="hour", **RANGE))) == [(7,)]
+
+
 def test_rollups_agree_with_exact_on_the_known_set(known_set):
     refresh_rollups()
     [total] = rollup_kpis(center_id=known_set.id, **RANGE)
