@@ -58,7 +58,9 @@ def device_token(cad_server, cad_server_env):
 
 def _post_read(base: str, token: str, plate: str, reader: str) -> dict:
     body = {"reads": [{"reader": reader, "plate": plate, "read_at": timezone.now().isoformat()}]}
-    response = httpx.post(f"{base}/api/v1/lpr/reads", json=body, headers={"Authorization": f"Token {token}"})
+    response = httpx.post(
+        f"{base}/api/v1/lpr/reads", json=body, headers={"Authorization": f"Token {token}"}, timeout=15
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
