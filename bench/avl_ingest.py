@@ -278,8 +278,9 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.core.management import call_command
     from django.db import connection, connections
-    from rest_framework.authtoken.models import Token
 
+    from accounts.models import User
+    from accounts.tokens import issue_token
     from cad.models import Center
     from units.models import AvlPosition, Unit
 
@@ -287,7 +288,7 @@ def main() -> None:
     progress(f"seed_demo --units {args.units}")
     call_command("seed_demo", units=args.units, stdout=open(os.devnull, "w"))  # noqa: SIM115
     center = Center.objects.get(code="MEX")
-    token = Token.objects.get(user__username="avl-gateway").key
+    token = issue_token(User.objects.get(username="avl-gateway"))
     cookie = session_cookie("supervisor")
     unit_ids = list(Unit.objects.filter(center=center).values_list("id", flat=True))
     with connection.cursor() as cursor:

@@ -61,9 +61,9 @@ HARD_LIMIT_S = 900  # the whole run, whatever the parameters
 def prepare(units: int) -> dict:
     """Migrate, seed, and mint credentials: a dispatcher session cookie and API tokens."""
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
     from accounts.models import User
+    from accounts.tokens import issue_token
     from demo.seed import seed_demo
     from units.models import Unit, UnitStatus
 
@@ -79,8 +79,8 @@ def prepare(units: int) -> dict:
     return {
         "center_id": dispatcher.center_id,
         "session": session_cookie("despachador"),
-        "dispatcher_token": Token.objects.get_or_create(user=dispatcher)[0].key,
-        "device_token": Token.objects.get_or_create(user=device)[0].key,
+        "dispatcher_token": issue_token(dispatcher),
+        "device_token": issue_token(device),
         "unit_ids": unit_ids,
         "unit_state": dict.fromkeys(unit_ids, "available"),
     }

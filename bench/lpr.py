@@ -45,7 +45,7 @@ from bench.common import (  # noqa: E402
 PASSWORD = "bench-lpr-2026"
 READERS = 85
 SEED = """
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import Role, User
 from cad.models import Center, EventStream
 from sensors.models import Hotlist, LprReader
@@ -63,7 +63,7 @@ dispatcher.set_password("{password}")
 dispatcher.save()
 owner = User.objects.create(username="sup-bench", role=Role.SUPERVISOR, center=center)
 hotlist = Hotlist.objects.create(center=center, kind="stolen", name="Robados", source="bench", owner=owner)
-print(hotlist.id, Token.objects.create(user=device).key)
+print(hotlist.id, issue_token(device))
 """
 LETTERS = "ACDEFGHJKLMNPRSTUVWXYZ"  # no O/I/B: listed and random plates never collide by folding
 

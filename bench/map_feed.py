@@ -37,7 +37,7 @@ PASSWORD = "bench-map-2026"
 SEED = """
 import random
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import Role, User
 from cad.models import Center, EventStream
 from units.models import Agency, Unit
@@ -56,7 +56,7 @@ device = User.objects.create(username="avl-bench", role=Role.DEVICE, center=cent
 supervisor = User.objects.create(username="sup-bench", role=Role.SUPERVISOR, center=center)
 supervisor.set_password("{password}")
 supervisor.save()
-print(Token.objects.create(user=device).key)
+print(issue_token(device))
 """
 
 

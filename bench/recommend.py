@@ -324,14 +324,14 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.core.management import call_command
     from django.db import connections
-    from rest_framework.authtoken.models import Token
 
     from accounts.models import User
+    from accounts.tokens import issue_token
 
     call_command("migrate", verbosity=0)
     prepare_fleet(units=args.units, fleet=args.fleet, seed=args.seed)
     incidents = make_incidents(count=args.incidents, seed=args.seed)
-    token = Token.objects.get_or_create(user=User.objects.get(username="despachador"))[0].key
+    token = issue_token(User.objects.get(username="despachador"))
     connections.close_all()
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECURE_COOKIES": "false", "LOG_LEVEL": "WARNING"}
     sweep_rows = []

@@ -5,6 +5,7 @@ Production path: DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer + Celery
 """
 
 import importlib.util
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,7 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # service tokens (accounts.tokens); replaced rest_framework.authtoken (accounts migration 0004)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -249,7 +250,7 @@ REST_FRAMEWORK = {
     # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token` (session first answers
     # 403, which a client cannot tell from a missing role). Consoles still authenticate by session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.auth.ServiceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -261,6 +262,15 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["cad.api.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Service tokens (django-rest-knox): the database keeps a SHA-512 digest, never the token. Devices keep sending
+# `Authorization: Token <token>`. A token expires CAD_TOKEN_TTL_DAYS after it is issued (0: never, not
+# recommended); `manage.py service_token rotate` replaces one with a grace period (docs/operations.md).
+CAD_TOKEN_TTL_DAYS = env.int("CAD_TOKEN_TTL_DAYS", default=365)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(days=CAD_TOKEN_TTL_DAYS) if CAD_TOKEN_TTL_DAYS > 0 else None,
+    "AUTO_REFRESH": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "C4 CAD API",

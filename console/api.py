@@ -2,10 +2,11 @@
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import ServiceTokenAuthentication
 from accounts.permissions import IsSupervisor
 from console.metrics import metrics_snapshot
 
@@ -14,7 +15,7 @@ class RealtimeMetricsApi(APIView):
     """Counters of the console websocket and of the broadcaster in this server process (connections, replays,
     resyncs, heartbeats, re-joins, rejected frames, broadcasts sent/dropped/failed)."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ServiceTokenAuthentication, SessionAuthentication]
     permission_classes = [IsSupervisor]
 
     @extend_schema(

@@ -136,14 +136,18 @@ class KpiApi(APIView):
         )
 
 
-def _on_replica(rows: Iterator[list]) -> Iterator[list]:
-    """An export's rows with their reads routed to the replica (the rows are read while streaming)."""
-    with replica_reads():
+def _on_replica(rows: Iterator[list], zone) -> Iterator[list]:
+    """An export's rows with their reads routed to the replica, and their times written in `zone`: the rows
+    are read while streaming, after the request's middleware (which activated the zone) has returned."""
+    with replica_reads(), timezone.override(zone):
         yield from rows
 
 
 def _csv_response(rows, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(csv_stream(_on_replica(rows)), content_type="text/csv; charset=utf-8")
+    zone = timezone.get_current_timezone()  # the user's centre's (cad.middleware, accounts.auth)
+    response = StreamingHttpResponse(
+        csv_stream(_on_replica(rows, zone)), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

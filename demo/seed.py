@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from rest_framework.authtoken.models import Token
 
 from accounts.models import Role, User
 from cad.errors import DomainError
@@ -411,8 +410,9 @@ def seed_users(
     for username, role in service_users:
         if User.objects.filter(username=username).exists():
             continue
-        user = User.objects.create_user(username=username, password=None, role=role, center=center)
-        Token.objects.create(user=user)  # service accounts authenticate by token only
+        # Token only, and no token here: only its digest would be kept, so the operator issues it when
+        # configuring the device (manage.py service_token issue), and it never reaches the seed's log.
+        User.objects.create_user(username=username, password=None, role=role, center=center)
         services.append((username, role))
     return users, services
 

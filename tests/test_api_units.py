@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Role
+from accounts.tokens import issue_token
 from cad.models import Event
 from incidents.models import Assignment
 from tests.factories import UnitFactory, new_incident_call
@@ -27,9 +27,9 @@ def incident_folio(call_taker, api_client_for, accident_type):
 
 @pytest.fixture
 def device_client(make_user):
-    token = Token.objects.create(user=make_user(Role.DEVICE, "avl-gateway"))
+    token = issue_token(make_user(Role.DEVICE, "avl-gateway"))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

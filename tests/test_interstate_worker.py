@@ -37,7 +37,7 @@ import django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import Role, User
 from cad.models import Center, EventStream
 from incidents.models import IncidentType
@@ -51,7 +51,7 @@ IncidentType.objects.create(code="10104", name="Accidente de vehículo automotor
 peer_register(code="MEX", name="C5 Estado de México", base_url=args["mex_url"], inbound_key_id=args["mex_key"],
     inbound_secret=args["mex_secret"], outbound_key_id=args["cdmx_key"], outbound_secret=args["cdmx_secret"])
 user = User.objects.create(username="cdmx-despacho", role=Role.DISPATCHER, center=center)
-print(json.dumps({"token": Token.objects.create(user=user).key}))
+print(json.dumps({"token": issue_token(user)}))
 """
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Role
+from accounts.tokens import issue_token
 from tests.factories import UnitFactory, new_incident_call, open_incident
 from units.models import AvlPosition
 
@@ -21,9 +21,7 @@ DEEP = "[" * 1000 + "]" * 1000
 @pytest.fixture
 def device_client(make_user):
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user(Role.DEVICE, 'gps')).key}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(make_user(Role.DEVICE, 'gps'))}")
     return client
 
 

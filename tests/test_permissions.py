@@ -2,10 +2,10 @@
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Role
+from accounts.tokens import issue_token
 from tests.factories import UnitFactory, new_incident_call, open_incident
 
 pytestmark = pytest.mark.django_db
@@ -63,8 +63,7 @@ def test_permission_matrix(role, endpoint, center, make_user, accident_type):
 
     client = APIClient()
     if role != "anonymous":
-        token = Token.objects.create(user=make_user(role, f"u-{role}"))
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(make_user(role, f'u-{role}'))}")
     response = _request(endpoint, client, folio=folio, unit_id=unit.id)
 
     allowed, success = ENDPOINTS[endpoint]
@@ -89,5 +88,5 @@ def test_user_without_centre_is_refused(make_user, api_client_for):
 def test_inactive_user_token_is_refused(make_user):
     user = make_user(Role.DISPATCHER, "gone", is_active=False)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user)}")
     assert client.get("/api/v1/incidents/").status_code == 401

@@ -11,10 +11,10 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
 from accounts.models import Role
+from accounts.tokens import issue_token
 from incidents.catalogue import DEFAULT_EDITION, import_catalogue, read_catalogue_csv
 from incidents.models import IncidentType
 from tests.factories import UnitFactory, open_incident
@@ -46,7 +46,7 @@ def dispatcher_token(db, center, make_user, wsgi_keeps_test_connection):
         UnitFactory(center=center, capabilities=[capability])
     incident_type = IncidentType.objects.filter(active=True).exclude(tipo_code="7").first()
     open_incident(center=center, by=user, incident_type=incident_type)
-    return Token.objects.create(user=user).key
+    return issue_token(user)
 
 
 def test_schema_is_served_to_users_only_and_lists_every_operation(client, make_user):

@@ -194,9 +194,8 @@ def test_sigterm_drains_requests_in_flight_every_committed_call_is_acknowledged(
     never committed (before: the cut requests committed without an answer)."""
     import threading
 
-    from rest_framework.authtoken.models import Token
-
     from accounts.models import Role
+    from accounts.tokens import issue_token
     from incidents.models import Call
     from tests.factories import (
         CenterFactory,
@@ -209,7 +208,7 @@ def test_sigterm_drains_requests_in_flight_every_committed_call_is_acknowledged(
     _require_redis()
     SubtypeResponsePlanFactory(subtipo_code="101", plan={"ambulance": 1})
     IncidentTypeFactory(code="10104")
-    token = Token.objects.create(user=UserFactory(role=Role.CALL_TAKER, center=CenterFactory())).key
+    token = issue_token(UserFactory(role=Role.CALL_TAKER, center=CenterFactory()))
     port = _free_port()
     server = _start(tmp_path, port, procs=1)
     acknowledged, stop = [], threading.Event()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SENSORS = """
 from datetime import timedelta
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import Role, User
 from cad.models import Center
 from sensors.models import Hotlist, HotlistEntry, LprReader, PanicButton
@@ -38,7 +38,7 @@ theirs, _ = Hotlist.objects.get_or_create(center=center, peer="CDMX", kind="stol
 HotlistEntry.objects.get_or_create(hotlist=theirs, plate_key="XYZ9876", defaults=dict(plate="XYZ9876", reason="Robo CDMX", valid_from=timezone.now() - timedelta(days=1), remote_id="urn:uuid:cdmx-ui"))
 truck, _ = HotlistEntry.objects.get_or_create(hotlist=hotlist, plate_key="LF12345", defaults=dict(plate="LF12345", reason="Tractocamión robado", valid_from=timezone.now() - timedelta(days=1)))
 VehicleAlert.objects.get_or_create(source_key=f"hotlist-entry:{truck.id}", defaults=dict(alert_id="urn:uuid:mex-ui-truck", plate=truck.plate, list_kind="cargo_theft", peers=["CDMX"]))
-print(Token.objects.get_or_create(user=device)[0].key)
+print(issue_token(device))
 """
 
 

@@ -36,7 +36,7 @@ SEED = """
 import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import Role
 from tests.factories import CenterFactory, IncidentTypeFactory, SubtypeResponsePlanFactory, UserFactory
 
@@ -58,8 +58,8 @@ supervisor = UserFactory(username="super", role=Role.SUPERVISOR, center=center)
 print(json.dumps({
     "dispatcher": session_for(dispatcher),
     "idle": session_for(idle),
-    "call_taker_token": Token.objects.create(user=UserFactory(username="api", role=Role.CALL_TAKER, center=center)).key,
-    "supervisor_token": Token.objects.create(user=supervisor).key,
+    "call_taker_token": issue_token(UserFactory(username="api", role=Role.CALL_TAKER, center=center)),
+    "supervisor_token": issue_token(supervisor),
 }))
 """
 

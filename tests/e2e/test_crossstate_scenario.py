@@ -22,14 +22,14 @@ ARCH = {"code": "CDMX-ARCO-09", "name": "Arco Calzada Vallejo", "lat": 19.4890, 
 # CDMX has no API for registering arches (the admin does it): its manage.py shell does, and hands out the
 # gateway's token, as an operator would.
 CDMX_ARCH_AND_TOKEN = f"""
-from rest_framework.authtoken.models import Token
+from accounts.tokens import issue_token
 from accounts.models import User
 from cad.models import Center
 from sensors.models import LprReader
 LprReader.objects.get_or_create(code={ARCH["code"]!r}, defaults=dict(
     center=Center.objects.get(code="CDMX"), name={ARCH["name"]!r}, lat={ARCH["lat"]}, lon={ARCH["lon"]},
     direction="S"))
-print(Token.objects.get_or_create(user=User.objects.get(username="avl-gateway"))[0].key)
+print(issue_token(User.objects.get(username="avl-gateway")))
 """
 
 

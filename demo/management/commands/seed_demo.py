@@ -45,7 +45,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 _(
                     "Cuentas de servicio creadas (sólo token): %(names)s. Obtenga su token con "
-                    "«python manage.py drf_create_token -r <usuario>» (no se imprime aquí)."
+                    "«python manage.py service_token issue --user <usuario>» (no se imprime aquí)."
                 )
                 % {"names": ", ".join(name for name, _role in report.services)}
             )
