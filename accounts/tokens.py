@@ -35,7 +35,7 @@ def rotate_tokens(user, *, grace: timedelta, ttl: timedelta | None = None) -> st
     now = timezone.now()
     with transaction.atomic():
         AuthToken.objects.filter(user=user, expiry__lte=now).delete()  # already dead
-        old = AuthToken.objects.select_for_update().filter(user=user)
+        old = AuthToken.objects.filter(user=user)
         deadline = now + grace
         old.filter(expiry__isnull=True).update(expiry=deadline)
         old.filter(expiry__gt=deadline).update(expiry=deadline)

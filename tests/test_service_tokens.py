@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -166,6 +167,15 @@ def test_command_explains_unknown_user_and_missing_user(db):
         _command("issue")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--ttl-days", "0"), ("--ttl-days", "nan"), ("--grace-hours", "1e9")]
+)
+def test_command_refuses_bad_durations(device, option, value):
+    with pytest.raises(CommandError, match="Valor inválido"):
+        _command("rotate", "--user", "avl-gateway", option, value)
+    assert not AuthToken.objects.exists()
+
+
 def test_admin_lists_tokens_of_its_centre_without_the_secret(device, make_user, client):
     token = issue_token(device)
     other = make_user(Role.DEVICE, "otro", center=CenterFactory(code="CDMX", name="C5 CDMX", cve_ent="09"))
@@ -177,6 +187,10 @@ def test_admin_lists_tokens_of_its_centre_without_the_secret(device, make_user, 
     assert token[:9] not in page and other_token[:8] not in page  # another centre's device
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not django_settings.IS_POSTGRES, reason="DDL inside the test's transaction needs PostgreSQL"
+)
 def test_upgrade_moves_drf_plaintext_tokens_to_digests_that_keep_working(device):
     """accounts migration 0004 on a database that still has rest_framework.authtoken's table."""
     key = "0123456789abcdef0123456789abcdef01234567"  # a DRF key: 40 hex digits

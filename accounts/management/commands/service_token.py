@@ -45,13 +45,16 @@ def _service_user(username: str, *, active: bool = True) -> User:
     return user
 
 
-def _positive(value: str, *, allow_zero: bool) -> float:
+def _positive(value: str, *, allow_zero: bool, most: float) -> float:
     try:
         number = float(value)
     except ValueError:
         number = -1
-    if number < 0 or (number == 0 and not allow_zero):
-        raise CommandError(_("Valor inválido: %(value)s (se espera un número positivo).") % {"value": value})
+    if not 0 <= number <= most or (number == 0 and not allow_zero):  # also NaN
+        raise CommandError(
+            _("Valor inválido: %(value)s (se espera un número positivo, hasta %(most)s).")
+            % {"value": value, "most": f"{most:g}"}
+        )
     return number
 
 
@@ -86,11 +89,11 @@ class Command(BaseCommand):
         if not username:
             raise CommandError(_("Indique la cuenta de servicio con --user NOMBRE."))
         user = _service_user(username, active=action != "revoke")
-        ttl = timedelta(days=_positive(ttl_days, allow_zero=False)) if ttl_days else default_ttl()
+        ttl = timedelta(days=_positive(ttl_days, allow_zero=False, most=3650)) if ttl_days else default_ttl()
         if action == "issue":
             token = issue_token(user, ttl)
         elif action == "rotate":
-            grace = timedelta(hours=_positive(grace_hours, allow_zero=True))
+            grace = timedelta(hours=_positive(grace_hours, allow_zero=True, most=24 * 365))
             token = rotate_tokens(user, grace=grace, ttl=ttl)
             self.stderr.write(
                 _("Los tokens anteriores de %(user)s vencen el %(at)s.")
