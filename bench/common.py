@@ -3,6 +3,7 @@
 Every benchmark prints its `key=value` results last and appends one dated row to docs/benchmarks.md.
 """
 
+import contextlib
 import csv
 import os
 import platform
@@ -81,10 +82,13 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=40)  # cad.serve's own stop timeout is the drain timeout + 5 s
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for pid in self.pids:  # never leave a Daphne child behind to load the next run
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.log:
             self.log.close()
 

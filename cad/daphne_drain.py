@@ -10,8 +10,10 @@ commits unanswered), lets every HTTP request in flight finish, then exits; after
 Its access log (Daphne's, on stdout at verbosity 1) leaves query strings out.
 """
 
+import logging
 import os
 import signal
+import sys
 import time
 
 from daphne.cli import CommandLineInterface
@@ -76,6 +78,18 @@ class DrainingServer(Server):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: reactor.callFromThread(self.drain))
         super().run()
+        # Drained: nothing is in flight. Send what the broadcaster still holds, then exit even if a worker
+        # thread (a sync-view executor thread blocked on a socket) would keep the interpreter waiting to
+        # join it: a process that never exits after SIGTERM is orphaned by its supervisor's timeout.
+        try:
+            from cad.events import broadcaster
+
+            broadcaster.drain(timeout=2.0)
+        finally:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
     def listen_success(self, port):
         self.ports.append(port)
