@@ -34,6 +34,7 @@ import asyncio
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,8 @@ def out_of_order(pair: TwoCentres) -> int:
 
 
 def main() -> None:
+    # SIGTERM (e.g. `timeout`) unwinds through the teardown below instead of orphaning both centres.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
