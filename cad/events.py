@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -24,7 +25,6 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -59,17 +59,89 @@ def end_sessions(*, user_id: int, session_key: str | None = None) -> None:
     transaction.on_commit(lambda: send_to_group(SESSIONS_GROUP, message), robust=True)
 
 
-def record_event(
-    *, type: str, center_id: int, payload: dict, stream: str = EventStream.Name.CONSOLE
-) -> Event:
-    """Append an event to the centre's stream. Must run inside the transaction of the change."""
+def _bump(*, center_id: int, stream: str, count: int) -> int:
+    """Add `count` to the stream's counter in ONE statement and return its new last seq. The UPDATE takes
+    the row lock until commit (on SQLite: the write lock), so seq order is commit order."""
+    table = EventStream._meta.db_table
+    sql = f"UPDATE {table} SET last_seq = last_seq + %s WHERE center_id = %s AND name = %s RETURNING last_seq"  # noqa: S608 - table name from the model
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, [count, center_id, stream])
+        row = cursor.fetchone()
+        if row is None:  # first event of this centre's stream: create the counter, then bump it
+            EventStream.objects.get_or_create(center_id=center_id, name=stream)
+            cursor.execute(sql, [count, center_id, stream])
+            row = cursor.fetchone()
+    return row[0]
+
+
+class _Batch:
+    """Events recorded inside `deferred_events()`, written at its end (see there)."""
+
+    def __init__(self):
+        self.events: list[Event] = []
+
+
+_deferred = threading.local()
+
+
+def _batches() -> list[_Batch]:
+    stack = getattr(_deferred, "stack", None)
+    if stack is None:
+        stack = _deferred.stack = []
+    return stack
+
+
+@contextmanager
+def deferred_events():
+    """Within the block, `record_event` only queues its events; they are written when the block ends: one
+    counter UPDATE per stream for all of them and one INSERT, then their listeners run in order. Use it
+    around a change that records several events (or a batch of changes in one transaction): the hot
+    per-centre counter row is then locked only from the end of the block to the commit instead of from the
+    first event on, and the round trips made while holding it drop from ~4 per event to ~2 in all.
+
+    Must run inside the transaction of the change. Nested blocks hand their events to the enclosing one
+    when they end normally; a block left by an exception drops its events (wrap each unit of work that may
+    fail in `transaction.atomic()` + `deferred_events()`, so its rows and its events go together). Seq order
+    is still commit order, and events keep the order in which they were recorded."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_event must run inside the transaction of the change it records")
-    seq = _next_seq(center_id=center_id, stream=stream)
-    event = Event.objects.create(
-        center_id=center_id, stream=stream, seq=seq, type=type, payload=payload, created_at=timezone.now()
-    )
+        raise RuntimeError("deferred_events must run inside the transaction of the change it records")
+    stack = _batches()
+    batch = _Batch()
+    stack.append(batch)
+    try:
+        yield batch
+    except BaseException:
+        stack.pop()
+        raise
+    stack.pop()
+    if stack:
+        stack[-1].events.extend(batch.events)
+    else:
+        _write(batch.events)
+
+
+def _write(events: list[Event]) -> None:
+    """Give queued events their seqs (one counter bump per stream), insert them at once, queue their
+    broadcasts for after commit and run the listeners, in recording order."""
+    if not events:
+        return
+    per_stream: dict[tuple[int, str], list[Event]] = {}
+    for event in events:
+        per_stream.setdefault((event.center_id, event.stream), []).append(event)
+    for (center_id, stream), group in sorted(
+        per_stream.items()
+    ):  # a fixed order: no deadlock between batches
+        last = _bump(center_id=center_id, stream=stream, count=len(group))
+        for offset, event in enumerate(group):
+            event.seq = last - len(group) + 1 + offset
+    Event.objects.bulk_create(events)
+    for event in events:
+        _after_write(event)
+
+
+def _after_write(event: Event) -> None:
     envelope = event.envelope()
+    center_id, stream = event.center_id, event.stream
     # robust: one failed broadcast must neither fail the committed request nor skip the other events'.
     transaction.on_commit(
         lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope), robust=True
@@ -77,27 +149,24 @@ def record_event(
     # After this event's broadcast is queued, so events a listener records are broadcast after it (seq order).
     for listener in _listeners:
         listener(event)
+
+
+def record_event(
+    *, type: str, center_id: int, payload: dict, stream: str = EventStream.Name.CONSOLE
+) -> Event:
+    """Append an event to the centre's stream. Must run inside the transaction of the change. Inside
+    `deferred_events()` the event is only queued (no seq yet) and written when that block ends."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_event must run inside the transaction of the change it records")
+    event = Event(center_id=center_id, stream=stream, type=type, payload=payload, created_at=timezone.now())
+    stack = _batches()
+    if stack:
+        stack[-1].events.append(event)
+        return event
+    event.seq = _bump(center_id=center_id, stream=stream, count=1)
+    event.save(force_insert=True)
+    _after_write(event)
     return event
-
-
-def _next_seq(*, center_id: int, stream: str) -> int:
-    """Increment the stream's counter and return the new value, in one statement on the hot path.
-
-    The UPDATE takes the row lock until commit (on SQLite: the write lock), so seq order is commit order.
-    PostgreSQL and SQLite (≥ 3.35) both answer UPDATE … RETURNING; the first event of a stream creates it."""
-    table = EventStream._meta.db_table
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + 1"  # noqa: S608 - our own table name
-            " WHERE center_id = %s AND name = %s RETURNING last_seq",
-            [center_id, stream],
-        )
-        row = cursor.fetchone()
-    if row is not None:
-        return row[0]
-    counter, _ = EventStream.objects.get_or_create(center_id=center_id, name=stream)
-    EventStream.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
-    return EventStream.objects.values_list("last_seq", flat=True).get(pk=counter.pk)
 
 
 def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:

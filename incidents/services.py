@@ -58,12 +58,19 @@ MACHINE_CHANNELS = frozenset({Channel.PANIC_BUTTON, Channel.LPR_HIT, Channel.INT
 
 
 def next_folio(*, center: Center, year: int) -> str:
-    """MEX-2026-000123: state prefix, year, per-centre yearly sequence. Unique under concurrency."""
-    counter, _ = FolioCounter.objects.get_or_create(center=center, year=year)
-    counter = FolioCounter.objects.select_for_update().get(pk=counter.pk)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"{center.code}-{year}-{counter.last:06d}"
+    """MEX-2026-000123: state prefix, year, per-centre yearly sequence. Unique and gap-free under
+    concurrency: one UPDATE … RETURNING bumps the counter row and holds its lock until commit (so callers
+    should take it as late in their transaction as they can)."""
+    table = FolioCounter._meta.db_table
+    sql = f"UPDATE {table} SET last = last + 1 WHERE center_id = %s AND year = %s RETURNING last"  # noqa: S608 - table name from the model
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, [center.pk, year])
+        row = cursor.fetchone()
+        if row is None:  # the centre's first folio of the year: create the counter, then bump it
+            FolioCounter.objects.get_or_create(center=center, year=year)
+            cursor.execute(sql, [center.pk, year])
+            row = cursor.fetchone()
+    return f"{center.code}-{year}-{row[0]:06d}"
 
 
 @transaction.atomic
@@ -133,7 +140,8 @@ def take_call(
             _("Clasifique la llamada para abrir un incidente."),
             fields={"incident_type_code": [_("Requerido para abrir un incidente.")]},
         )
-    call = Call.objects.create(
+    # Built first and inserted once, with its incident when it opens one (no INSERT then UPDATE).
+    call = Call(
         center=center,
         line=line,
         disposition=disposition,
@@ -155,14 +163,17 @@ def take_call(
         call.incident = open_incident(
             call=call, by=by, location=location, origin_center=origin_center, origin_folio=origin_folio
         )
-        call.save(update_fields=["incident"])
+        call.save(force_insert=True)
     elif disposition == CallDisposition.LINKED:
         if not link_to_folio:
             raise DomainError(
                 _("Indique el folio del incidente a vincular."),
                 fields={"incident": [_("Requerido para vincular.")]},
             )
+        call.save(force_insert=True)
         link_call(call=call, folio=link_to_folio, by=by)
+    else:
+        call.save(force_insert=True)
     record_event(
         type="call.created",
         center_id=center.id,

@@ -13,19 +13,19 @@ The dialler that drives it in tests and bench/panic.py is sensors/dialler.py (fr
 
 import asyncio
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from pysiaalarm import SIAAccount
 from pysiaalarm.base_server import BaseSIAServer
 from pysiaalarm.event import NAKEvent, SIAEvent
 from pysiaalarm.utils import Counter, ResponseType
 
 from cad.errors import DomainError
+from cad.events import deferred_events
 from sensors.models import PanicButton, PanicSignal
 from sensors.panic import receive_panic_signal
 
@@ -42,7 +42,6 @@ def load_accounts() -> dict[str, SIAAccount]:
 
 
 def _store(event: SIAEvent) -> None:
-    close_old_connections()
     timestamp = event.timestamp if isinstance(event.timestamp, datetime) else None
     receive_panic_signal(
         account=event.account,
@@ -52,28 +51,62 @@ def _store(event: SIAEvent) -> None:
     )
 
 
-class Dc09Server(BaseSIAServer):
-    """One asyncio TCP server; each connection may carry several frames (one per read)."""
+class _BatchAbandoned(Exception):
+    pass
 
-    def __init__(self, accounts: dict[str, SIAAccount], *, workers: int = 4):
+
+def store_batch(events: list[SIAEvent]) -> list[bool]:
+    """Store the signals in ONE transaction (group commit); True for each one stored once it is committed.
+
+    Each signal runs in its own savepoint (receive_panic_signal is atomic), so one that fails (unknown
+    button, misconfigured type, a constraint) is rolled back alone and gets False; the others go on. Their
+    events are written together at the end (one counter bump, one INSERT), and the hot per-centre rows (event
+    counter, folio counter) are locked once per batch instead of once per press. If the commit itself fails,
+    nothing is stored and every signal gets False: the receiver NAKs and the panels send again."""
+    close_old_connections()
+    outcomes = [False] * len(events)
+    try:
+        with transaction.atomic(), deferred_events():
+            for index, event in enumerate(events):
+                try:
+                    _store(event)
+                except (DomainError, DatabaseError) as exc:
+                    logger.warning(
+                        "dc09 signal not stored; NAK", extra={"account": event.account, "error": str(exc)}
+                    )
+                else:
+                    outcomes[index] = True
+            if transaction.get_connection().needs_rollback:  # a savepoint could not be rolled back
+                raise _BatchAbandoned  # leaves both blocks: the events are dropped, everything rolled back
+    except (DatabaseError, _BatchAbandoned) as exc:
+        logger.warning("dc09 batch not committed; NAK", extra={"signals": len(events), "error": repr(exc)})
+        return [False] * len(events)
+    return outcomes
+
+
+class Dc09Server(BaseSIAServer):
+    """One asyncio TCP server; each connection may carry several frames (one per read).
+
+    Frames are parsed on the event loop; signals to store queue up and ONE database thread stores them in
+    batches of up to `batch_max` (whatever arrived while the previous batch was being committed), then each
+    frame is answered. One thread, one pooled connection: presses of a centre serialize on its counter rows
+    anyway, so more threads would only wait on those locks and on the GIL."""
+
+    def __init__(self, accounts: dict[str, SIAAccount], *, batch_max: int = 100):
         super().__init__(accounts, Counter())
-        self.workers = workers
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dc09-db")
+        self.batch_max = batch_max
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dc09-db")
         # (account, sequence, code) → the store of its first copy. A panel that got no answer in time sends
         # the same message again (same sequence): the copy waits for the first and gets the same answer
         # instead of being stored twice. Entries are dropped RETRANSMISSION_S after they complete.
         self.seen: dict[tuple, asyncio.Future] = {}
+        self.queue: list[tuple[SIAEvent, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
+        self.metrics = {"batches": 0, "signals": 0, "largest_batch": 0}
 
     def close(self) -> None:
-        """Close every worker thread's database connection, then the pool (tests, shutdown)."""
-        barrier = threading.Barrier(self.workers)
-
-        def close_connection():
-            barrier.wait(5)
-            connections.close_all()
-
-        for future in [self.executor.submit(close_connection) for _ in range(self.workers)]:
-            future.result()
+        """Close the database thread's connection, then the thread (tests, shutdown)."""
+        self.executor.submit(connections.close_all).result()
         self.executor.shutdown()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -97,23 +130,41 @@ class Dc09Server(BaseSIAServer):
             writer.close()
 
     async def _stored_once(self, event: SIAEvent) -> bool:
-        """Store the signal (in a worker thread); a retransmission shares the first copy's outcome."""
+        """Store the signal (batched, in the database thread); a retransmission shares the first copy's
+        outcome."""
         key = (event.account, event.sequence, event.code)
         first = self.seen.get(key)
         if first is not None:
             return await asyncio.shield(first)
         loop = asyncio.get_running_loop()
         outcome = self.seen[key] = loop.create_future()
-        try:
-            await loop.run_in_executor(self.executor, _store, event)
-            outcome.set_result(True)
-        except (DomainError, DatabaseError) as exc:
-            logger.warning("dc09 signal not stored; NAK", extra={"account": event.account, "error": str(exc)})
-            outcome.set_result(False)
-            del self.seen[key]  # a failed store is not remembered: the panel's next try is stored afresh
-        else:
+        self.queue.append((event, outcome))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.ensure_future(self._write_batches())
+        stored = await asyncio.shield(outcome)
+        if stored:
             loop.call_later(RETRANSMISSION_S, self.seen.pop, key, None)
-        return outcome.result()
+        else:
+            self.seen.pop(
+                key, None
+            )  # a failed store is not remembered: the panel's next try is stored afresh
+        return stored
+
+    async def _write_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.queue:
+            batch, self.queue = self.queue[: self.batch_max], self.queue[self.batch_max :]
+            try:
+                outcomes = await loop.run_in_executor(self.executor, store_batch, [e for e, _ in batch])
+            except Exception:  # noqa: BLE001 - whatever happened, every waiting panel gets an answer (NAK)
+                logger.exception("dc09 batch failed; NAK")
+                outcomes = [False] * len(batch)
+            self.metrics["batches"] += 1
+            self.metrics["signals"] += len(batch)
+            self.metrics["largest_batch"] = max(self.metrics["largest_batch"], len(batch))
+            for (_event, future), stored in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(stored)
 
     async def answer(self, data: bytes) -> bytes | None:
         event = self.parse_and_check_event(data)

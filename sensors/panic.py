@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Role
 from cad.errors import DomainError, NotFound
-from cad.events import record_event
+from cad.events import deferred_events, record_event
 from incidents.models import CallDisposition, Channel, IncidentStatus, IncidentType, Line, LocationSource
 from incidents.services import take_call
 from sensors.models import PanicButton, PanicSignal
@@ -73,7 +73,24 @@ def receive_panic_signal(
     *, account: str, code: str, transport: str, by=None, device_time: datetime | None = None, center_id=None
 ) -> PanicSignal | None:
     """Apply one signal of button `account`. Returns the history row (None for a plain heartbeat).
-    `center_id` restricts the look-up (HTTP devices act for their centre only)."""
+    `center_id` restricts the look-up (HTTP devices act for their centre only).
+
+    A press records three events (incident.created or incident.updated, call.created, panic.pressed); they
+    are written together at the end (cad.events.deferred_events), so the centre's event counter is locked
+    only for the last statements of the transaction. Inside a caller's `deferred_events()` block (the DC-09
+    receiver's group commit) they join the caller's batch; a press that fails leaves nothing behind."""
+    with deferred_events():
+        return _receive(
+            account=account,
+            code=code,
+            transport=transport,
+            by=by,
+            device_time=device_time,
+            center_id=center_id,
+        )
+
+
+def _receive(*, account, code, transport, by, device_time, center_id) -> PanicSignal | None:
     buttons = PanicButton.objects.select_for_update(of=("self",)).select_related("center", "incident_type")
     if center_id is not None:
         buttons = buttons.filter(center_id=center_id)
