@@ -218,3 +218,66 @@ def test_events_past_retention_are_pruned_avl_sooner(db, settings):
         )
     assert prune_events(now=now) == {"console": 1, "avl": 1}
     assert sorted(Event.objects.values_list("seq", flat=True)) == [2, 4]
+
+
+@pytest.mark.django_db
+def test_deferred_events_are_written_together_at_the_end_in_order(center, django_capture_on_commit_callbacks):
+    """Inside deferred_events() nothing is written (the counter row is not locked) until the block ends;
+    then one counter bump gives the queued events contiguous seqs in recording order, and a listener sees
+    each written event."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from cad import events
+
+    seen = []
+    events.add_listener(lambda event: seen.append((event.type, event.seq, event.pk is not None)))
+    try:
+        with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+            record_event(type="before", center_id=center.id, payload={})
+            with CaptureQueriesContext(connection) as during, events.deferred_events():
+                for name in ("a", "b", "c"):
+                    record_event(type=name, center_id=center.id, payload={})
+                record_event(type="p", center_id=center.id, stream="avl", payload={})
+                assert Event.objects.filter(type__in=["a", "b", "c", "p"]).count() == 0
+                queries_inside = len(during.captured_queries)
+            queries_total = len(during.captured_queries)
+    finally:
+        events._listeners.pop()
+    assert queries_inside == 1  # the count() above; record_event itself wrote nothing
+    assert queries_total - queries_inside == 3  # console bump, avl bump, one INSERT for all four
+    console = list(Event.objects.filter(stream="console").order_by("seq").values_list("type", "seq"))
+    assert console == [("before", 1), ("a", 2), ("b", 3), ("c", 4)]
+    assert Event.objects.get(stream="avl").seq == 1
+    assert seen == [("before", 1, True), ("a", 2, True), ("b", 3, True), ("c", 4, True), ("p", 1, True)]
+    assert len(callbacks) == 5  # each event broadcast after commit
+    assert last_seq(center_id=center.id, stream="console") == 4
+
+
+@pytest.mark.django_db
+def test_a_failed_inner_deferred_block_drops_its_events_and_keeps_the_others(center):
+    from cad import events
+
+    with transaction.atomic(), events.deferred_events():
+        with transaction.atomic(), events.deferred_events():
+            record_event(type="kept", center_id=center.id, payload={})
+        with pytest.raises(Boom), transaction.atomic(), events.deferred_events():
+            record_event(type="dropped", center_id=center.id, payload={})
+            raise Boom
+        record_event(type="last", center_id=center.id, payload={})
+    assert list(Event.objects.order_by("seq").values_list("type", "seq")) == [("kept", 1), ("last", 2)]
+
+
+def test_deferred_events_outside_a_transaction_is_refused():
+    from cad import events
+
+    with pytest.raises(RuntimeError), events.deferred_events():
+        pass
+
+
+@pytest.mark.django_db
+def test_counter_row_is_created_on_first_event(center):
+    EventStream.objects.filter(center=center).delete()
+    with transaction.atomic():
+        first = record_event(type="x", center_id=center.id, payload={})
+    assert first.seq == 1 and EventStream.objects.get(center=center, name="console").last_seq == 1

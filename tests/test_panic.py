@@ -201,3 +201,116 @@ def test_console_button_panel(center, make_user, api_client_for):
     assert [(b["account"], b["camera_ref"], b["online"]) for b in buttons] == [("0D0D", "rtsp://cam/1", True)]
     assert client.get("/api/v1/panic/buttons/999999").status_code == 404
     assert api_client_for(make_user(Role.DEVICE)).get("/api/v1/panic/buttons").status_code == 403
+
+
+def _sia_event(receiver_accounts, frame: bytes):
+    from pysiaalarm.event import SIAEvent
+
+    return SIAEvent.from_line(frame.decode().strip(), receiver_accounts)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_stores_each_signal_in_its_savepoint_and_commits_once(center, panic_type):
+    """The receiver's group commit: several presses in one transaction, a bad one rolled back alone (NAK),
+    two presses of one button in the same batch open ONE incident, and the batch's events are written with
+    one counter bump, in order, with contiguous seqs."""
+    from sensors.dc09 import store_batch
+
+    make_button(center, account="0E01")
+    make_button(center, account="0E02", lat=19.4, lon=-99.1)
+    gone = make_button(center, account="0E03")
+    accounts = load_accounts()
+    PanicButton.objects.filter(pk=gone.pk).update(active=False)  # deactivated after the receiver loaded it
+    frames = [
+        build_frame("0E01", sequence=1),
+        build_frame("0E03", sequence=1),
+        build_frame("0E02", code="1120", protocol="ADM-CID", sequence=1),
+        build_frame("0E01", sequence=2),
+    ]
+    assert store_batch([_sia_event(accounts, f) for f in frames]) == [True, False, True, True]
+    assert Incident.objects.count() == 2
+    first = PanicSignal.objects.filter(button__account="0E01").order_by("id")
+    assert [s.merged for s in first] == [False, True] and len({s.incident_id for s in first}) == 1
+    assert not PanicSignal.objects.filter(button=gone).exists()
+    pressed = list(Event.objects.filter(type="panic.pressed").order_by("seq"))
+    assert [(e.payload["button"]["account"], e.payload["merged"]) for e in pressed] == [
+        ("0E01", False),
+        ("0E02", False),
+        ("0E01", True),
+    ]
+    seqs = list(Event.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    # Per press: incident.created/updated, call.created, panic.pressed, in that order.
+    types = [e.type for e in Event.objects.order_by("seq")]
+    assert types[:3] == ["incident.created", "call.created", "panic.pressed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_that_cannot_commit_acks_nothing(center, panic_type, monkeypatch):
+    """A failure while writing the batch's events (or committing) leaves nothing stored: every signal of the
+    batch is NAKed, so no panel is told "stored" for a press that is not."""
+    from django.db import DatabaseError
+
+    from cad import events
+    from sensors.dc09 import store_batch
+
+    make_button(center, account="0F01")
+    accounts = load_accounts()
+
+    def broken(events_):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(events, "_write", broken)
+    assert store_batch([_sia_event(accounts, build_frame("0F01"))]) == [False]
+    assert PanicSignal.objects.count() == 0 and Incident.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_presses_of_one_button_open_one_incident(center, panic_type):
+    """Presses of the same button racing in separate transactions (receiver + HTTP device gateway): the
+    button row lock makes the later ones merge into the first one's incident."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from sensors.panic import receive_panic_signal
+
+    make_button(center, account="0A11")
+    barrier = threading.Barrier(4)
+
+    def press(_):
+        try:
+            barrier.wait(5)
+            return receive_panic_signal(account="0A11", code="PA", transport="http").incident_id
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        incidents = list(pool.map(press, range(4)))
+    assert len(set(incidents)) == 1 and Incident.objects.count() == 1
+    assert sorted(PanicSignal.objects.values_list("merged", flat=True)) == [False, True, True, True]
+
+
+@pytest.mark.django_db
+def test_a_press_costs_a_bounded_number_of_queries(center, panic_type):
+    """Guards the press path's round trips (it was 42 for a new incident): the three events are written
+    with one counter UPDATE and one INSERT, the folio with one UPDATE … RETURNING, the call inserted once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sensors.panic import receive_panic_signal
+
+    make_button(center, account="0C11")
+    receive_panic_signal(account="0C11", code="PA", transport="dc09")  # warm: counters, service user
+    make_button(center, account="0C12")
+    with CaptureQueriesContext(connection) as opened:
+        receive_panic_signal(account="0C12", code="PA", transport="dc09")
+    with CaptureQueriesContext(connection) as merged:
+        receive_panic_signal(account="0C12", code="PA", transport="dc09")
+    sql = [q["sql"] for q in opened.captured_queries]
+    assert len([s for s in sql if "cad_eventstream" in s]) == 1
+    assert len([s for s in sql if s.startswith('INSERT INTO "cad_event"')]) == 1
+    assert len([s for s in sql if "incidents_foliocounter" in s]) == 1
+    assert len([s for s in sql if "incidents_call" in s]) == 1
+    assert len(opened.captured_queries) <= 22, "\n".join(sql)
+    assert len(merged.captured_queries) <= 20, "\n".join(q["sql"] for q in merged.captured_queries)
