@@ -13,6 +13,7 @@ The dialler that drives it in tests and bench/panic.py is sensors/dialler.py (fr
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -102,7 +103,7 @@ class Dc09Server(BaseSIAServer):
         self.seen: dict[tuple, asyncio.Future] = {}
         self.queue: list[tuple[SIAEvent, asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
-        self.metrics = {"batches": 0, "signals": 0, "largest_batch": 0}
+        self.metrics = {"batches": 0, "signals": 0, "largest_batch": 0, "store_s": 0.0}
 
     def close(self) -> None:
         """Close the database thread's connection, then the thread (tests, shutdown)."""
@@ -122,8 +123,11 @@ class Dc09Server(BaseSIAServer):
                     break
                 response = await self.answer(data)
                 if response:
-                    writer.write(response)
-                    await writer.drain()
+                    try:
+                        writer.write(response)
+                        await writer.drain()
+                    except ConnectionError:  # the panel hung up before its answer (it sends again)
+                        break
                 if reader.at_eof():
                     break
         finally:
@@ -154,11 +158,13 @@ class Dc09Server(BaseSIAServer):
         loop = asyncio.get_running_loop()
         while self.queue:
             batch, self.queue = self.queue[: self.batch_max], self.queue[self.batch_max :]
+            began = time.monotonic()
             try:
                 outcomes = await loop.run_in_executor(self.executor, store_batch, [e for e, _ in batch])
             except Exception:  # noqa: BLE001 - whatever happened, every waiting panel gets an answer (NAK)
                 logger.exception("dc09 batch failed; NAK")
                 outcomes = [False] * len(batch)
+            self.metrics["store_s"] += time.monotonic() - began
             self.metrics["batches"] += 1
             self.metrics["signals"] += len(batch)
             self.metrics["largest_batch"] = max(self.metrics["largest_batch"], len(batch))
@@ -188,6 +194,7 @@ async def serve(*, host: str, port: int, refresh_s: float, ready: asyncio.Event 
     async with server:
         while True:
             await asyncio.sleep(refresh_s)
+            logger.info("dc09 receiver", extra=dict(dc09.metrics))
             try:
                 dc09.accounts = await sync_to_async(load_accounts)()
             except DatabaseError as exc:

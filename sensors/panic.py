@@ -55,17 +55,20 @@ def _incident_type(button: PanicButton) -> IncidentType:
     return incident_type
 
 
-def _open_incident_of(button: PanicButton, *, now: datetime):
+def _open_incident_of(button: PanicButton, *, now: datetime) -> str | None:
+    """The folio of the open incident this button's last press within the merge window opened or joined
+    (its latest such press), None when there is none. Only the folio is read: take_call locks the incident
+    and re-checks that it is not closed when it links the call."""
     window = now - timedelta(seconds=settings.CAD["PANIC_MERGE_WINDOW_S"])
-    signal = (
+    return (
         PanicSignal.objects.filter(
             button=button, kind=PanicSignal.Kind.PRESS, received_at__gte=window, incident__isnull=False
         )
         .exclude(incident__status=IncidentStatus.CLOSED)
-        .select_related("incident")
+        .order_by("-received_at", "-id")
+        .values_list("incident__folio", flat=True)
         .first()
     )
-    return signal.incident if signal else None
 
 
 @transaction.atomic
@@ -114,7 +117,7 @@ def _receive(*, account, code, transport, by, device_time, center_id) -> PanicSi
             device_time=device_time,
         )
     by = by or service_user(center=button.center, name="panic")
-    incident = _open_incident_of(button, now=now)
+    open_folio = _open_incident_of(button, now=now)
     common = {
         "center": button.center,
         "by": by,
@@ -129,12 +132,12 @@ def _receive(*, account, code, transport, by, device_time, center_id) -> PanicSi
         "narrative": _("Botón de pánico «%(name)s» (cuenta %(account)s), código %(code)s.")
         % {"name": button.name, "account": button.account, "code": code},
     }
-    if incident is None:
+    if open_folio is None:
         call = take_call(
             disposition=CallDisposition.NEW_INCIDENT, incident_type=_incident_type(button), **common
         )
     else:
-        call = take_call(disposition=CallDisposition.LINKED, link_to_folio=incident.folio, **common)
+        call = take_call(disposition=CallDisposition.LINKED, link_to_folio=open_folio, **common)
     signal = PanicSignal.objects.create(
         button=button,
         kind=PanicSignal.Kind.PRESS,
@@ -143,7 +146,7 @@ def _receive(*, account, code, transport, by, device_time, center_id) -> PanicSi
         received_at=now,
         device_time=device_time,
         incident=call.incident,
-        merged=incident is not None,
+        merged=open_folio is not None,
     )
     record_event(
         type="panic.pressed",
