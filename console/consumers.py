@@ -297,3 +297,7 @@ class BareForwardConsumer(AsyncJsonWebsocketConsumer):
 
     async def cad_event(self, message):
         await self.send_json(message["envelope"])
+
+    async def cad_events(self, message):
+        for envelope in message["envelopes"]:
+            await self.send_json(envelope)

@@ -115,16 +115,23 @@ class GroupHub:
     async def _deliver(self, group: str, message: dict) -> None:
         kind = message.get("type")
         if kind == "cad.event" and isinstance(message.get("envelope"), dict):
-            envelope = message["envelope"]
-            text = json.dumps(envelope)  # encoded once for every local console
-            for consumer in list(self.members.get(group, ())):
-                try:
-                    await consumer.deliver(envelope, text)
-                except Exception:  # noqa: BLE001 - one broken socket must not starve the others
-                    logger.exception("console delivery failed", extra={"group": group})
+            await self._deliver_envelope(group, message["envelope"])
+        elif kind == "cad.events" and isinstance(message.get("envelopes"), list):
+            # Several events of the group coalesced by the sender (cad.events.coalesce), in seq order.
+            for envelope in message["envelopes"]:
+                if isinstance(envelope, dict):
+                    await self._deliver_envelope(group, envelope)
         elif kind == "session.end":
             for consumer in list(self.members.get(group, ())):
                 await consumer.end_session(message)
+
+    async def _deliver_envelope(self, group: str, envelope: dict) -> None:
+        text = json.dumps(envelope)  # encoded once for every local console
+        for consumer in list(self.members.get(group, ())):
+            try:
+                await consumer.deliver(envelope, text)
+            except Exception:  # noqa: BLE001 - one broken socket must not starve the others
+                logger.exception("console delivery failed", extra={"group": group})
 
     async def _tick(self) -> None:
         """Every heartbeat interval: re-join every group, then send each console its streams' current seq."""

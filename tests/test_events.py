@@ -35,6 +35,15 @@ async def _drain(layer, channel, *, timeout: float = 0.5) -> list[dict]:
         received.append(message)
 
 
+def _envelopes(messages: list[dict]) -> list[dict]:
+    """The envelopes of `cad.event` messages and of `cad.events` (several coalesced by the broadcaster)."""
+    envelopes = []
+    for message in messages:
+        assert message["type"] in ("cad.event", "cad.events")
+        envelopes += message["envelopes"] if message["type"] == "cad.events" else [message["envelope"]]
+    return envelopes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_rolled_back_event_is_neither_stored_nor_published(layer_backend):
     center = CenterFactory()
@@ -72,8 +81,7 @@ def test_committed_event_is_published_once_with_its_seq(layer_backend):
 
     (first_seq, second_seq), received = async_to_sync(scenario)()
     assert (first_seq, second_seq) == (1, 2)
-    assert [m["type"] for m in received] == ["cad.event", "cad.event"]
-    envelopes = [m["envelope"] for m in received]
+    envelopes = _envelopes(received)
     assert [(e["type"], e["seq"], e["stream"]) for e in envelopes] == [
         ("incident.created", 1, "console"),
         ("incident.updated", 2, "console"),
@@ -99,8 +107,8 @@ def test_streams_are_published_to_their_own_groups(layer_backend):
         return await _drain(layer, console), await _drain(layer, avl)
 
     console_messages, avl_messages = async_to_sync(scenario)()
-    assert [m["envelope"]["type"] for m in console_messages] == ["incident.created"]
-    assert [(m["envelope"]["type"], m["envelope"]["seq"]) for m in avl_messages] == [("units.positions", 1)]
+    assert [e["type"] for e in _envelopes(console_messages)] == ["incident.created"]
+    assert [(e["type"], e["seq"]) for e in _envelopes(avl_messages)] == [("units.positions", 1)]
 
 
 def test_record_event_defers_the_broadcast_to_commit(db, django_capture_on_commit_callbacks):
@@ -281,3 +289,42 @@ def test_counter_row_is_created_on_first_event(center):
     with transaction.atomic():
         first = record_event(type="x", center_id=center.id, payload={})
     assert first.seq == 1 and EventStream.objects.get(center=center, name="console").last_seq == 1
+
+
+def test_broadcaster_coalesces_a_groups_queued_events_in_order():
+    """A burst of events of one group leaves as one `cad.events` message, in queue order; other groups and
+    other message types are untouched, and a group's events never jump over its other messages."""
+    from cad.events import coalesce
+
+    def ev(seq):
+        return {"type": "cad.event", "envelope": {"seq": seq}}
+
+    end = {"type": "session.end", "user_id": 1}
+    out = coalesce([("g1", ev(1)), ("g2", ev(1)), ("g1", ev(2)), ("s", end), ("g1", ev(3)), ("g2", ev(2))])
+    assert out == [
+        ("g1", {"type": "cad.events", "envelopes": [{"seq": 1}, {"seq": 2}, {"seq": 3}]}, 3),
+        ("g2", {"type": "cad.events", "envelopes": [{"seq": 1}, {"seq": 2}]}, 2),
+        ("s", end, 1),
+    ]
+    assert coalesce([("g1", ev(7))]) == [("g1", ev(7), 1)]  # a lone event is sent as before
+    mixed = coalesce([("g", ev(1)), ("g", end), ("g", ev(2))])
+    assert [m["type"] for _, m, _ in mixed] == ["cad.event", "session.end", "cad.event"]
+
+
+def test_hub_delivers_coalesced_events_one_by_one_in_order():
+    from console.hub import GroupHub
+
+    class Console:
+        def __init__(self):
+            self.got = []
+
+        async def deliver(self, envelope, text):
+            self.got.append((envelope["seq"], text))
+
+    hub = GroupHub(layer=None)
+    console = Console()
+    hub.members["g"] = {console}
+    message = {"type": "cad.events", "envelopes": [{"seq": 4}, {"seq": 5}]}
+    asyncio.run(hub._deliver("g", message))
+    asyncio.run(hub._deliver("g", {"type": "cad.event", "envelope": {"seq": 6}}))
+    assert console.got == [(4, '{"seq": 4}'), (5, '{"seq": 5}'), (6, '{"seq": 6}')]
