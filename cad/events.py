@@ -169,6 +169,52 @@ def record_event(
     return event
 
 
+def record_events(
+    *, type: str, center_id: int, payloads: list[dict], stream: str = EventStream.Name.CONSOLE
+) -> list[Event]:
+    """`record_event` for many events of one type at once (e.g. the hits of an LPR batch): one counter
+    UPDATE claims the seq range, one INSERT writes the rows, and one after-commit callback hands them to
+    the broadcaster in seq order. Listeners still see each event, after all of them are queued."""
+    if not payloads:
+        return []
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("record_events must run inside the transaction of the change it records")
+    EventStream.objects.get_or_create(center_id=center_id, name=stream)
+    table = connection.ops.quote_name(EventStream._meta.db_table)
+    with connection.cursor() as cursor:  # the UPDATE locks the counter row until commit (seq = commit order)
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + %s WHERE center_id = %s AND name = %s "  # noqa: S608
+            "RETURNING last_seq",
+            [len(payloads), center_id, stream],
+        )
+        last = cursor.fetchone()[0]
+    now = timezone.now()
+    first = last - len(payloads) + 1
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                center_id=center_id, stream=stream, seq=first + i, type=type, payload=payload, created_at=now
+            )
+            for i, payload in enumerate(payloads)
+        ]
+    )
+    envelopes = [event.envelope() for event in events]
+
+    def send_all():
+        for envelope in envelopes:
+            try:
+                broadcast(center_id=center_id, stream=stream, envelope=envelope)
+            except Exception:  # noqa: BLE001 - as record_event's robust on_commit: the others still go
+                logger.exception("broadcast failed", extra={"seq": envelope["seq"]})
+
+    transaction.on_commit(send_all, robust=True)
+    for event in events:
+        for listener in _listeners:
+            listener(event)
+    return events
+
+
 def broadcast(*, center_id: int, stream: str, envelope: dict) -> None:
     """Send a committed event to its stream's websocket group, off the caller's thread (see Broadcaster).
     Loss here is repaired by replay: consoles see the gap by seq or in the next heartbeat."""

@@ -121,9 +121,18 @@ class LprReader(SupervisedDevice):
 
 
 class LprRead(models.Model):
-    """A raw read, kept for CAD_LPR_RETENTION_DAYS and purged by a periodic task (hits keep a copy)."""
+    """A raw read, kept for CAD_LPR_RETENTION_DAYS and purged by a periodic task (hits keep a copy).
 
-    reader = models.ForeignKey(LprReader, on_delete=models.CASCADE, related_name="+")
+    High-volume telemetry (tens of thousands of rows a second at peak), written only by
+    `sensors.lpr.ingest_reads`, which resolves the reader in the same request. So `reader` has neither a
+    database foreign-key constraint nor an index of its own: the deferred FK check (one trigger query per
+    row at commit) and the low-cardinality reader index were about two thirds of the database cost of
+    storing a batch. Readers are retired with `active=False`; deleting one still removes its reads
+    (Django's cascade, a scan of the table: a rare administrative act)."""
+
+    reader = models.ForeignKey(
+        LprReader, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     plate = models.CharField(_("placa"), max_length=16)
     plate_key = models.CharField(max_length=16)
     read_at = models.DateTimeField()

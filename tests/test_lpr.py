@@ -271,3 +271,143 @@ def test_csv_import_with_progress_bad_rows_and_repeats(center, supervisor, api_c
     )
     assert boss.delete(f"/api/v1/lpr/hotlists/{hotlist.id}/entries/NEW-1234").status_code == 204
     assert boss.delete(f"/api/v1/lpr/hotlists/{hotlist.id}/entries/NEW-1234").status_code == 404
+
+
+def test_lean_validator_fast_and_slow_paths_store_the_same_reads(device, readers, stolen):
+    """The one-pass validator's fast path (plain ASCII plates) and its fallback (`_parse`) agree: plates
+    normalised either way, odd but valid values stored exactly (COPY text escaping), bad ones answered
+    per item and not stored."""
+    now = timezone.now()
+    at = [(now - timedelta(seconds=s)).isoformat() for s in range(10)]
+    batch = [
+        {"reader": "ARCO-01", "plate": "abc1234", "read_at": at[0]},  # fast path, lower case
+        {"reader": "ARCO-01", "plate": "abc-12 34", "read_at": at[1]},  # fallback: separators
+        {"reader": "ARCO-02", "plate": "ñoc123", "read_at": at[2].replace("+00:00", "Z")},  # fallback
+        {
+            "reader": "ARCO-02",
+            "plate": "TAB123",
+            "read_at": at[3],
+            "confidence": 0.5,
+            "image_ref": "arco\\02\tfoto\n1.jpg",
+            "vehicle": {"make": 'Ford "F\\150"\x00', "junk": 1},
+        },
+        {"reader": "ARCO-01", "plate": "BOOL123", "read_at": at[4], "confidence": True},
+        {"reader": "ARCO-01", "plate": "NUL123", "read_at": at[5], "image_ref": "a\x00b"},
+        {"reader": ["ARCO-01"], "plate": "LIST123", "read_at": at[6]},
+        {"reader": "ARCO-01", "plate": "ABCDEFG", "read_at": at[7]},  # no digit
+        {"reader": "ARCO-01", "plate": "ABC1234", "read_at": "2026-01-01T00:00:00"},  # no zone
+    ]
+    response = device.post("/api/v1/lpr/reads", {"reads": batch}, format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["hits"]) == (4, 0, 0)
+    assert [(e["index"], e["status"], list(e["fields"])) for e in body["errors"]] == [
+        (4, 400, ["confidence"]),
+        (5, 400, ["image_ref"]),
+        (6, 400, ["reader"]),
+        (7, 400, ["plate"]),
+        (8, 400, ["read_at"]),
+    ]
+    stored = {r.plate: r for r in LprRead.objects.all()}
+    assert sorted(stored) == ["ABC1234", "NOC123", "TAB123"]
+    assert LprRead.objects.filter(plate="ABC1234").count() == 2  # two times, so not duplicates
+    odd = stored["TAB123"]
+    assert odd.image_ref == "arco\\02\tfoto\n1.jpg" and odd.confidence == 0.5
+    assert odd.vehicle == {"make": 'Ford "F\\150"'}
+    assert stored["NOC123"].reader == readers[1] and stored["NOC123"].plate_key == "N0C123"
+
+
+def test_many_hits_in_one_batch_cost_the_same_queries_as_one(device, readers, stolen):
+    """Hits are recorded in bulk: the number of queries of a batch does not grow with its hits, and
+    their console events take consecutive seqs."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sensors.hotlists import upsert_entries
+
+    upsert_entries(
+        [
+            HotlistEntry(
+                hotlist=stolen,
+                plate=f"HIT{n:03d}",
+                plate_key=plate_key(f"HIT{n:03d}"),
+                valid_from=timezone.now() - timedelta(days=1),
+            )
+            for n in range(12)
+        ]
+    )
+    now = timezone.now()
+
+    def post(plates, second):
+        at = (now - timedelta(seconds=second)).isoformat()
+        reads = [{"reader": "ARCO-01", "plate": p, "read_at": at} for p in plates]
+        with CaptureQueriesContext(connection) as queries:
+            body = device.post("/api/v1/lpr/reads", {"reads": reads}, format="json").json()
+        return body, len(queries)
+
+    fillers = [f"XYZ{n:04d}" for n in range(50)]
+    post(["WARM123"], 30)  # the readers' first heartbeat
+    one, one_queries = post([*fillers, "HIT000"], 20)
+    many, many_queries = post([*fillers, *[f"HIT{n:03d}" for n in range(1, 12)]], 10)
+    assert (one["hits"], many["hits"]) == (1, 11) and many["accepted"] == 61
+    assert many_queries == one_queries
+    seqs = list(Event.objects.filter(type="lpr.hit").order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(seqs[0], seqs[0] + 12))
+    payloads = Event.objects.filter(type="lpr.hit").order_by("seq")[1:]
+    assert sorted(p.payload["plate"] for p in payloads) == [f"HIT{n:03d}" for n in range(1, 12)]
+    assert LprHit.objects.filter(read__isnull=False).count() == 12
+
+
+def test_reader_heartbeat_is_not_rewritten_within_the_throttle(device, readers):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    device.post("/api/v1/lpr/reads", {"reads": [_read(plate="ABC1234")]}, format="json")
+    seen = LprReader.objects.get(pk=readers[0].pk).last_seen_at
+    assert seen is not None
+    with CaptureQueriesContext(connection) as queries:
+        device.post("/api/v1/lpr/reads", {"reads": [_read(plate="ABC1235")]}, format="json")
+    assert not [q for q in queries if "sensors_lprreader" in q["sql"] and q["sql"].startswith("UPDATE")]
+    assert LprReader.objects.get(pk=readers[0].pk).last_seen_at == seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_alert_is_committed_and_broadcast_before_the_bulk_of_the_batch(
+    center, supervisor, make_user, monkeypatch
+):
+    """A hit's read, the hit and its `lpr.hit` event commit (and the broadcast leaves) before the other
+    reads are stored, so the alert never waits behind the batch; if storing the rest fails, the hit stays
+    and a retry of the batch stores the rest without alerting twice."""
+    from cad import events
+    from sensors import lpr
+
+    LprReader.objects.create(center=center, code="ARCO-01", name="Arco", lat=19.3, lon=-99.5, direction="E")
+    hotlist = Hotlist.objects.create(
+        center=center, kind="stolen", name="Robados", source="x", owner=supervisor
+    )
+    HotlistEntry.objects.create(
+        hotlist=hotlist, plate="PBO1234", plate_key=plate_key("PBO1234"), valid_from=timezone.now()
+    )
+    order = []
+    monkeypatch.setattr(events, "broadcast", lambda **kw: order.append(("broadcast", kw["envelope"]["type"])))
+    store = lpr._store_reads
+
+    def failing_store(rows):
+        order.append(("store", len(rows)))
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(lpr, "_store_reads", failing_store)
+    at = timezone.now().isoformat()
+    items = [{"reader": "ARCO-01", "plate": p, "read_at": at} for p in ("ABC1234", "PB0-1234", "XYZ987")]
+    device = make_user(Role.DEVICE, "lpr-gw")
+    with pytest.raises(RuntimeError):
+        lpr.ingest_reads(center_id=center.id, items=items, by=device)
+    assert order == [("broadcast", "lpr.hit"), ("store", 2)]
+    assert LprHit.objects.count() == 1 and list(LprRead.objects.values_list("plate", flat=True)) == [
+        "PB01234"
+    ]
+
+    monkeypatch.setattr(lpr, "_store_reads", store)
+    retry = lpr.ingest_reads(center_id=center.id, items=items, by=device)
+    assert (retry.accepted, retry.duplicates, len(retry.hits)) == (2, 1, 0)
+    assert LprRead.objects.count() == 3 and Event.objects.filter(type="lpr.hit").count() == 1
