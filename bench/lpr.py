@@ -133,11 +133,42 @@ def _bodies(listed: list[str], count: int, batch: int) -> list[tuple[str, bytes]
     return bodies
 
 
-async def _drive(base, token, bodies, seconds, concurrency, sent_at: dict, stats: dict) -> None:
+async def _balanced_clients(base, headers, concurrency: int, server) -> list:
+    """One HTTP client (one keep-alive connection) per posting loop, spread evenly over the Daphne
+    processes: the kernel places connections by hash, so two connections often land on one process
+    while the other idles, and a request then waits behind its neighbour's whole batch. A client whose
+    connection lands on a process that already has its share is reopened (a few tries)."""
     import httpx
 
+    share = -(-concurrency // max(1, len(server.pids)))
+    placed = dict.fromkeys(server.pids, 0)
+    clients = []
+    for _ in range(concurrency):
+        for attempt in range(30):
+            before = server.connections()
+            client = httpx.AsyncClient(
+                base_url=base, headers=headers, timeout=60, limits=httpx.Limits(max_connections=1)
+            )
+            await client.get("/api/v1/lpr/readers")  # opens the connection (403 for a device: cheap)
+            after = server.connections()
+            gained = [pid for pid in after if after[pid] > before.get(pid, 0)]
+            pid = gained[0] if len(gained) == 1 else None
+            if pid is None or placed.get(pid, 0) < share or attempt == 29:
+                if pid is not None:
+                    placed[pid] += 1
+                clients.append(client)
+                break
+            await client.aclose()
+    progress("posting connections per Daphne process: " + ", ".join(f"{n}" for n in placed.values()))
+    return clients
+
+
+async def _drive(base, token, bodies, seconds, concurrency, sent_at: dict, stats: dict, server) -> float:
+    """Post the bodies until the deadline; returns the seconds spent posting."""
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    deadline = time.monotonic() + seconds
+    clients = await _balanced_clients(base, headers, concurrency, server)
+    started = time.monotonic()
+    deadline = started + seconds
     queue = list(reversed(bodies))
 
     async def client_loop(client):
@@ -153,10 +184,14 @@ async def _drive(base, token, bodies, seconds, concurrency, sent_at: dict, stats
                 stats["failed"] += 1
                 progress(f"ingest failed: {response.status_code} {response.text[:200]}")
 
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(client_loop(client) for client in clients))
+    finally:
+        for client in clients:
+            await client.aclose()
     if not queue:
         progress("ran out of prepared bodies before the deadline; raise --max-requests")
+    return time.monotonic() - started
 
 
 def main() -> None:
@@ -232,9 +267,9 @@ def main() -> None:
                     f"posting batches of {args.batch} from {args.concurrency} clients for {args.seconds} s "
                     f"through {procs_used} Daphne process(es)"
                 )
-                started = time.monotonic()
-                await _drive(base, token, bodies, args.seconds, args.concurrency, sent_at, stats)
-                elapsed = time.monotonic() - started
+                elapsed = await _drive(
+                    base, token, bodies, args.seconds, args.concurrency, sent_at, stats, server
+                )
                 await asyncio.sleep(2)
                 stop.set()
                 await listener
