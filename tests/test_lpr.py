@@ -411,3 +411,21 @@ def test_the_alert_is_committed_and_broadcast_before_the_bulk_of_the_batch(
     retry = lpr.ingest_reads(center_id=center.id, items=items, by=device)
     assert (retry.accepted, retry.duplicates, len(retry.hits)) == (2, 1, 0)
     assert LprRead.objects.count() == 3 and Event.objects.filter(type="lpr.hit").count() == 1
+
+
+def test_csv_import_stores_odd_text_exactly(center, supervisor):
+    """The import writes a COPY text payload: backslashes, tabs, line breaks and quotes survive; NUL
+    (which PostgreSQL cannot store) is dropped instead of failing the chunk."""
+    hotlist = Hotlist.objects.create(
+        center=center, kind=Hotlist.Kind.STOLEN, name="REPUVE", source="REPUVE", owner=supervisor
+    )
+    csv_text = (
+        "plate,reason,valid_until,owner,make\n"
+        'ODD-0001,"robo\\con\tfuerza\nde noche",2099-01-01T00:00:00,"FGJEM ""Toluca""",Nissan\x00\n'
+    )
+    stored, errors = import_csv(hotlist=hotlist, lines=io.StringIO(csv_text, newline=""))
+    assert (stored, errors) == (1, [])
+    entry = HotlistEntry.objects.get(hotlist=hotlist)
+    assert (entry.plate, entry.plate_key) == ("ODD0001", "0DD0001")
+    assert entry.reason == "robo\\con\tfuerza\nde noche" and entry.owner == 'FGJEM "Toluca"'
+    assert entry.vehicle == {"make": "Nissan"} and entry.valid_until.year == 2099
