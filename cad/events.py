@@ -173,8 +173,9 @@ def record_events(
     *, type: str, center_id: int, payloads: list[dict], stream: str = EventStream.Name.CONSOLE
 ) -> list[Event]:
     """`record_event` for many events of one type at once (e.g. the hits of an LPR batch): one counter
-    UPDATE claims the seq range, one INSERT writes the rows, and one after-commit callback hands them to
-    the broadcaster in seq order. Listeners still see each event, after all of them are queued."""
+    UPDATE claims the seq range, one INSERT writes the rows, and after commit ONE `cad.events` group
+    message carries them all in seq order (console.hub delivers each as a `cad.event`). Listeners still
+    see each event, after all of them are queued."""
     if not payloads:
         return []
     connection = transaction.get_connection()
@@ -200,13 +201,12 @@ def record_events(
         ]
     )
     envelopes = [event.envelope() for event in events]
+    group = stream_group(center_id=center_id, stream=stream)
 
     def send_all():
-        for envelope in envelopes:
-            try:
-                broadcast(center_id=center_id, stream=stream, envelope=envelope)
-            except Exception:  # noqa: BLE001 - as record_event's robust on_commit: the others still go
-                logger.exception("broadcast failed", extra={"seq": envelope["seq"]})
+        # ONE channel-layer message for the lot (the hub unpacks it in seq order): a batch's alerts do not
+        # queue one Redis round trip each behind one another in the broadcaster.
+        send_to_group(group, {"type": "cad.events", "envelopes": envelopes})
 
     transaction.on_commit(send_all, robust=True)
     for event in events:

@@ -389,7 +389,11 @@ def test_the_alert_is_committed_and_broadcast_before_the_bulk_of_the_batch(
         hotlist=hotlist, plate="PBO1234", plate_key=plate_key("PBO1234"), valid_from=timezone.now()
     )
     order = []
-    monkeypatch.setattr(events, "broadcast", lambda **kw: order.append(("broadcast", kw["envelope"]["type"])))
+    monkeypatch.setattr(
+        events,
+        "send_to_group",
+        lambda group, message: order.append(("broadcast", [e["type"] for e in message["envelopes"]])),
+    )
     store = lpr._store_reads
 
     def failing_store(rows):
@@ -402,7 +406,7 @@ def test_the_alert_is_committed_and_broadcast_before_the_bulk_of_the_batch(
     device = make_user(Role.DEVICE, "lpr-gw")
     with pytest.raises(RuntimeError):
         lpr.ingest_reads(center_id=center.id, items=items, by=device)
-    assert order == [("broadcast", "lpr.hit"), ("store", 2)]
+    assert order == [("broadcast", ["lpr.hit"]), ("store", 2)]
     assert LprHit.objects.count() == 1 and list(LprRead.objects.values_list("plate", flat=True)) == [
         "PB01234"
     ]

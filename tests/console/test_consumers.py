@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Role
-from cad.events import broadcast, record_event
+from cad.events import broadcast, record_event, record_events
 from cad.models import Event, EventStream
 from console.consumers import ConsoleConsumer
 from console.hub import group_hub
@@ -206,6 +206,37 @@ def test_null_seq_answers_hello_with_the_current_seq_then_forwards_live(dispatch
     hello, live = run(scenario)
     assert hello == {"type": "hello", "stream": "console", "seq": 3}
     assert (live["type"], live["seq"], live["stream"]) == ("incident.created", 4, "console")
+
+
+def test_events_recorded_together_travel_as_one_message_and_arrive_one_by_one_in_order(dispatcher, center):
+    """cad.events.record_events (e.g. an LPR batch's hits) sends ONE `cad.events` group message; the hub
+    hands each envelope to the console as a live event, in seq order."""
+
+    @database_sync_to_async
+    def emit_together():
+        with transaction.atomic():
+            return [
+                e.seq
+                for e in record_events(
+                    type="lpr.hit", center_id=center.id, payloads=[{"plate": f"P{i}"} for i in range(5)]
+                )
+            ]
+
+    async def scenario():
+        await _flush_layer()
+        await emit(center.id, 1)
+        ws = await _connect(dispatcher, subscribe={"console": None})
+        hello = await ws.receive_json_from()
+        seqs = await emit_together()
+        live = await _receive_all(ws)
+        await ws.disconnect()
+        return hello, seqs, live
+
+    hello, seqs, live = run(scenario)
+    assert hello["seq"] == 1 and seqs == [2, 3, 4, 5, 6]
+    assert [(m["type"], m["seq"], m["payload"]["plate"]) for m in live] == [
+        ("lpr.hit", 2 + i, f"P{i}") for i in range(5)
+    ]
 
 
 def test_subscribe_with_seq_replays_missed_events_in_order_then_goes_live(dispatcher, center):
