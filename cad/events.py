@@ -172,46 +172,14 @@ def record_event(
 def record_events(
     *, type: str, center_id: int, payloads: list[dict], stream: str = EventStream.Name.CONSOLE
 ) -> list[Event]:
-    """`record_event` for many events of one type at once (e.g. the hits of an LPR batch): one counter
-    UPDATE claims the seq range, one INSERT writes the rows, and after commit ONE `cad.events` group
-    message carries them all in seq order (console.hub delivers each as a `cad.event`). Listeners still
-    see each event, after all of them are queued."""
-    if not payloads:
-        return []
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("record_events must run inside the transaction of the change it records")
-    EventStream.objects.get_or_create(center_id=center_id, name=stream)
-    table = connection.ops.quote_name(EventStream._meta.db_table)
-    with connection.cursor() as cursor:  # the UPDATE locks the counter row until commit (seq = commit order)
-        cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + %s WHERE center_id = %s AND name = %s "  # noqa: S608
-            "RETURNING last_seq",
-            [len(payloads), center_id, stream],
-        )
-        last = cursor.fetchone()[0]
-    now = timezone.now()
-    first = last - len(payloads) + 1
-    events = Event.objects.bulk_create(
-        [
-            Event(
-                center_id=center_id, stream=stream, seq=first + i, type=type, payload=payload, created_at=now
-            )
-            for i, payload in enumerate(payloads)
+    """`record_event` for many events of one type at once (e.g. the hits of an LPR batch), written together
+    through `deferred_events()`: one counter UPDATE claims the seq range and one INSERT writes the rows;
+    the broadcaster coalesces their group messages. Returns the events with their seqs."""
+    with deferred_events():
+        events = [
+            record_event(type=type, center_id=center_id, payload=payload, stream=stream)
+            for payload in payloads
         ]
-    )
-    envelopes = [event.envelope() for event in events]
-    group = stream_group(center_id=center_id, stream=stream)
-
-    def send_all():
-        # ONE channel-layer message for the lot (the hub unpacks it in seq order): a batch's alerts do not
-        # queue one Redis round trip each behind one another in the broadcaster.
-        send_to_group(group, {"type": "cad.events", "envelopes": envelopes})
-
-    transaction.on_commit(send_all, robust=True)
-    for event in events:
-        for listener in _listeners:
-            listener(event)
     return events
 
 

@@ -392,7 +392,9 @@ def test_the_alert_is_committed_and_broadcast_before_the_bulk_of_the_batch(
     monkeypatch.setattr(
         events,
         "send_to_group",
-        lambda group, message: order.append(("broadcast", [e["type"] for e in message["envelopes"]])),
+        lambda group, message: order.append(
+            ("broadcast", [e["type"] for e in message.get("envelopes") or [message["envelope"]]])
+        ),
     )
     store = lpr._store_reads
 

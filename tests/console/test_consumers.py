@@ -209,8 +209,8 @@ def test_null_seq_answers_hello_with_the_current_seq_then_forwards_live(dispatch
 
 
 def test_events_recorded_together_travel_as_one_message_and_arrive_one_by_one_in_order(dispatcher, center):
-    """cad.events.record_events (e.g. an LPR batch's hits) sends ONE `cad.events` group message; the hub
-    hands each envelope to the console as a live event, in seq order."""
+    """cad.events.record_events (e.g. an LPR batch's hits) writes them together; the broadcaster coalesces
+    their group messages and the hub hands each envelope to the console as a live event, in seq order."""
 
     @database_sync_to_async
     def emit_together():
