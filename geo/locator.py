@@ -9,8 +9,10 @@ checked at most every `CHECK_SECONDS`.
 import copy
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import shapely
 from django.db.models import Count, Max
 from shapely import STRtree
@@ -88,17 +90,11 @@ def _current() -> _Snapshot:
         return snapshot
 
 
-def locate(lat: float, lon: float) -> tuple[Jurisdiction | None, Jurisdiction | None]:
-    """(state, municipality) containing the point, or None for each that no loaded boundary covers.
-    The returned instances are copies (without geometry) that callers may keep or assign to FKs."""
-    snapshot = _current()
-    if snapshot.tree is None or lat is None or lon is None:
-        return None, None
-    point = Point(float(lon), float(lat))
+def _pick(snapshot: _Snapshot, covering) -> tuple[Jurisdiction | None, Jurisdiction | None]:
+    """(state, municipality) of a point from the indices of the boundaries covering it, ascending: the first
+    of each kind, the state being the municipality's when the first state covering is another one."""
     state = municipality = None
-    for index in sorted(snapshot.tree.query(point)):
-        if not snapshot.geometries[index].covers(point):
-            continue
+    for index in covering:
         jurisdiction = snapshot.jurisdictions[index]
         if jurisdiction.kind == Jurisdiction.Kind.STATE:
             state = state or jurisdiction
@@ -113,7 +109,49 @@ def locate(lat: float, lon: float) -> tuple[Jurisdiction | None, Jurisdiction | 
             ),
             state,
         )
+    return state, municipality
+
+
+def locate(lat: float, lon: float) -> tuple[Jurisdiction | None, Jurisdiction | None]:
+    """(state, municipality) containing the point, or None for each that no loaded boundary covers.
+    The returned instances are copies (without geometry) that callers may keep or assign to FKs."""
+    snapshot = _current()
+    if snapshot.tree is None or lat is None or lon is None:
+        return None, None
+    point = Point(float(lon), float(lat))
+    covering = (i for i in sorted(snapshot.tree.query(point)) if snapshot.geometries[i].covers(point))
+    state, municipality = _pick(snapshot, covering)
     return (copy.copy(state) if state else None, copy.copy(municipality) if municipality else None)
+
+
+def _place(state: Jurisdiction | None, municipality: Jurisdiction | None) -> dict:
+    return {
+        "state": state.name if state else None,
+        "state_cvegeo": state.cvegeo if state else None,
+        "municipality": municipality.name if municipality else None,
+        "municipality_cvegeo": municipality.cvegeo if municipality else None,
+    }
+
+
+def places_of(points: Sequence[tuple[float | None, float | None]]) -> list[dict]:
+    """place_of of each (lat, lon), all in one vectorised look-up (bounding boxes in the tree, then the
+    prepared boundaries' `covers` over every candidate pair at once)."""
+    snapshot = _current()
+    located = [i for i, (lat, lon) in enumerate(points) if lat is not None and lon is not None]
+    covering: dict[int, list[int]] = {i: [] for i in located}
+    if snapshot.tree is not None and located:
+        geometries = shapely.points([(float(points[i][1]), float(points[i][0])) for i in located])
+        inputs, candidates = snapshot.tree.query(geometries)
+        covered = shapely.covers(snapshot.tree.geometries[candidates], geometries[inputs])
+        order = np.lexsort((candidates, inputs))  # by point, then boundary index (as locate)
+        for position in order[covered[order]]:
+            covering[located[inputs[position]]].append(int(candidates[position]))
+    return [_place(*_pick(snapshot, covering.get(i, ()))) for i in range(len(points))]
+
+
+def place_of(lat: float | None, lon: float | None) -> dict:
+    """{state, state_cvegeo, municipality, municipality_cvegeo} of a point (None values where unknown)."""
+    return places_of([(lat, lon)])[0]
 
 
 def within(cvegeo: str, lat: float, lon: float, *, margin_km: float = 0.0) -> bool | None:
@@ -129,14 +167,3 @@ def within(cvegeo: str, lat: float, lon: float, *, margin_km: float = 0.0) -> bo
         return True
     # A degree of latitude is ≈ 111 km: good enough for a margin of a few km along a boundary.
     return margin_km > 0 and bool(shapely.dwithin(geometry, point, margin_km / 111.0))
-
-
-def place_of(lat: float | None, lon: float | None) -> dict:
-    """{state, state_cvegeo, municipality, municipality_cvegeo} of a point (None values where unknown)."""
-    state, municipality = locate(lat, lon) if lat is not None and lon is not None else (None, None)
-    return {
-        "state": state.name if state else None,
-        "state_cvegeo": state.cvegeo if state else None,
-        "municipality": municipality.name if municipality else None,
-        "municipality_cvegeo": municipality.cvegeo if municipality else None,
-    }

@@ -555,7 +555,9 @@ class IncidentRecommendationsApi(APIView):
     def get(self, request, folio):
         folio = folio_of(folio)
         incident = incident_get_for_recommendation(folio=folio, center_id=request.user.center_id)
-        return Response(RecommendationsOutput(recommend_units(incident=incident)).data)
+        # The service's answer is plain JSON types shaped as RecommendationsOutput (the schema): rendered as
+        # is, without the serializer's per-field pass (tests/test_recommend_ranking.py checks both agree).
+        return Response(recommend_units(incident=incident))
 
 
 class AssignmentCreateApi(APIView):

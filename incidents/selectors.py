@@ -4,10 +4,11 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
 from cad.errors import NotFound
+from incidents.catalogue import subtype_plan_subquery
 from incidents.models import Assignment, Incident, IncidentStatus, IncidentType
 from units.routing import haversine_km
 
@@ -44,10 +45,15 @@ def incident_get(*, folio: str, center_id: int) -> Incident:
 
 
 def incident_get_for_recommendation(*, folio: str, center_id: int) -> Incident:
-    """One incident with its type only: what a recommendation reads (no timeline, calls or assignments)."""
-    return _incident_or_404(
-        Incident.objects.select_related("incident_type"), folio=folio, center_id=center_id
+    """One incident with its type only: what a recommendation reads (no timeline, calls or assignments).
+
+    In the same query: its subtipo's response plan (`subtype_response_plan`, for response_plan_for) and
+    whether units are working it (`has_active_assignments`: when not, recommend_units skips their query)."""
+    incidents = Incident.objects.select_related("incident_type").annotate(
+        subtype_response_plan=subtype_plan_subquery(OuterRef("incident_type__subtipo_code")),
+        has_active_assignments=Exists(Assignment.objects.filter(incident=OuterRef("pk"), active=True)),
     )
+    return _incident_or_404(incidents, folio=folio, center_id=center_id)
 
 
 def _compatible(candidate: Incident, incident_type: IncidentType | None, match: str) -> bool:

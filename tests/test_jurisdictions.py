@@ -1,3 +1,4 @@
+import random
 import threading
 import time
 
@@ -174,3 +175,56 @@ def test_command(tmp_path, capsys):
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(CommandError, match="bad.geojson"):
         call_command("import_jurisdictions", str(bad))
+
+
+def test_places_of_answers_as_locate_point_by_point(states):
+    """places_of (one vectorised look-up for many points) = locate point by point: overlapping
+    municipalities (the first by cvegeo wins), one whose state is not the state covering it (its own state
+    is reported), points in no boundary and points without coordinates."""
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"cve_ent": "15", "cve_mun": "106", "cvegeo": "15106", "nomgeo": "Toluca"},
+            "geometry": square(TOLUCA[1], TOLUCA[0], 0.05),
+        },
+        {
+            "type": "Feature",
+            "properties": {"cve_ent": "15", "cve_mun": "051", "cvegeo": "15051", "nomgeo": "Lerma"},
+            "geometry": square(TOLUCA[1] + 0.05, TOLUCA[0], 0.05),
+        },
+        {  # a Mexico City municipality drawn over the Estado de México
+            "type": "Feature",
+            "properties": {"cve_ent": "09", "cve_mun": "010", "cvegeo": "09010", "nomgeo": "Álvaro Obregón"},
+            "geometry": square(TOLUCA[1] - 0.05, TOLUCA[0] + 0.05, 0.03),
+        },
+    ]
+    import_feature_collection(data=collection(*features), source="prueba")
+    rng = random.Random(5)
+    points = [
+        (TOLUCA[0] + rng.uniform(-0.15, 0.15), TOLUCA[1] + rng.uniform(-0.15, 0.15)) for _ in range(300)
+    ]
+    points += [CDMX, GULF_OF_MEXICO, (None, None), (19.3, None)]
+    rng.shuffle(points)
+
+    def by_locate(lat, lon):
+        state, municipality = (
+            locator.locate(lat, lon) if lat is not None and lon is not None else (None, None)
+        )
+        return (
+            state and (state.name, state.cvegeo),
+            municipality and (municipality.name, municipality.cvegeo),
+        )
+
+    places = locator.places_of(points)
+    got = [
+        (
+            p["state"] and (p["state"], p["state_cvegeo"]),
+            p["municipality"] and (p["municipality"], p["municipality_cvegeo"]),
+        )
+        for p in places
+    ]
+    assert got == [by_locate(*point) for point in points]
+    assert {p["municipality_cvegeo"] for p in places} == {"15106", "15051", "09010", None}
+    assert {p["state_cvegeo"] for p in places if p["municipality_cvegeo"] == "09010"} == {"09"}
+    assert locator.place_of(*points[0]) == places[0]
+    assert locator.places_of([]) == []

@@ -3,6 +3,7 @@ answers must be exactly those of ranking every available unit (the ranking befor
 a numpy full scan, on spread and clustered fleets with mixed speeds, capabilities, stale and busy units,
 for incidents inside, beside and far from the fleet. The API answers the same and reads no timeline/calls."""
 
+import json
 import math
 import random
 from datetime import timedelta
@@ -12,8 +13,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 
+import incidents.api as api_module
 import units.selectors as selectors
+from incidents import services
+from incidents.api import RecommendationsOutput
+from incidents.models import SubtypeResponsePlan
 from tests.factories import (
     AgencyFactory,
     CapabilityFactory,
@@ -192,3 +198,86 @@ def test_api_answers_the_full_ranking_without_reading_timeline_or_calls(
         assert [[c["unit_id"] for c in r["candidates"]] for r in body["requirements"]] == [
             [c["unit_id"] for c in r["candidates"]] for r in expected["requirements"]
         ]
+
+
+def typed(value):
+    """A JSON value with the type of every scalar: 60 and 60.0, or 1 and True, then differ."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def test_api_renders_the_answer_exactly_as_the_output_serializer_would(
+    fleet, dispatcher, api_client_for, monkeypatch, settings
+):
+    """The view returns recommend_units' plain answer without RecommendationsOutput (the documented
+    schema): both renderings must be the same JSON, types included (an int limit renders as a float)."""
+    settings.CAD = {**settings.CAD, "RECOMMEND_MAX_DISTANCE_KM": 60, "RECOMMEND_MAX_ETA_S": 1800.0}
+    SubtypeResponsePlanFactory(subtipo_code="101", plan={"ambulance": 1, "patrol": 2})
+    accident = IncidentTypeFactory(code="10104")
+    answers = []
+    real = api_module.recommend_units
+    monkeypatch.setattr(api_module, "recommend_units", lambda **kw: answers.append(real(**kw)) or answers[-1])
+    client = api_client_for(dispatcher)
+    incident = open_incident(
+        center=dispatcher.center, by=dispatcher, incident_type=accident, lat=19.3, lon=-99.5
+    )
+    patrol = next(u for u in fleet if u.status == UnitStatus.AVAILABLE and u.callsign.endswith("1"))
+    services.assign_unit(folio=incident.folio, center_id=incident.center_id, unit_id=patrol.id, by=dispatcher)
+    for folio in (
+        incident.folio,
+        *(
+            open_incident(
+                center=dispatcher.center, by=dispatcher, incident_type=accident, lat=lat, lon=lon
+            ).folio
+            for lat, lon in PLACES[:3]
+        ),
+    ):
+        response = client.get(f"/api/v1/incidents/{folio}/recommendations")
+        assert response.status_code == 200, response.json()
+        rendered = json.loads(JSONRenderer().render(RecommendationsOutput(answers[-1]).data))
+        assert typed(response.json()) == typed(rendered)
+    first = json.loads(JSONRenderer().render(RecommendationsOutput(answers[0]).data))
+    assert {r["capability"]: r["assigned"] for r in first["requirements"]} == {"ambulance": 0, "patrol": 1}
+    assert first["limits"] == {"max_eta_s": 1800, "max_distance_km": 60.0}
+
+
+def test_api_reads_the_plan_and_the_working_units_with_the_incident(fleet, dispatcher, api_client_for):
+    """One query for the incident, its subtipo's plan and whether units work it; then only the shortlist
+    (no plan query; the working units' query only when some unit works the incident)."""
+    SubtypeResponsePlanFactory(subtipo_code="101", plan={"ambulance": 1, "patrol": 1})
+    accident = IncidentTypeFactory(code="10104")
+    client = api_client_for(dispatcher)
+    incident = open_incident(
+        center=dispatcher.center, by=dispatcher, incident_type=accident, lat=19.3, lon=-99.5
+    )
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(f"/api/v1/incidents/{incident.folio}/recommendations")
+        assert response.status_code == 200, response.json()
+        return response.json(), [q["sql"] for q in captured.captured_queries]
+
+    body, sql = queries()
+    assert "incidents_subtyperesponseplan" in sql[0] and "incidents_assignment" in sql[0]
+    assert all("incidents_subtyperesponseplan" not in q and "incidents_assignment" not in q for q in sql[1:])
+    assert all("units_unit" in q and "BETWEEN" in q for q in sql[1:])
+    assert body["plan"] == {"ambulance": 1, "patrol": 1}
+    assert {r["capability"]: r["assigned"] for r in body["requirements"]} == {"ambulance": 0, "patrol": 0}
+
+    wanted = next(r for r in body["requirements"] if r["capability"] == "ambulance")
+    ambulance = next(u for u in fleet if u.id == wanted["suggested"][0]["unit_id"])
+    services.assign_unit(
+        folio=incident.folio, center_id=incident.center_id, unit_id=ambulance.id, by=dispatcher
+    )
+    body, sql = queries()
+    assert sum("incidents_assignment" in q for q in sql[1:]) == 1  # the working units, now there are some
+    assert {r["capability"]: r["assigned"] for r in body["requirements"]} == {"ambulance": 1, "patrol": 0}
+    assert ambulance.id not in body["suggested_unit_ids"]
+
+    # An operator's edit of the subtipo's plan is read by the next recommendation (nothing cached).
+    SubtypeResponsePlan.objects.filter(subtipo_code="101").update(plan={"patrol": 2})
+    body, _ = queries()
+    assert body["plan"] == {"patrol": 2}

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cad.errors import DomainError, NotFound
-from geo.locator import place_of
+from geo.locator import places_of
 from units.models import Agency, Capability, Unit, UnitStatus
 from units.routing import EARTH_RADIUS_KM, StraightLineEstimator, get_estimator
 
@@ -236,8 +236,12 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
     suggested set that completes the plan (less the units already assigned) without using a unit twice.
 
     A unit beyond CAD_RECOMMEND_MAX_ETA_S or CAD_RECOMMEND_MAX_DISTANCE_KM is listed flagged (with the
-    reason) and never suggested. Every candidate carries its jurisdiction, to compare with the incident's."""
-    from incidents.catalogue import response_plan_for
+    reason) and never suggested. Every candidate carries its jurisdiction, to compare with the incident's.
+
+    The answer is plain JSON types, exactly what RecommendationsOutput renders (the API returns it as is).
+    An incident read by incident_get_for_recommendation carries its subtipo's plan and whether units work
+    it, which saves their queries here."""
+    from incidents.catalogue import NOT_READ, response_plan_for
 
     if incident.lat is None or incident.lon is None:
         raise DomainError(
@@ -250,16 +254,18 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             _("Los improcedentes no se despachan."), code="improcedente_not_dispatchable", status=409
         )
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
-    plan = response_plan_for(incident.incident_type) or {"": 1}
+    subtype_plan = getattr(incident, "subtype_response_plan", NOT_READ)
+    plan = response_plan_for(incident.incident_type, subtype_plan=subtype_plan) or {"": 1}
     # Units already working the incident count toward the plan (each unit toward one capability).
     # One query (unit, capability) pairs, in the units' board order (callsign), as the plan is covered in it.
     working: dict[int, set[str]] = {}
-    for unit_id, code in (
-        Unit.objects.filter(assignments__incident=incident, assignments__active=True)
-        .order_by("callsign", "id")
-        .values_list("id", "capabilities__code")
-    ):
-        working.setdefault(unit_id, set()).update([code] if code else [])
+    if getattr(incident, "has_active_assignments", True):
+        for unit_id, code in (
+            Unit.objects.filter(assignments__incident=incident, assignments__active=True)
+            .order_by("callsign", "id")
+            .values_list("id", "capabilities__code")
+        ):
+            working.setdefault(unit_id, set()).update([code] if code else [])
     requirements, suggested, counted = [], [], set()
     for capability, count in plan.items():
         covering = [
@@ -279,8 +285,6 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             exclude=list(working),
             now=now,
         )
-        for candidate in candidates[:limit]:
-            candidate["jurisdiction"] = place_of(candidate["lat"], candidate["lon"])
         picked = [c for c in candidates if c["unit_id"] not in suggested and not c["beyond_limit"]][
             :outstanding
         ]
@@ -295,20 +299,27 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
                 "only_beyond_limit": bool(candidates) and all(c["beyond_limit"] for c in candidates),
             }
         )
+    # The jurisdictions of every listed candidate and of the incident, in one look-up.
+    listed = [c for r in requirements for c in r["candidates"]]
+    *places, incident_place = places_of(
+        [(c["lat"], c["lon"]) for c in listed] + [(incident.lat, incident.lon)]
+    )
+    for candidate, place in zip(listed, places, strict=True):
+        candidate["jurisdiction"] = place
     return {
         "folio": incident.folio,
         "plan": plan,
         "requirements": requirements,
         "suggested_unit_ids": suggested,
         "limits": _limits(),
-        "incident_jurisdiction": place_of(incident.lat, incident.lon),
+        "incident_jurisdiction": incident_place,
     }
 
 
 def _limits() -> dict:
     return {
-        "max_eta_s": settings.CAD["RECOMMEND_MAX_ETA_S"],
-        "max_distance_km": settings.CAD["RECOMMEND_MAX_DISTANCE_KM"],
+        "max_eta_s": int(settings.CAD["RECOMMEND_MAX_ETA_S"]),
+        "max_distance_km": float(settings.CAD["RECOMMEND_MAX_DISTANCE_KM"]),
     }
 
 
@@ -346,7 +357,8 @@ def dispatch_options(*, incident, q: str = "", limit: int = 20, unit_ids=None, n
             u.id: (float(d), float(t)) for u, d, t in zip(located, distance_km, seconds, strict=True)
         }
     options = []
-    for unit in units:
+    places = places_of([(unit.lat, unit.lon) for unit in units] + [(incident.lat, incident.lon)])
+    for unit, place in zip(units, places, strict=False):
         codes = sorted(c.code for c in unit.capabilities.all())
         distance, eta = estimates.get(unit.id, (None, None))
         age = (now - unit.position_at).total_seconds() if unit.position_at else None
@@ -385,7 +397,7 @@ def dispatch_options(*, incident, q: str = "", limit: int = 20, unit_ids=None, n
                 "eta_s": None if eta is None else round(eta, 1),
                 "position_age_s": None if age is None else round(age, 1),
                 **flags,
-                "jurisdiction": place_of(unit.lat, unit.lon),
+                "jurisdiction": place,
                 "warnings": warnings,
             }
         )
@@ -393,6 +405,6 @@ def dispatch_options(*, incident, q: str = "", limit: int = 20, unit_ids=None, n
         "folio": incident.folio,
         "plan": plan,
         "limits": _limits(),
-        "incident_jurisdiction": place_of(incident.lat, incident.lon),
+        "incident_jurisdiction": places[-1],
         "units": options,
     }
