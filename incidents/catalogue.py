@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Subquery
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -307,18 +306,11 @@ def ensure_default_response_plans(*, subtipo_codes: Iterable[str]) -> int:
 NOT_READ = object()
 
 
-def subtype_plan_subquery(subtipo_code) -> Subquery:
-    """The plan of a subtipo as a subquery (None when it has none), e.g. annotated on the incident that a
-    recommendation reads, to save response_plan_for its query."""
-    plans = SubtypeResponsePlan.objects.filter(subtipo_code=subtipo_code).values("plan")[:1]
-    return Subquery(plans, output_field=SubtypeResponsePlan._meta.get_field("plan"))
-
-
 def response_plan_for(incident_type: IncidentType | None, *, subtype_plan=NOT_READ) -> dict[str, int]:
     """The capabilities an incident type needs: its own plan if set, else its subtipo's, else {}.
 
     `subtype_plan`: the subtipo's plan (None: it has none) already read by the caller, e.g. with
-    subtype_plan_subquery; by default it is read here."""
+    incidents.selectors.incident_get_for_recommendation; by default it is read here."""
     if incident_type is None:
         return {}
     if incident_type.response_plan:
