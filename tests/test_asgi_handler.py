@@ -8,8 +8,8 @@ import httpx
 import pytest
 from asgiref.sync import AsyncToSync, SyncToAsync
 from django.core.handlers.asgi import ASGIHandler
-from rest_framework.authtoken.models import Token
 
+from accounts.tokens import issue_token
 from cad.asgi import application
 from cad.handlers import SyncChainASGIHandler
 from tests.factories import IncidentTypeFactory, SubtypeResponsePlanFactory, UnitFactory, open_incident
@@ -74,7 +74,7 @@ def test_token_recommendations_through_the_asgi_application(dispatcher, hops):
     incident = open_incident(
         center=dispatcher.center, by=dispatcher, incident_type=IncidentTypeFactory(code="10104")
     )
-    token = Token.objects.create(user=dispatcher).key
+    token = issue_token(dispatcher)
     response = get(
         application, f"/api/v1/incidents/{incident.folio}/recommendations", authorization=f"Token {token}"
     )
