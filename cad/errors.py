@@ -1,11 +1,15 @@
 """Domain errors and the one API exception handler that maps them to `{message, code, fields}`."""
 
+import sys
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.db import OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import bad_request as html_bad_request
+from django.views.defaults import server_error as html_server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -111,3 +115,27 @@ def bad_request(request, exception, *args, **kwargs):
         return JsonResponse(body, status=413)
     body = {"message": str(_("Solicitud inválida.")), "code": "bad_request", "fields": {}}
     return JsonResponse(body, status=400)
+
+
+def _database_unavailable(exc: BaseException | None) -> bool:
+    """The database could not lend a connection (pool exhausted under overload, server unreachable)."""
+    while exc is not None:
+        if isinstance(exc, OperationalError) or type(exc).__name__ == "PoolTimeout":
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def server_error(request, *args, **kwargs):
+    """handler500: a request that could not get a database connection in time (overload, a database
+    restart) is answered 503 with Retry-After — a client or a peer's outbox retries it — in the API's JSON
+    shape on API paths; anything else is Django's 500 page."""
+    if not _database_unavailable(sys.exc_info()[1]):
+        return html_server_error(request, *args, **kwargs)
+    message = str(_("Servicio saturado o base de datos no disponible; reintente en unos segundos."))
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"message": message, "code": "unavailable", "fields": {}}, status=503)
+    else:
+        response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "2"
+    return response

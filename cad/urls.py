@@ -37,3 +37,4 @@ urlpatterns = [
 ]
 
 handler400 = "cad.errors.bad_request"
+handler500 = "cad.errors.server_error"
