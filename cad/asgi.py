@@ -10,10 +10,6 @@ from cad.checks import require_secret_key  # noqa: E402
 
 require_secret_key()
 
-from cad import warmup  # noqa: E402
-
-warmup.start()
-
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

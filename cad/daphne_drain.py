@@ -77,6 +77,9 @@ class DrainingServer(Server):
         self.signal_handlers = False  # ours: drain instead of stopping the reactor at once
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: reactor.callFromThread(self.drain))
+        from cad import warmup  # the application (and Django) is loaded by now
+
+        warmup.start()  # in the server process only, not wherever cad.asgi is imported (tests)
         super().run()
         # Drained: nothing is in flight. Send what the broadcaster still holds, then exit even if a worker
         # thread (a sync-view executor thread blocked on a socket) would keep the interpreter waiting to

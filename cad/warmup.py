@@ -1,9 +1,9 @@
 """Work a server process does once, in the background, as soon as it starts (e.g. building a schema
 validator from a 3 MB document), so the first request that needs it does not pay for it.
 
-Apps register a function from AppConfig.ready; the ASGI application (web processes) and Celery's
-worker_process_init (each worker child) call `start()`. A failing warm-up is logged and otherwise ignored:
-the work is done again, lazily, by the first caller.
+Apps register a function from AppConfig.ready; the web server (cad.daphne_drain, once the application is
+loaded) and Celery's worker_process_init (each worker child) call `start()`. A failing warm-up is logged and
+otherwise ignored: the work is done again, lazily, by the first caller.
 """
 
 import logging
