@@ -325,6 +325,6 @@ def test_hub_delivers_coalesced_events_one_by_one_in_order():
     console = Console()
     hub.members["g"] = {console}
     message = {"type": "cad.events", "envelopes": [{"seq": 4}, {"seq": 5}]}
-    asyncio.run(hub._deliver("g", message))
-    asyncio.run(hub._deliver("g", {"type": "cad.event", "envelope": {"seq": 6}}))
+    async_to_sync(hub._deliver)("g", message)  # not asyncio.run: a loop may be running (browser tests)
+    async_to_sync(hub._deliver)("g", {"type": "cad.event", "envelope": {"seq": 6}})
     assert console.got == [(4, '{"seq": 4}'), (5, '{"seq": 5}'), (6, '{"seq": 6}')]
