@@ -1,6 +1,7 @@
 """cad.events: events are written in the caller's transaction and broadcast only after it commits."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -311,6 +312,13 @@ def test_broadcaster_coalesces_a_groups_queued_events_in_order():
     assert [m["type"] for _, m, _ in mixed] == ["cad.event", "session.end", "cad.event"]
 
 
+def _in_own_loop(coroutine):
+    """Run `coroutine` on a loop of its own in a fresh thread: in the full suite the browser tests'
+    Playwright loop is still running in the test thread (asyncio.run and async_to_sync refuse there)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_hub_delivers_coalesced_events_one_by_one_in_order():
     from console.hub import GroupHub
 
@@ -325,6 +333,6 @@ def test_hub_delivers_coalesced_events_one_by_one_in_order():
     console = Console()
     hub.members["g"] = {console}
     message = {"type": "cad.events", "envelopes": [{"seq": 4}, {"seq": 5}]}
-    async_to_sync(hub._deliver)("g", message)  # not asyncio.run: a loop may be running (browser tests)
-    async_to_sync(hub._deliver)("g", {"type": "cad.event", "envelope": {"seq": 6}})
+    _in_own_loop(hub._deliver("g", message))
+    _in_own_loop(hub._deliver("g", {"type": "cad.event", "envelope": {"seq": 6}}))
     assert console.got == [(4, '{"seq": 4}'), (5, '{"seq": 5}'), (6, '{"seq": 6}')]
