@@ -117,20 +117,12 @@ def bad_request(request, exception, *args, **kwargs):
     return JsonResponse(body, status=400)
 
 
-def _database_unavailable(exc: BaseException | None) -> bool:
-    """The database could not lend a connection (pool exhausted under overload, server unreachable)."""
-    while exc is not None:
-        if isinstance(exc, OperationalError) or type(exc).__name__ == "PoolTimeout":
-            return True
-        exc = exc.__cause__
-    return False
-
-
 def server_error(request, *args, **kwargs):
     """handler500: a request that could not get a database connection in time (overload, a database
     restart) is answered 503 with Retry-After — a client or a peer's outbox retries it — in the API's JSON
     shape on API paths; anything else is Django's 500 page."""
-    if not _database_unavailable(sys.exc_info()[1]):
+    # Django wraps the driver's errors (psycopg_pool.PoolTimeout included) in its OperationalError.
+    if not isinstance(sys.exc_info()[1], OperationalError):
         return html_server_error(request, *args, **kwargs)
     message = str(_("Servicio saturado o base de datos no disponible; reintente en unos segundos."))
     if request.path.startswith("/api/"):

@@ -74,17 +74,10 @@ def _bump(*, center_id: int, stream: str, count: int) -> int:
     return row[0]
 
 
-class _Batch:
-    """Events recorded inside `deferred_events()`, written at its end (see there)."""
-
-    def __init__(self):
-        self.events: list[Event] = []
+_deferred = threading.local()  # per thread: a stack of the events queued by open deferred_events() blocks
 
 
-_deferred = threading.local()
-
-
-def _batches() -> list[_Batch]:
+def _batches() -> list[list[Event]]:
     stack = getattr(_deferred, "stack", None)
     if stack is None:
         stack = _deferred.stack = []
@@ -106,18 +99,18 @@ def deferred_events():
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("deferred_events must run inside the transaction of the change it records")
     stack = _batches()
-    batch = _Batch()
+    batch: list[Event] = []
     stack.append(batch)
     try:
-        yield batch
+        yield
     except BaseException:
         stack.pop()
         raise
     stack.pop()
     if stack:
-        stack[-1].events.extend(batch.events)
+        stack[-1].extend(batch)
     else:
-        _write(batch.events)
+        _write(batch)
 
 
 def _write(events: list[Event]) -> None:
@@ -161,11 +154,9 @@ def record_event(
     event = Event(center_id=center_id, stream=stream, type=type, payload=payload, created_at=timezone.now())
     stack = _batches()
     if stack:
-        stack[-1].events.append(event)
-        return event
-    event.seq = _bump(center_id=center_id, stream=stream, count=1)
-    event.save(force_insert=True)
-    _after_write(event)
+        stack[-1].append(event)
+    else:
+        _write([event])
     return event
 
 
