@@ -281,10 +281,13 @@ def _touch(incident: Incident, fields: list[str] | None = None) -> None:
 
 
 @transaction.atomic
-def add_note(*, folio: str, center_id: int, text: str, by, data: dict | None = None) -> TimelineEntry:
+def add_note(
+    *, folio: str, center_id: int, text: str, by, data: dict | None = None, locked: Incident | None = None
+) -> TimelineEntry:
     """Append a note. `data` is kept with the entry (e.g. where a note received from another centre came
-    from), never shown as text."""
-    incident = _incident_for_update(folio=folio, center_id=center_id)
+    from), never shown as text. `locked`: the incident, when the caller already holds its row lock in this
+    transaction (it is not read again)."""
+    incident = locked or _incident_for_update(folio=folio, center_id=center_id)
     entry = _timeline(incident, kind=TimelineEntry.Kind.NOTE, by=by, text=text, data=data)
     record_event(
         type="incident.note_added",

@@ -139,7 +139,8 @@ class EscalationCreateApi(APIView):
             reason=data["reason"],
             by=request.user,
         )
-        return Response(EscalationOutput(escalation_summary(escalation)).data, status=201)
+        # A new escalation has made no delivery attempt yet.
+        return Response(EscalationOutput(escalation_summary(escalation, attempts=0)).data, status=201)
 
 
 class _EscalationActionApi(APIView):

@@ -167,11 +167,25 @@ def _renew(stream_id: int, owner: str) -> bool:
     )
 
 
-def _next_pending(stream_id: int) -> OutboxMessage | None:
+def _next_pending_id(stream_id: int) -> int | None:
+    """The id of the stream's next pending message (an index lookup; most drains end on None)."""
     return (
         OutboxMessage.objects.filter(stream_id=stream_id, state=OutboxMessage.State.PENDING)
-        .select_related("peer", "escalation__incident")
         .order_by("id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def _next_pending(stream_id: int) -> OutboxMessage | None:
+    """The stream's next pending message with its peer and incident, loaded only when there is one."""
+    message_id = _next_pending_id(stream_id)
+    if message_id is None:
+        return None
+    return (
+        OutboxMessage.objects.select_related("peer", "escalation__incident")
+        .defer("peer__service_area")
+        .filter(pk=message_id)
         .first()
     )
 
@@ -234,7 +248,7 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
         if message is None or not message.peer.enabled or not _may_send(message.peer):
             _release(stream_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
-            if message is None and _next_pending(stream_id) is not None and _acquire(stream_id, owner):
+            if message is None and _next_pending_id(stream_id) is not None and _acquire(stream_id, owner):
                 continue
             return delivered
         try:

@@ -51,7 +51,12 @@ class PeerSignatureAuthentication(BaseAuthentication):
         well_formed = bool(signing.KEY_ID_RE.match(key_id))
         peer = None
         if well_formed:
-            peer = Peer.objects.select_related("service_user").filter(inbound_key_id=key_id).first()
+            peer = (
+                Peer.objects.select_related("service_user__center")
+                .defer("service_area")
+                .filter(inbound_key_id=key_id)
+                .first()
+            )
             request._request.interstate_peer = peer  # the audit names the peer even when refused below
         if not (well_formed and timestamp.isdigit() and signing.NONCE_RE.match(nonce) and presented):
             raise exceptions.AuthenticationFailed(

@@ -19,7 +19,7 @@ from shapely.geometry import shape
 
 from accounts.models import Role, User
 from cad.errors import Conflict, DomainError, InvalidTransition, NotFound
-from cad.events import record_event
+from cad.events import deferred_events, record_event
 from cad.models import Center
 from incidents import services as incident_services
 from incidents.models import CallDisposition, Channel, Incident, IncidentStatus, IncidentType, Line
@@ -37,7 +37,7 @@ from interstate.models import (
 from interstate.selectors import escalation_summary
 from interstate.validation import SchemaErrors
 
-# The peer whose message is being applied: changes it causes are not sent back to it (no echo).
+# The peer that already has the changes being made (see _no_echo): they are not sent to it as updates.
 _applying_from: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "interstate_applying_from", default=None
 )
@@ -63,12 +63,14 @@ class MessageRefused(DomainError):
     """A peer's message that cannot be applied (answered with the status and code, nothing written)."""
 
 
-def applying_from_peer() -> int | None:
+def no_echo_peer() -> int | None:
     return _applying_from.get()
 
 
 @contextmanager
-def _from_peer(peer: Peer):
+def _no_echo(peer: Peer):
+    """Changes made inside are not sent to `peer` as update snapshots: it is the peer whose message is being
+    applied (it has them), or the peer whose request, written in this transaction, already carries them."""
     token = _applying_from.set(peer.id)
     try:
         yield
@@ -315,28 +317,38 @@ def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False
 
 def _changed(escalation: Escalation, *fields: str) -> None:
     escalation.save(update_fields=[*fields, "updated_at"])
+    _announce(escalation)
+
+
+def _announce(escalation: Escalation, *, attempts: int | None = None) -> None:
+    """Tell the centre's consoles the escalation's current state (one just created, or just saved)."""
     record_event(
         type="interstate.escalation",
         center_id=escalation.incident.center_id,
-        payload={"folio": escalation.incident.folio, "escalation": escalation_summary(escalation)},
+        payload={
+            "folio": escalation.incident.folio,
+            "escalation": escalation_summary(escalation, attempts=attempts),
+        },
     )
 
 
-def _note(escalation: Escalation, text: str, *, data: dict | None = None) -> None:
-    """A timeline note about the share, tagged with the peer (never sent back to it)."""
+def _note(escalation: Escalation, text: str, *, data: dict | None = None, locked: bool = False) -> None:
+    """A timeline note about the share, tagged with the peer (never sent back to it). `locked`: this
+    transaction holds the incident's row lock already."""
     incident_services.add_note(
         folio=escalation.incident.folio,
         center_id=escalation.incident.center_id,
         text=text,
         by=escalation.peer.service_user,
         data={"peer": escalation.peer.code, **(data or {})},
+        locked=escalation.incident if locked else None,
     )
 
 
 def write_update(escalation: Escalation) -> OutboxMessage | None:
     """The incident changed: send the peer a new snapshot (called by the event listener, in the transaction
     of the change). Not for the peer whose message is being applied (no echo)."""
-    if escalation.peer_id == applying_from_peer():
+    if escalation.peer_id == no_echo_peer():
         return None
     # The caller (an incident service) holds the incident's lock: incident → event counter → escalation.
     # Lock the escalation row only: a plain FOR UPDATE would also lock the joined peer row, which every
@@ -354,7 +366,12 @@ def write_update(escalation: Escalation) -> OutboxMessage | None:
 
 # --- Escalating (sender side) -----------------------------------------------------------------
 def _enabled_peer(code: str) -> Peer:
-    peer = Peer.objects.filter(code=str(code).strip().upper()).select_related("service_user").first()
+    peer = (
+        Peer.objects.filter(code=str(code).strip().upper())
+        .select_related("service_user")
+        .defer("service_area")
+        .first()
+    )
     if peer is None or not peer.enabled:
         raise DomainError(
             _("El centro par %(code)s no existe o está deshabilitado.") % {"code": code},
@@ -371,6 +388,14 @@ def escalate_incident(
     """Share an incident with a peer: the escalation and its request message are written in this transaction
     (transactional outbox) and delivered after commit. One live share per incident and peer."""
     peer = _enabled_peer(peer_code)
+    # The request carries the snapshot with every change made here, so none goes to the peer as an update
+    # (_no_echo); events are written at the end (deferred_events), so the centre's event counter is locked
+    # only from there to the commit, not while the EIDO is built.
+    with _no_echo(peer), deferred_events():
+        return _escalate(peer, folio=folio, center_id=center_id, kind=kind, reason=reason, by=by)
+
+
+def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str, by) -> Escalation:
     if kind not in EscalationKind.values:
         raise DomainError(_("Tipo de escalamiento inválido."), fields={"kind": [kind]})
     try:
@@ -395,6 +420,7 @@ def escalate_incident(
         % {"kind": label, "peer": peer.name, "reason": reason or "—"},
         by=by,
         data={"peer": peer.code, "interstate": "escalated"},
+        locked=incident,
     )
     escalation = Escalation.objects.create(
         incident=incident,
@@ -405,7 +431,7 @@ def escalate_incident(
         created_by=by,
     )
     _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
-    _changed(escalation, "state")
+    _announce(escalation, attempts=0)
     return escalation
 
 
@@ -580,7 +606,9 @@ def receive_message(*, peer: Peer, idempotency_key: str, wire_key: str, message:
                 request_id=str(message.get("requestId", ""))[:100],
                 status_code=0,
             )
-            with _from_peer(peer):
+            # Events are written at the end (deferred_events): the centre's event counter is locked only
+            # from there to the commit, not while the message is applied.
+            with _no_echo(peer), deferred_events():
                 status, answer = _apply(peer, KIND_OF_WIRE_KEY[wire_key], message)
             record.status_code, record.response = status, answer
             record.save(update_fields=["status_code", "response"])
@@ -723,27 +751,34 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
         remote_status=facts.status[:32],
         remote_resources=facts.resources,
     )
-    _merge_notes(escalation, facts)
-    _changed(escalation, "state")
+    _merge_notes(escalation, facts, fresh=True)
+    _announce(escalation, attempts=0)
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
     return 202, _answer(escalation, ACCEPTED, "awareness recorded")
 
 
-def _merge_notes(escalation: Escalation, facts: eido.EidoFacts) -> int:
-    """Notes and vehicles of a snapshot into the local timeline, by EIDO $id: each once, ours never back."""
+def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool = False) -> int:
+    """Notes and vehicles of a snapshot into the local timeline, by EIDO $id: each once, ours never back.
+    `fresh`: the incident was opened from this snapshot (it has no notes yet)."""
     incident = escalation.incident
-    known = {
-        eido.note_id(entry, eido.agency_id(incident.center.code))
-        for entry in incident.timeline.filter(kind="note").only("id", "data")
-    }
+    known = (
+        set()
+        if fresh
+        else {
+            eido.note_id(entry, eido.agency_id(incident.center.code))
+            for entry in incident.timeline.filter(kind="note").only("id", "data")
+        }
+    )
     added = 0
     items = [(note["id"], note["text"], note.get("agency", "")) for note in facts.notes]
     items += [(vehicle["id"], _vehicle_text(vehicle), "") for vehicle in facts.vehicles]
     for component_id, text, agency in items:
         if component_id in known or not text.strip():
             continue
-        _note(escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency})
+        _note(
+            escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency}, locked=fresh
+        )
         known.add(component_id)
         added += 1
     return added
