@@ -112,9 +112,11 @@ SELECT id, callsign, lat, lon, position_at, agency_name, speed_kmh,
  LIMIT %(limit)s
 """
 _SHORTLIST_BOX = "AND u.lat BETWEEN %(min_lat)s AND %(max_lat)s AND u.lon BETWEEN %(min_lon)s AND %(max_lon)s"
+# EXISTS on the capability's id (looked up once per statement): PostgreSQL's plan then does not hash every
+# unit of the capability (two thirds of the fleet are patrols) on each query, as `u.id IN (…)` did.
 _SHORTLIST_CAPABILITY = (
-    "AND u.id IN (SELECT uc.unit_id FROM {unit_capability} uc JOIN {capability} c ON c.id = uc.capability_id"
-    " WHERE c.code = %(capability)s)"
+    "AND EXISTS (SELECT 1 FROM {unit_capability} uc WHERE uc.unit_id = u.id"
+    " AND uc.capability_id = (SELECT c.id FROM {capability} c WHERE c.code = %(capability)s))"
 )
 
 
