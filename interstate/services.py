@@ -776,9 +776,7 @@ def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool =
     for component_id, text, agency in items:
         if component_id in known or not text.strip():
             continue
-        _note(
-            escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency}, locked=fresh
-        )
+        _note(escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency}, locked=fresh)
         known.add(component_id)
         added += 1
     return added
