@@ -38,8 +38,8 @@ from interstate.selectors import escalation_summary
 from interstate.validation import SchemaErrors
 
 # The peer that already has the changes being made (see _no_echo): they are not sent to it as updates.
-_applying_from: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "interstate_applying_from", default=None
+_no_echo_to: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "interstate_no_echo_to", default=None
 )
 
 WIRE_KEY = {
@@ -64,18 +64,18 @@ class MessageRefused(DomainError):
 
 
 def no_echo_peer() -> int | None:
-    return _applying_from.get()
+    return _no_echo_to.get()
 
 
 @contextmanager
 def _no_echo(peer: Peer):
     """Changes made inside are not sent to `peer` as update snapshots: it is the peer whose message is being
     applied (it has them), or the peer whose request, written in this transaction, already carries them."""
-    token = _applying_from.set(peer.id)
+    token = _no_echo_to.set(peer.id)
     try:
         yield
     finally:
-        _applying_from.reset(token)
+        _no_echo_to.reset(token)
 
 
 def home_center() -> Center:
@@ -347,7 +347,7 @@ def _note(escalation: Escalation, text: str, *, data: dict | None = None, locked
 
 def write_update(escalation: Escalation) -> OutboxMessage | None:
     """The incident changed: send the peer a new snapshot (called by the event listener, in the transaction
-    of the change). Not for the peer whose message is being applied (no echo)."""
+    of the change). Not for the peer that already has the change (_no_echo)."""
     if escalation.peer_id == no_echo_peer():
         return None
     # The caller (an incident service) holds the incident's lock: incident → event counter → escalation.
