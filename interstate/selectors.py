@@ -39,6 +39,7 @@ def escalations_for_incident(*, incident_id: int) -> list[dict]:
     escalations = (
         Escalation.objects.filter(incident_id=incident_id)
         .select_related("peer", "incident")
+        .defer("peer__service_area")
         .order_by("created_at", "id")
     )
     return [escalation_summary(escalation) for escalation in escalations]
@@ -47,7 +48,10 @@ def escalations_for_incident(*, incident_id: int) -> list[dict]:
 def escalation_shared_with(*, peer: Peer, request_id: str) -> Escalation:
     """The escalation `peer` may read under `request_id` (either direction), else NotFound."""
     escalation = (
-        Escalation.objects.select_related("incident", "peer").filter(peer=peer, request_id=request_id).first()
+        Escalation.objects.select_related("incident", "peer")
+        .defer("peer__service_area")
+        .filter(peer=peer, request_id=request_id)
+        .first()
     )
     if escalation is None:
         raise NotFound(f"Nothing is shared with {peer.code} under {request_id}.", code="not_shared")

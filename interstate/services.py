@@ -357,6 +357,7 @@ def write_update(escalation: Escalation) -> OutboxMessage | None:
     escalation = (
         Escalation.objects.select_for_update(of=("self",))
         .select_related("peer", "incident")
+        .defer("peer__service_area")
         .get(pk=escalation.pk)
     )
     if escalation.state not in Escalation.SHARED_STATES:
@@ -450,6 +451,7 @@ def lock_escalation(**lookup) -> Escalation | None:
     return (
         Escalation.objects.select_for_update(of=("self",))
         .select_related("peer__service_user", "incident")
+        .defer("peer__service_area")
         .get(pk=escalation_id)
     )
 
