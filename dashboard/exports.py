@@ -57,7 +57,7 @@ def incident_export_rows(*, center_id: int, start: datetime, end: datetime) -> I
     ]
     incidents = (
         Incident.objects.filter(center_id=center_id, opened_at__gte=start, opened_at__lt=end)
-        .select_related("state", "municipality")
+        .with_places()
         .order_by("opened_at", "id")
     )
     for incident in incidents.iterator(chunk_size=2000):

@@ -18,7 +18,7 @@ def map_snapshot(*, center_id: int) -> dict:
     incidents = incident_summaries(
         Incident.objects.filter(center_id=center_id)
         .exclude(status=IncidentStatus.CLOSED)
-        .select_related("state", "municipality")
+        .with_places()
         .order_by("priority_rank", "opened_at")
     )
     agencies = list(

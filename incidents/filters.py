@@ -43,7 +43,7 @@ def incidents_for_list(*, center_id: int, open_only: bool) -> QuerySet[Incident]
         return incident_list_for_console(center_id=center_id)
     return (
         Incident.objects.filter(center_id=center_id)
-        .select_related("state", "municipality")
+        .with_places()
         .prefetch_related(
             Prefetch("assignments", Assignment.objects.filter(active=True).select_related("unit"))
         )

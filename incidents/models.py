@@ -97,6 +97,13 @@ class LocationSource(models.TextChoices):
 CALLER_DEVICE_SOURCES = frozenset({LocationSource.DEVICE, LocationSource.CARRIER})
 
 
+class IncidentQuerySet(models.QuerySet):
+    def with_places(self):
+        """Joined with its state and municipality for their names; their boundaries (GeoJSON of up to tens of
+        kB, parsed on every load) are left out — geo.locator keeps its own prepared copy."""
+        return self.select_related("state", "municipality").defer("state__geometry", "municipality__geometry")
+
+
 class Incident(models.Model):
     folio = models.CharField(_("folio"), max_length=32, unique=True)
     center = models.ForeignKey("cad.Center", on_delete=models.PROTECT, related_name="incidents")
@@ -147,6 +154,8 @@ class Incident(models.Model):
     origin_folio = models.CharField(_("folio de origen"), max_length=64, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
+
+    objects = IncidentQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("incidente")

@@ -19,7 +19,7 @@ def incident_list_for_console(*, center_id: int) -> QuerySet[Incident]:
     return (
         Incident.objects.filter(center_id=center_id)
         .exclude(status=IncidentStatus.CLOSED)
-        .select_related("state", "municipality")
+        .with_places()
         .prefetch_related(
             Prefetch("assignments", Assignment.objects.filter(active=True).select_related("unit"))
         )
@@ -37,9 +37,9 @@ def _incident_or_404(incidents: QuerySet[Incident], *, folio: str, center_id: in
 def incident_get(*, folio: str, center_id: int) -> Incident:
     """One incident with everything its detail view shows (timeline, calls, assignments)."""
     return _incident_or_404(
-        Incident.objects.select_related(
-            "incident_type", "state", "municipality", "created_by"
-        ).prefetch_related("timeline__by", "calls", "assignments__unit__agency"),
+        Incident.objects.select_related("incident_type", "created_by")
+        .with_places()
+        .prefetch_related("timeline__by", "calls", "assignments__unit__agency"),
         folio=folio,
         center_id=center_id,
     )

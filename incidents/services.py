@@ -245,7 +245,8 @@ def _incident_for_update(*, folio: str, center_id: int) -> Incident:
     try:
         return (
             Incident.objects.select_for_update(of=("self",))
-            .select_related("center", "state", "municipality", "incident_type")
+            .select_related("center", "incident_type")
+            .with_places()
             .get(folio=folio, center_id=center_id)
         )
     except Incident.DoesNotExist:

@@ -57,7 +57,7 @@ class IncidentSummaryOutput(serializers.Serializer):
 
 
 def incident_summary(incident: Incident) -> dict:
-    """The incident as the queue and the map show it (select_related state and municipality)."""
+    """The incident as the queue and the map show it (read it with_places())."""
     return dict(IncidentSummaryOutput(incident).data)
 
 

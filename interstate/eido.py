@@ -457,7 +457,7 @@ class _Builder:
 def build_eido(incident: Incident, *, peer_code: str | None = None, peer_role: str = "Responding") -> dict:
     """The EIDO of `incident` as shared with the peer `peer_code` (whose own notes are left out), validated
     against NENA's schema (raises interstate.validation.SchemaErrors if our own document were invalid)."""
-    incident = Incident.objects.select_related("center", "state", "municipality").get(pk=incident.pk)
+    incident = Incident.objects.select_related("center").with_places().get(pk=incident.pk)
     document = _Builder(incident, peer_code=peer_code, peer_role=peer_role, at=timezone.now()).build()
     validate_eido(document)
     return document

@@ -228,3 +228,36 @@ def test_places_of_answers_as_locate_point_by_point(states):
     assert {p["state_cvegeo"] for p in places if p["municipality_cvegeo"] == "09010"} == {"09"}
     assert locator.place_of(*points[0]) == places[0]
     assert locator.places_of([]) == []
+
+
+def test_incidents_are_read_with_place_names_but_never_the_boundaries(states, center, call_taker):
+    """An incident's state is a join for its name: the boundary (tens of kB of GeoJSON, parsed on every load)
+    stays in the database, in the console list, the detail, and under every incident service's lock."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from incidents import selectors, services
+    from incidents.models import CallDisposition, Incident, Line
+    from tests.factories import IncidentTypeFactory
+
+    incident = services.take_call(
+        center=center,
+        by=call_taker,
+        line=Line.EMERGENCY,
+        disposition=CallDisposition.NEW_INCIDENT,
+        incident_type=IncidentTypeFactory(),
+        lat=TOLUCA[0],
+        lon=TOLUCA[1],
+    ).incident
+    for loaded in (
+        selectors.incident_get(folio=incident.folio, center_id=center.id),
+        selectors.incident_list_for_console(center_id=center.id).get(pk=incident.pk),
+        Incident.objects.with_places().get(pk=incident.pk),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            assert loaded.state.name == "Estado de México"
+        assert not queries.captured_queries  # joined
+        assert "geometry" in loaded.state.get_deferred_fields()
+    with CaptureQueriesContext(connection) as queries:
+        services.add_note(folio=incident.folio, center_id=center.id, text="nota", by=call_taker)
+    assert not any('"geometry"' in q["sql"] for q in queries.captured_queries)
