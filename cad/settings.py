@@ -191,6 +191,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}
+# Celery's Django fixup closes the database connections before and after every task, and under prefork the
+# whole psycopg pool with them: a new PostgreSQL backend per task (0.6 per escalation was measured). Past this
+# many tasks it still does; cad.celery recycles the connection around each task as Django does around each
+# request instead (back to the pool, or closed when unusable or past CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = 10_000
 # kombu's Redis default (3600 s) would hold an unacknowledged task of a killed worker for an hour: redeliver in
 # seconds. Task retry countdowns stay well below it (CAD_INTERSTATE_RETRY_BACKOFF_MAX_S), or a waiting retry
 # would be redelivered while it waits.

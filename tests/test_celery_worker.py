@@ -133,3 +133,56 @@ def test_task_body_runs_eagerly_and_is_idempotent(center, make_user):
     assert result.successful()
     assert sorted(KpiRollup.objects.values_list("hour", "metric", "line", "n", "hist")) == rows
     assert refresh_kpi_rollups.acks_late is True
+
+
+def _sessions() -> int:
+    """PostgreSQL backends ever started on the test database (pg_stat_database, flushed within a second)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
+    """Celery's Django fixup would close the connection pool around every task (a new PostgreSQL backend per
+    task); cad.celery recycles the connection as Django does around requests instead."""
+    _require_services()
+    from cad.tasks import prune_events
+
+    queue = f"test-conn-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
+    log_path = tmp_path / "worker.log"
+    log = log_path.open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", "prefork", "--concurrency", "1"]
+        + ["-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        prune_events.apply_async(queue=queue)  # the child's first connection
+        deadline = time.monotonic() + 90
+        while log_path.read_text().count("succeeded") < 1:
+            assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1.5)  # backends report their connection to the statistics within a second
+        before = _sessions()
+        for _ in range(12):
+            prune_events.apply_async(queue=queue)
+        while log_path.read_text().count("succeeded") < 13:
+            assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1.5)
+        assert _sessions() - before <= 2, "a new database connection per task"
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=5)
+        log.close()
