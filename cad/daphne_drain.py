@@ -5,7 +5,8 @@ commit and never be acknowledged). Here the process stops accepting connections,
 it is going away (1001: consoles reconnect to another process and resume by seq), answers requests that
 still arrive on kept-alive connections with 503 + `Connection: close` (never reaching Django, so nothing
 commits unanswered), lets every HTTP request in flight finish, then exits; after CAD_DRAIN_TIMEOUT_S
-(default 20) it exits anyway.
+(default 20) it exits anyway, and a watchdog thread ends the process 3 s later whatever the reactor does. A
+second SIGTERM/SIGINT while draining (or the supervisor's death, PR_SET_PDEATHSIG) ends it at once.
 
 Its access log (Daphne's, on stdout at verbosity 1) leaves query strings out.
 """
@@ -15,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from daphne.cli import CommandLineInterface
@@ -77,7 +79,7 @@ class DrainingServer(Server):
         self.draining = False
         self.signal_handlers = False  # ours: drain instead of stopping the reactor at once
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: reactor.callFromThread(self.drain))
+            signal.signal(signum, self._on_signal)
         from cad import warmup  # the application (and Django) is loaded by now
 
         warmup.start()  # in the server process only, not wherever cad.asgi is imported (tests)
@@ -104,10 +106,21 @@ class DrainingServer(Server):
         self.ports.append(port)
         super().listen_success(port)
 
+    def _on_signal(self, signum, _frame) -> None:
+        if self.draining:  # a second signal, or the supervisor died (PR_SET_PDEATHSIG) while we drain
+            _exit_now(f"signal {signal.Signals(signum).name} while draining")
+        reactor.callFromThread(self.drain)
+
     def drain(self) -> None:
         if self.draining:
             return
         self.draining = True
+        # Whatever happens in the reactor (an application instance that never ends, a shutdown trigger that
+        # never fires), the process is gone shortly after the drain timeout: the supervisor's own timeout
+        # (cad.serve's STOP_TIMEOUT_S) is longer, and an orphan would keep serving nobody forever.
+        watchdog = threading.Timer(DRAIN_TIMEOUT_S + 3.0, _exit_now, args=("drain timeout",))
+        watchdog.daemon = True
+        watchdog.start()
         for port in self.ports:
             port.stopListening()
         for protocol in list(self.connections):
@@ -125,10 +138,21 @@ class DrainingServer(Server):
         )
 
     def _stop_when_idle(self, deadline: float) -> None:
-        if self._in_flight() and time.monotonic() < deadline:
+        in_flight = self._in_flight()
+        if in_flight and time.monotonic() < deadline:
             reactor.callLater(0.05, self._stop_when_idle, deadline)
             return
+        if in_flight:
+            logging.getLogger(__name__).warning(
+                "drain timeout: stopping with requests in flight", extra={"in_flight": in_flight}
+            )
         reactor.stop()
+
+
+def _exit_now(reason: str) -> None:
+    """Leave at once (no reactor, no locks: also from a signal handler or the watchdog thread)."""
+    os.write(2, f"cad.daphne_drain: {reason}; exiting now\n".encode())
+    os._exit(1)
 
 
 class DrainingCommandLineInterface(CommandLineInterface):

@@ -22,6 +22,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.test_serve import _children, _wait_gone
+
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_PORTS = range(6400, 6421)
 SERVER_PORTS = range(8300, 8320)
@@ -237,11 +239,13 @@ def server(django_db_setup, django_db_blocker):
     yield srv
     srv.idle.close()
     srv.http.close()
+    children = _children(proc.pid)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        proc.kill()  # a supervisor that gives up before cad.serve does: its Daphne child must go all the same
+    left = _wait_gone(children, 10)
     redis.kill()
     if database_url.startswith("postgres"):
         import psycopg
@@ -250,6 +254,7 @@ def server(django_db_setup, django_db_blocker):
         with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
     shutil.rmtree(tmpdir, ignore_errors=True)
+    assert not left, f"Daphne child {left} outlived cad.serve (it would serve nobody, forever)"
 
 
 def test_a_frozen_redis_never_delays_writes_and_consoles_catch_up_after_it_thaws(server):
