@@ -4,6 +4,7 @@ task body called eagerly.
 The worker test needs REDIS_URL and PostgreSQL: skipped otherwise, except under CI=true where a missing
 service is a failure (CI must run it)."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -60,40 +61,37 @@ def _test_database_url() -> str:
     )
 
 
+@contextlib.contextmanager
+def _worker(log_path: Path, queue: str, pool: str = "solo"):
+    """A real Celery worker (pool `pool`, one process) on the test database, consuming `queue` only."""
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", pool, "--concurrency", "1"]
+            + ["-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=5)
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)  # the worker must see committed rows
 def test_real_worker_builds_the_rollups(center, make_user, tmp_path):
     _require_services()
     _some_calls(center, make_user(Role.CALL_TAKER))
     queue = f"test-kpi-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "cad",
-            "worker",
-            "-P",
-            "solo",
-            "--concurrency",
-            "1",
-            "-Q",
-            queue,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "info",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with _worker(tmp_path / "worker.log", queue) as worker:
         refresh_kpi_rollups.apply_async(queue=queue)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not KpiRollup.objects.exists():
@@ -113,14 +111,6 @@ def test_real_worker_builds_the_rollups(center, make_user, tmp_path):
         assert sum(r.n for r in KpiRollup.objects.filter(grain="h", metric="answer", line="911")) == 5
         assert RollupWatermark.objects.get(name="kpi").last_run_at is not None
         assert "succeeded" in (tmp_path / "worker.log").read_text()
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=5)
-        log.close()
 
 
 @pytest.mark.django_db
@@ -152,18 +142,8 @@ def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
     from cad.tasks import prune_events
 
     queue = f"test-conn-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
     log_path = tmp_path / "worker.log"
-    log = log_path.open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", "prefork", "--concurrency", "1"]
-        + ["-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with _worker(log_path, queue, pool="prefork") as worker:
         prune_events.apply_async(queue=queue)  # the child's first connection
         deadline = time.monotonic() + 90
         while log_path.read_text().count("succeeded") < 1:
@@ -178,11 +158,3 @@ def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
             time.sleep(0.2)
         time.sleep(1.5)
         assert _sessions() - before <= 2, "a new database connection per task"
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=5)
-        log.close()
