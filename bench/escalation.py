@@ -14,6 +14,9 @@ through the REST API (request for service):
   the escalating transaction) → the linked incident's `incident.created` received on a CDMX console websocket
   (CDMX has committed it, so its API shows it). Same host, same clock.
 * `escalations_per_s`: escalations visible in CDMX per second over the run.
+* Where the time goes: `to_peer_incident_p50/p99_ms` (MEX commit → CDMX opens the linked incident: enqueue,
+  worker, signed POST, the receiver up to its insert) and `peer_incident_to_console_p50/p99_ms` (→ on the CDMX
+  console: the receiver's commit, broadcast and fan-out).
 * In the same run, the baseline: the same number of requests for service signed and POSTed straight to CDMX at
   the same rate, no outbox, no worker (`direct_p99_ms`: request → 202, CDMX committed), and
   `escalation_vs_direct_p99` = escalation_p99 / direct_p99.
@@ -324,6 +327,21 @@ def measure(pair: TwoCentres, folios: list[str], args) -> dict:
         "escalation_p99_ms": round(percentile(latencies, 99), 1),
         "escalations_per_s": round(len(latencies) / max(float(last) - float(first), 1e-3), 1),
     }
+    # Where the time goes: MEX commit → CDMX opens the linked incident (enqueue, worker, signed POST, the
+    # receiver up to its insert), then → the CDMX console has it (receiver's commit, broadcast, fan-out).
+    opened = {
+        folio: float(at)
+        for folio, at in pair.cdmx.sql(
+            "SELECT origin_folio, extract(epoch FROM min(opened_at)) FROM incidents_incident "
+            "WHERE origin_center = 'MEX' GROUP BY 1"
+        )
+    }
+    delivering = [(opened[f] - float(at)) * 1000 for f, at in committed.items() if f in opened]
+    showing = [(seen[f] - opened[f]) * 1000 for f in opened if f in seen]
+    results["to_peer_incident_p50_ms"] = round(percentile(delivering, 50), 1)
+    results["to_peer_incident_p99_ms"] = round(percentile(delivering, 99), 1)
+    results["peer_incident_to_console_p50_ms"] = round(percentile(showing, 50), 1)
+    results["peer_incident_to_console_p99_ms"] = round(percentile(showing, 99), 1)
     if args.kill_worker or args.outage:
         results["escalations_lost"] = sum(1 for folio in committed if folio not in in_cdmx)
         results["escalations_duplicated"] = sum(n - 1 for n in in_cdmx.values())
