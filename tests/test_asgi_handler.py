@@ -79,6 +79,9 @@ def test_token_recommendations_through_the_asgi_application(dispatcher, hops):
         center=dispatcher.center, by=dispatcher, incident_type=IncidentTypeFactory(code="10104")
     )
     token = issue_token(dispatcher)
+    hops.update(
+        sync_to_async=0, async_to_sync=0
+    )  # the set-up's broadcasts (in-memory layer) are not the request's
     response = get(
         application, f"/api/v1/incidents/{incident.folio}/recommendations", authorization=f"Token {token}"
     )
@@ -86,3 +89,38 @@ def test_token_recommendations_through_the_asgi_application(dispatcher, hops):
     assert response.json()["suggested_unit_ids"] == [unit.id]
     assert hops == {"sync_to_async": 3, "async_to_sync": 0}
     assert get(application, f"/api/v1/incidents/{incident.folio}/recommendations").status_code == 401
+
+
+def test_requests_reuse_their_thread_one_request_at_a_time(monkeypatch):
+    """Django starts and joins a thread per request; this handler hands each request an idle one of its
+    own threads, and requests in flight together never share one."""
+    import threading
+    import time
+
+    handler = SyncChainASGIHandler()
+    seen: list[tuple[str, threading.Thread]] = []
+    get_response = handler.get_response
+
+    def recording(request):
+        seen.append((request.path, threading.current_thread()))  # the objects: no reused idents
+        if request.path == "/login/":
+            time.sleep(0.2)  # still in flight when the other request arrives
+        return get_response(request)
+
+    monkeypatch.setattr(handler, "get_response", recording)
+
+    async def both_then_one():
+        transport = httpx.ASGITransport(app=handler, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            first = asyncio.create_task(client.get("/login/"))
+            await asyncio.sleep(0.05)
+            await client.get("/favicon.ico")
+            await first
+            await client.get("/favicon.ico")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, both_then_one()).result()
+    (_, slow), (_, during), (_, after) = seen
+    assert slow is not during  # in flight together: two threads
+    assert after is slow or after is during  # then an idle one is reused, not a new thread
+    assert all(thread.name.startswith("request") for thread in (slow, during))
