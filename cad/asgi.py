@@ -10,12 +10,11 @@ from cad.checks import require_secret_key  # noqa: E402
 
 require_secret_key()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from cad.proxies import TrustedProxyMiddleware  # noqa: E402
-from cad.websocket import SameOriginValidator  # noqa: E402
+from cad.websocket import SameOriginValidator, websocket_auth  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
 application = TrustedProxyMiddleware(
@@ -23,7 +22,7 @@ application = TrustedProxyMiddleware(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+                SameOriginValidator(websocket_auth(URLRouter(websocket_urlpatterns)))
             ),
         }
     )

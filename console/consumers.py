@@ -104,6 +104,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
+        self.hub = group_hub(get_channel_layer())
         self.session = protocol.ConsoleSession(
             role=role,
             replay_limit=settings.CAD["REPLAY_LIMIT"],
@@ -111,8 +112,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             clock=time.monotonic,
             avl_flush_interval=self.avl_flush_interval,
             reorder_wait_s=self.reorder_wait_s,
+            encode_coalesced=self.hub.encode_coalesced,
         )
-        self.hub = group_hub(get_channel_layer())
         self.gap_timers: dict[str, asyncio.Task] = {}  # sleeping before a gap fill
         self.gap_fills: set[asyncio.Task] = set()  # filling a gap from the table
         self.avl_task: asyncio.Task | None = None

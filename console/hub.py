@@ -7,12 +7,17 @@ group outlives `group_expiry`. So the hub re-joins every group on a timer (`CAD[
 after any receive error, and on the same timer reads each stream's current seq from the database and hands
 it to its consoles (the heartbeat): a console that missed a broadcast is repaired from the event table even
 when no later event arrives.
+
+Coalesced AVL messages are built per console (each has its own flush timer and catch-up state), but the
+consoles of a process that buffered the same live events build the same message: its JSON is encoded once
+and shared (`encode_coalesced`).
 """
 
 import asyncio
 import json
 import logging
 import weakref
+from collections import OrderedDict
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -27,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Logout, deactivation and role changes reach every process's consoles through this group.
 SESSIONS_GROUP = "cad.sessions"
 LAYER_ERRORS = (OSError, TimeoutError, RedisError, ChannelFull)
+COALESCED_TEXTS = 16  # recent coalesced AVL encodings kept (the consoles of a process flush within ms)
 
 
 @database_sync_to_async
@@ -49,6 +55,7 @@ class GroupHub:
         self.pumps: dict[str, asyncio.Task] = {}
         self.lock = asyncio.Lock()
         self.ticker: asyncio.Task | None = None
+        self.coalesced_texts: OrderedDict[tuple, tuple[str, list]] = OrderedDict()
 
     async def join(self, group: str, consumer, *, stream: tuple[int, str] | None = None) -> None:
         """Returns once the process is a member of `group`: every event sent from now on reaches `consumer`."""
@@ -132,6 +139,21 @@ class GroupHub:
                 await consumer.deliver(envelope, text)
             except Exception:  # noqa: BLE001 - one broken socket must not starve the others
                 logger.exception("console delivery failed", extra={"group": group})
+
+    def encode_coalesced(self, envelope: dict) -> str:
+        """The JSON of a coalesced AVL envelope, encoded once for every console of this process that flushes
+        the same one. The key is its seqs, time and id and the identity of its position entries: the hub
+        hands every console the same decoded objects, so consoles that buffered the same live events hold
+        the same entries, while positions read from the table are other objects and get their own encoding.
+        A cached entry keeps its positions referenced, so their ids cannot be reused meanwhile."""
+        positions = envelope["payload"]["positions"]
+        key = (envelope["seq"], envelope["first_seq"], envelope["time"], envelope["id"], *map(id, positions))
+        cached = self.coalesced_texts.get(key)
+        if cached is None:
+            cached = self.coalesced_texts[key] = (json.dumps(envelope), positions)
+            if len(self.coalesced_texts) > COALESCED_TEXTS:
+                self.coalesced_texts.popitem(last=False)
+        return cached[0]
 
     async def _tick(self) -> None:
         """Every heartbeat interval: re-join every group, then send each console its streams' current seq."""

@@ -139,6 +139,7 @@ class ConsoleSession:
         clock: Callable[[], float],
         avl_flush_interval: float = 1.0,
         reorder_wait_s: float = 0.25,
+        encode_coalesced: Callable[[dict], str] = json.dumps,
     ):
         self.role = role
         self.replay_limit = replay_limit
@@ -146,6 +147,7 @@ class ConsoleSession:
         self.clock = clock
         self.avl_flush_interval = avl_flush_interval
         self.reorder_wait_s = reorder_wait_s
+        self.encode_coalesced = encode_coalesced  # JSON of a coalesced AVL envelope (the hub shares it)
         self.joined: set[str] = set()
         self.last_sent: dict[str, int] = {}
         self.pending: list | None = None  # live events held back while a replay/hello is being prepared
@@ -393,4 +395,4 @@ class ConsoleSession:
         self.last_sent[AVL] = self.avl_high
         self.avl_last_flush = self.clock()
         self.metrics["avl_flushes"] += 1
-        return [send(envelope)]
+        return [Send(self.encode_coalesced(envelope))]

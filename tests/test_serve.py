@@ -255,3 +255,20 @@ def test_more_than_one_process_needs_redis():
     )
     assert result.returncode == 1
     assert "necesita REDIS_URL" in result.stderr
+
+
+def test_a_server_process_imports_every_view_before_its_first_request():
+    """Django imports the URLconf on the first request (100-300 ms for the first caller of each process);
+    the server imports it at start, before freezing start-up objects out of the collector."""
+    code = (
+        "import gc, sys, django; django.setup(); "
+        "from cad.daphne_drain import load_before_serving; "
+        "assert 'incidents.api' not in sys.modules; "
+        "load_before_serving(); "
+        "assert 'cad.urls' in sys.modules and 'incidents.api' in sys.modules, 'URLconf not imported'; "
+        "assert gc.get_freeze_count() > 0, 'nothing frozen'"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

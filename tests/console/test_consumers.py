@@ -179,6 +179,30 @@ def test_dispatcher_with_a_session_cookie_is_accepted_through_the_asgi_stack(dis
     assert hello == {"type": "hello", "stream": "console", "seq": 0}
 
 
+def test_the_websocket_stack_resolves_the_user_and_leaves_the_servers_send_unwrapped(dispatcher):
+    """Every frame a console sends goes straight to the server: nothing inspects the session per frame."""
+    from cad.websocket import websocket_auth
+
+    client = Client()
+    client.force_login(dispatcher)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    seen = {}
+
+    async def console(scope, receive, send):
+        seen.update(send=send, user_id=scope["user"].pk, session_key=scope["session"].session_key)
+
+    async def server_send(message):
+        pass
+
+    scope = {"type": "websocket", "path": "/ws/console/", "headers": [(b"cookie", cookie)]}
+    run(lambda: websocket_auth(console)(scope, None, server_send))
+    assert seen == {
+        "send": server_send,
+        "user_id": dispatcher.pk,
+        "session_key": client.cookies["sessionid"].value,
+    }
+
+
 def test_anonymous_through_the_asgi_stack_is_refused():
     from cad.asgi import application
 

@@ -1,8 +1,10 @@
 """The console protocol as a pure state machine: decisions without sockets, database or event loop."""
 
+import copy
 import json
 
 from console import protocol
+from console.hub import GroupHub
 from console.metrics import METRICS
 
 
@@ -13,6 +15,7 @@ def session(**kwargs) -> protocol.ConsoleSession:
         replay_limit=kwargs.pop("replay_limit", 10),
         metrics=dict.fromkeys(METRICS, 0),
         clock=clock,
+        **kwargs,
     )
 
 
@@ -92,3 +95,27 @@ def test_a_replay_that_starts_after_pruned_events_resyncs():
     replay = s.start_at("console", 3)
     frames = sent(s.replay_rows(replay, [envelope(9), envelope(10)], current=10))  # 4..8 were pruned
     assert frames[0] == {"type": "resync", "stream": "console", "seq": 10}
+
+
+def test_consoles_flushing_the_same_live_positions_share_one_encoding():
+    """The hub hands its consoles the same decoded events: consoles that coalesced the same ones share one
+    JSON encoding of the flush; a console whose positions are other objects with equal values (as rows read
+    from the table) gets its own encoding of the same message."""
+    hub = GroupHub(layer=None)
+    live = [
+        envelope(seq, "avl", positions=[[seq, 1.0 * seq, 2.0, "t"], [50, 3.0, float(seq), "t"]])
+        for seq in (1, 2)
+    ]
+    texts = []
+    for events in (live, live, copy.deepcopy(live)):
+        console = session(encode_coalesced=hub.encode_coalesced)
+        console.hello("avl", 0)
+        (first,) = console.live(events[0], None)  # the first flush is immediate
+        assert console.live(events[1], None) == [protocol.ArmAvlFlush(1.0)]
+        (second,) = console.avl_flush_due()
+        texts.append((first.text, second.text))
+    assert texts[0][0] is texts[1][0] and texts[0][1] is texts[1][1]  # encoded once for both
+    assert texts[2] == texts[0] and texts[2][1] is not texts[0][1]
+    frame = json.loads(texts[0][1])
+    assert (frame["first_seq"], frame["seq"]) == (2, 2)
+    assert frame["payload"]["positions"] == [[2, 2.0, 2.0, "t"], [50, 3.0, 2.0, "t"]]
