@@ -281,3 +281,52 @@ def test_api_reads_the_plan_and_the_working_units_with_the_incident(fleet, dispa
     SubtypeResponsePlan.objects.filter(subtipo_code="101").update(plan={"patrol": 2})
     body, _ = queries()
     assert body["plan"] == {"patrol": 2}
+
+
+def sequential_recommendation(incident, *, plan, limit, exclude=()) -> tuple[list, list]:
+    """The plan covered capability by capability, each ranked on its own (nearest_available_units, checked
+    against a full scan above) with as many candidates as the suggestions before it could take."""
+    candidates, suggested = [], []
+    for capability, count in plan.items():
+        ranked = nearest_available_units(
+            center_id=incident.center_id,
+            lat=incident.lat,
+            lon=incident.lon,
+            capability=capability or None,
+            limit=max(limit, count + len(suggested)),
+            exclude=exclude,
+            now=timezone.now(),
+        )
+        picked = [c for c in ranked if c["unit_id"] not in suggested and not c["beyond_limit"]][:count]
+        suggested.extend(c["unit_id"] for c in picked)
+        candidates.append([c["unit_id"] for c in ranked[:limit]])
+    return candidates, suggested
+
+
+@pytest.mark.parametrize("estimator", ["straight", "road"])
+def test_one_statement_reads_every_capability_and_answers_as_ranking_each_alone(
+    fleet, dispatcher, settings, estimator
+):
+    """A plan's capabilities are read together (one statement per round of the growing box) with the
+    longest shortlist each may need: the answer is what ranking each capability alone gives, even when the
+    units suggested for the first capabilities are among the best of the next (units with both)."""
+    if estimator == "road":
+        settings.CAD = {**settings.CAD, "TRAVEL_TIME_ESTIMATOR": f"{__name__}.RoadEstimator"}
+    plan = {"patrol": 3, "ambulance": 2, "": 2}
+    SubtypeResponsePlanFactory(subtipo_code="101", plan=plan)
+    accident = IncidentTypeFactory(code="10104")
+    for lat, lon in PLACES:
+        incident = open_incident(
+            center=dispatcher.center, by=dispatcher, incident_type=accident, lat=lat, lon=lon
+        )
+        for limit in (1, 3):
+            with CaptureQueriesContext(connection) as captured:
+                answer = recommend_units(incident=incident, limit=limit)
+            shortlists = [q["sql"] for q in captured.captured_queries if "eta_rank" in q["sql"]]
+            assert answer["plan"] == plan
+            candidates, suggested = sequential_recommendation(incident, plan=answer["plan"], limit=limit)
+            assert [[c["unit_id"] for c in r["candidates"]] for r in answer["requirements"]] == candidates
+            assert answer["suggested_unit_ids"] == suggested
+            if (lat, lon) == STATIONS[0]:  # beside a station: every capability certified at once
+                assert len(shortlists) == 1 and shortlists[0].count("UNION ALL") == len(plan) - 1
+            assert len(shortlists) <= 5

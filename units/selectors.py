@@ -66,8 +66,8 @@ def unit_list_for_board(*, center_id: int) -> QuerySet[Unit]:
 
 
 # The shortlist searches a box around the incident first and grows it until the answer is provably the
-# same as ranking every available unit (see _shortlist_by_straight_line_eta).
-FIRST_BOX_KM = 8.0
+# same as ranking every available unit (see _shortlists_by_straight_line_eta).
+FIRST_BOX_KM = 12.0
 # Past this radius (fewer than `limit` units within it) the query ranks the whole centre instead.
 LAST_BOX_KM = 250.0
 # Float rounding between Python's box and the database's haversine: certify with this much to spare.
@@ -96,8 +96,10 @@ def _box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float,
 
 # The rank is the haversine half-angle ÷ max(speed, 1) (StraightLineEstimator's order: its constant factors
 # left out), written with portable SQL: PostgreSQL has these functions, Django registers them on SQLite.
+# One shortlist per capability (`part`, its parameters suffixed with that number: its box and limit); one
+# statement reads several (UNION ALL, see _shortlists_statement).
 _SHORTLIST_SQL = """
-SELECT id, callsign, lat, lon, position_at, agency_name, speed_kmh,
+SELECT {part} AS part, id, callsign, lat, lon, position_at, agency_name, speed_kmh,
        ASIN(SQRT(CASE WHEN hav < 1.0 THEN hav ELSE 1.0 END))
          / (CASE WHEN speed_kmh > 1.0 THEN speed_kmh ELSE 1.0 END) AS eta_rank,
        (SELECT MAX(speed_kmh) FROM {agency} WHERE center_id = %(center)s) AS fastest_kmh
@@ -109,25 +111,32 @@ SELECT id, callsign, lat, lon, position_at, agency_name, speed_kmh,
          WHERE u.center_id = %(center)s AND u.status = %(status)s AND u.position_at >= %(fresh_after)s
            AND u.lat IS NOT NULL {box} {capability} {exclude}) candidates
  ORDER BY eta_rank, id
- LIMIT %(limit)s
+ LIMIT %(limit{part})s
 """
-_SHORTLIST_BOX = "AND u.lat BETWEEN %(min_lat)s AND %(max_lat)s AND u.lon BETWEEN %(min_lon)s AND %(max_lon)s"
+_SHORTLIST_BOX = (
+    "AND u.lat BETWEEN %(min_lat{part})s AND %(max_lat{part})s"
+    " AND u.lon BETWEEN %(min_lon{part})s AND %(max_lon{part})s"
+)
 # EXISTS on the capability's id (looked up once per statement): PostgreSQL's plan then does not hash every
 # unit of the capability (two thirds of the fleet are patrols) on each query, as `u.id IN (…)` did.
 _SHORTLIST_CAPABILITY = (
     "AND EXISTS (SELECT 1 FROM {unit_capability} uc WHERE uc.unit_id = u.id"
-    " AND uc.capability_id = (SELECT c.id FROM {capability} c WHERE c.code = %(capability)s))"
+    " AND uc.capability_id = (SELECT c.id FROM {capability} c WHERE c.code = %(capability{part})s))"
 )
+_BOX_KEYS = ("min_lat", "max_lat", "min_lon", "max_lon")
 
 
-def _shortlist_sql(*, boxed: bool, capability: bool, excluded: int) -> str:
+def _shortlist_sql(*, part: int, boxed: bool, capability: bool, excluded: int) -> str:
     through = Unit.capabilities.through._meta.db_table
     return _SHORTLIST_SQL.format(
+        part=part,
         unit=Unit._meta.db_table,
         agency=Agency._meta.db_table,
-        box=_SHORTLIST_BOX if boxed else "",
+        box=_SHORTLIST_BOX.format(part=part) if boxed else "",
         capability=(
-            _SHORTLIST_CAPABILITY.format(unit_capability=through, capability=Capability._meta.db_table)
+            _SHORTLIST_CAPABILITY.format(
+                unit_capability=through, capability=Capability._meta.db_table, part=part
+            )
             if capability
             else ""
         ),
@@ -137,14 +146,28 @@ def _shortlist_sql(*, boxed: bool, capability: bool, excluded: int) -> str:
     )
 
 
-def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, fresh_after, exclude):
-    """The `limit` best available units by straight-line ETA, ranked in the database (ties by id).
+def _shortlists_statement(shortlists: list[str]) -> str:
+    """One shortlist as is; several in one statement, each wrapped as a subquery (SQLite takes ORDER BY and
+    LIMIT in a subquery, not in a UNION ALL member), rows in part order."""
+    if len(shortlists) == 1:
+        return shortlists[0]
+    members = " UNION ALL ".join(
+        f"SELECT * FROM ({sql}) shortlist{part}"  # noqa: S608 - the shortlists built above, no input
+        for part, sql in enumerate(shortlists)
+    )
+    return f"{members} ORDER BY part, eta_rank, id"
+
+
+def _shortlists_by_straight_line_eta(*, center_id, lat, lon, limits: dict, fresh_after, exclude) -> dict:
+    """For each capability of `limits` (None: any), its `limit` best available units by straight-line ETA,
+    ranked in the database (ties by id); one statement per round for every capability still searching.
 
     Each query reads only a box around the incident through the (center, status, lat, lon) index. A unit
     outside a box of radius r is farther than r, so it ranks above r ÷ (the centre's fastest agency): once
     the box holds `limit` units ranked below that, no unit outside can enter the answer, which is then
     exactly what ranking every available unit gives. Otherwise the box grows — straight to the radius the
-    `limit`-th unit found calls for, once there are that many — and the query repeats."""
+    `limit`-th unit found calls for, once there are that many — and the capability is read again in the
+    next round (the others, certified, are not)."""
     lat_r, lon_r = math.radians(lat), math.radians(lon)
     params = {
         "center": center_id,
@@ -153,11 +176,11 @@ def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, f
         "lat_r": lat_r,
         "lon_r": lon_r,
         "cos_lat": math.cos(lat_r),
-        "capability": capability,
-        "limit": limit,
         **{f"x{i}": unit_id for i, unit_id in enumerate(exclude)},
     }
-    shape = {"capability": bool(capability), "excluded": len(exclude)}
+    capabilities = list(limits)
+    for part, capability in enumerate(capabilities):
+        params[f"capability{part}"], params[f"limit{part}"] = capability, limits[capability]
     # Raw rows carry the driver's datetime (SQLite: naive text); the field's converter makes it aware.
     position_at = Unit._meta.get_field("position_at")
     converters = [c for c in connection.ops.get_db_converters(position_at.cached_col) if c]
@@ -171,46 +194,56 @@ def _shortlist_by_straight_line_eta(*, center_id, capability, lat, lon, limit, f
             out.append((*row[:4], at, *row[5:7]))
         return out
 
-    radius_km = FIRST_BOX_KM
+    radius_km = dict.fromkeys(range(len(capabilities)), FIRST_BOX_KM)
+    shortlists = {}
     with connection.cursor() as cursor:
-        while True:
-            box = _box(lat, lon, radius_km) if radius_km <= LAST_BOX_KM else None
-            if box is None:  # too wide (or over a pole or the antimeridian): rank the whole centre
-                cursor.execute(_shortlist_sql(boxed=False, **shape), params)
-                return shortlisted(cursor.fetchall())
-            params.update(zip(("min_lat", "max_lat", "min_lon", "max_lon"), box, strict=True))
-            cursor.execute(_shortlist_sql(boxed=True, **shape), params)
-            found = cursor.fetchall()
-            if len(found) < limit:  # too few in the box: grow it (by area, when it holds some already)
-                radius_km *= math.sqrt(2 * limit / len(found)) if found else 3.0
-                continue
-            worst, fastest_kmh = found[-1][7], max(found[-1][8], 1.0)
-            if worst < radius_km / (2 * EARTH_RADIUS_KM) / fastest_kmh * (1 - CERTIFY_MARGIN):
-                return shortlisted(found)
-            # The radius within which a unit of the fastest agency would rank as the `limit`-th found.
-            radius_km = max(worst * fastest_kmh * 2 * EARTH_RADIUS_KM * (1 + 1e-6), radius_km * 1.2)
+        while radius_km:
+            boxed, statements = {}, []
+            for part, radius in radius_km.items():
+                # Too wide (or over a pole or the antimeridian): rank the whole centre.
+                box = _box(lat, lon, radius) if radius <= LAST_BOX_KM else None
+                if box is not None:
+                    params.update({f"{key}{part}": value for key, value in zip(_BOX_KEYS, box, strict=True)})
+                boxed[part] = box is not None
+                statements.append(
+                    _shortlist_sql(
+                        part=part,
+                        boxed=boxed[part],
+                        capability=capabilities[part] is not None,
+                        excluded=len(exclude),
+                    )
+                )
+            cursor.execute(_shortlists_statement(statements), params)
+            found = {part: [] for part in radius_km}
+            for row in cursor.fetchall():
+                found[row[0]].append(row[1:])
+            for part, rows in found.items():
+                limit = limits[capabilities[part]]
+                if not boxed[part]:
+                    shortlists[capabilities[part]] = shortlisted(rows)
+                    del radius_km[part]
+                elif len(rows) < limit:  # too few in the box: grow it (by area, when it holds some already)
+                    radius_km[part] *= math.sqrt(2 * limit / len(rows)) if rows else 3.0
+                else:
+                    worst, fastest_kmh = rows[-1][7], max(rows[-1][8], 1.0)
+                    if worst < radius_km[part] / (2 * EARTH_RADIUS_KM) / fastest_kmh * (1 - CERTIFY_MARGIN):
+                        shortlists[capabilities[part]] = shortlisted(rows)
+                        del radius_km[part]
+                    else:  # the radius within which a unit of the fastest agency would rank `limit`-th
+                        radius_km[part] = max(
+                            worst * fastest_kmh * 2 * EARTH_RADIUS_KM * (1 + 1e-6), radius_km[part] * 1.2
+                        )
+    return shortlists
 
 
-def nearest_available_units(
-    *, center_id: int, lat: float, lon: float, capability: str | None, limit: int, exclude=(), now=None
-) -> list[dict]:
-    """The `limit` available units with a fresh position, fastest first by estimated travel time.
+def _shortlist_length(limit: int, estimator) -> int:
+    """Straight-line ETAs rank the shortlist as the estimator does; other estimators re-rank a longer one."""
+    return limit if type(estimator) is StraightLineEstimator else limit * SHORTLIST_FACTOR
 
-    The database shortlists by straight-line ETA; the configured estimator (straight line by default, or
-    a road-routing engine) computes the ETAs and the final order of that shortlist."""
-    now = now or timezone.now()
-    fresh_after = now - timedelta(seconds=settings.CAD["AVL_STALE_SECONDS"])
-    estimator = get_estimator()
-    shortlist = limit if type(estimator) is StraightLineEstimator else limit * SHORTLIST_FACTOR
-    rows = _shortlist_by_straight_line_eta(
-        center_id=center_id,
-        capability=capability,
-        lat=lat,
-        lon=lon,
-        limit=shortlist,
-        fresh_after=fresh_after,
-        exclude=exclude,
-    )
+
+def _estimated(rows: list, *, lat: float, lon: float, limit: int, estimator, now) -> list[dict]:
+    """The `limit` fastest of a shortlist's first rows (as many as `limit` calls for), by the estimator."""
+    rows = rows[: _shortlist_length(limit, estimator)]
     if not rows:
         return []
     lats = np.fromiter((r[2] for r in rows), float, len(rows))
@@ -231,6 +264,30 @@ def nearest_available_units(
         }
         for i in np.argsort(seconds, kind="stable")[:limit]
     ]
+
+
+def _fresh_after(now):
+    return now - timedelta(seconds=settings.CAD["AVL_STALE_SECONDS"])
+
+
+def nearest_available_units(
+    *, center_id: int, lat: float, lon: float, capability: str | None, limit: int, exclude=(), now=None
+) -> list[dict]:
+    """The `limit` available units with a fresh position, fastest first by estimated travel time.
+
+    The database shortlists by straight-line ETA; the configured estimator (straight line by default, or
+    a road-routing engine) computes the ETAs and the final order of that shortlist."""
+    now = now or timezone.now()
+    estimator = get_estimator()
+    shortlist = _shortlists_by_straight_line_eta(
+        center_id=center_id,
+        lat=lat,
+        lon=lon,
+        limits={capability: _shortlist_length(limit, estimator)},
+        fresh_after=_fresh_after(now),
+        exclude=exclude,
+    )[capability]
+    return _estimated(shortlist, lat=lat, lon=lon, limit=limit, estimator=estimator, now=now)
 
 
 def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
@@ -268,7 +325,8 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             .values_list("id", "capabilities__code")
         ):
             working.setdefault(unit_id, set()).update([code] if code else [])
-    requirements, suggested, counted = [], [], set()
+    # What each capability of the plan still needs, in the plan's order.
+    needs, counted = [], set()
     for capability, count in plan.items():
         covering = [
             uid
@@ -277,14 +335,34 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
         ]
         assigned = covering[:count]
         counted.update(assigned)
-        outstanding = count - len(assigned)
-        candidates = nearest_available_units(
-            center_id=incident.center_id,
+        needs.append((capability, count, len(assigned)))
+    # Each capability lists `limit` candidates, or more when the units suggested before it could be among
+    # its best. One read of every shortlist, each as long as the most the loop below can ask of it (the
+    # units suggested before, at most what the capabilities before still needed); the loop then takes the
+    # first rows it asks for, which are exactly the shorter shortlist's.
+    now = now or timezone.now()
+    estimator = get_estimator()
+    most, before = {}, 0
+    for capability, count, assigned in needs:
+        most[capability or None] = _shortlist_length(max(limit, count - assigned + before), estimator)
+        before += count - assigned
+    shortlists = _shortlists_by_straight_line_eta(
+        center_id=incident.center_id,
+        lat=incident.lat,
+        lon=incident.lon,
+        limits=most,
+        fresh_after=_fresh_after(now),
+        exclude=list(working),
+    )
+    requirements, suggested = [], []
+    for capability, count, assigned in needs:
+        outstanding = count - assigned
+        candidates = _estimated(
+            shortlists[capability or None],
             lat=incident.lat,
             lon=incident.lon,
-            capability=capability or None,
             limit=max(limit, outstanding + len(suggested)),
-            exclude=list(working),
+            estimator=estimator,
             now=now,
         )
         picked = [c for c in candidates if c["unit_id"] not in suggested and not c["beyond_limit"]][
@@ -295,7 +373,7 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             {
                 "capability": capability or None,
                 "count": count,
-                "assigned": len(assigned),
+                "assigned": assigned,
                 "candidates": candidates[:limit],
                 "suggested": picked,
                 "only_beyond_limit": bool(candidates) and all(c["beyond_limit"] for c in candidates),
