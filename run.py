@@ -342,8 +342,18 @@ def start_processes(processes: list[tuple[str, list, dict, bool]]) -> list[Child
     return children
 
 
-def serve(args: argparse.Namespace) -> None:
+def served_env() -> dict:
+    """The environment of the servers run.py starts: this one, with the session and CSRF cookies not marked
+    Secure unless DJANGO_SECURE_COOKIES says so. run.py serves plain HTTP (TLS, if any, is a proxy in front
+    of it, which sets the variable): a browser keeps a Secure cookie over plain HTTP only from localhost, so
+    from any other address (--host 0.0.0.0) every login would fail the CSRF check."""
     env = dict(os.environ)
+    env.setdefault("DJANGO_SECURE_COOKIES", "false")
+    return env
+
+
+def serve(args: argparse.Namespace) -> None:
+    env = served_env()
     prod = production_path(env)
     if env.get("DATABASE_URL") and not env.get("REDIS_URL"):
         say("Aviso: DATABASE_URL sin REDIS_URL: canal en memoria y tareas locales (un solo proceso).")
@@ -452,8 +462,6 @@ def instance_env(env: dict, *, code: str, public_url: str) -> dict:
         CAD_CENTER_CODE=code,
         CAD_INSTANCE=tag,
         CAD_PUBLIC_URL=public_url,
-        # Plain HTTP on this host: a Secure session cookie would never be sent back.
-        DJANGO_SECURE_COOKIES=env.get("DJANGO_SECURE_COOKIES", "false"),
     )
 
 
@@ -546,7 +554,7 @@ def register_peers(instances: list[tuple[str, str, str, dict]]) -> dict:
 def interstate(args: argparse.Namespace) -> None:
     """Two instances on this host, MEX and CDMX, each with its own database, registered as each other's
     peers; Ctrl+C stops both."""
-    env = dict(os.environ)
+    env = served_env()
     prod = production_path(env)
     ensure_installed(dev=False)
     (ROOT / "var").mkdir(exist_ok=True)
