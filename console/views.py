@@ -64,6 +64,9 @@ def _ui_strings() -> dict:
         "t_closed": _("Cierre"),
         "no_units": _("Sin unidades asignadas."),
         "no_recommendations": _("Sin unidades disponibles con posición reciente."),
+        "recs_no_location": _(
+            "El incidente no tiene ubicación; capture coordenadas para recomendar unidades."
+        ),
         "suggested": _("sugerida"),
         "assign": _("Asignar"),
         "assign_suggested": _("Asignar la sugerida"),
