@@ -274,6 +274,18 @@ def check_web_procs(web_procs: int, *, prod: bool) -> None:
         )
 
 
+def allowed_hosts_notice(host: str, env: dict) -> str | None:
+    """Serving beyond this machine (e.g. --host 0.0.0.0) without DJANGO_ALLOWED_HOSTS: Django answers every
+    request by another name or address with a bare "Bad Request (400)". Say so before starting."""
+    if host in ("127.0.0.1", "localhost", "::1") or env.get("DJANGO_ALLOWED_HOSTS"):
+        return None
+    return (
+        f"Aviso: --host {host} sin DJANGO_ALLOWED_HOSTS: sólo se aceptan localhost y 127.0.0.1; desde otro "
+        "equipo cada página responde «Bad Request (400)». Defina DJANGO_ALLOWED_HOSTS con el nombre o la "
+        "IP por la que se entra, p. ej. DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1,192.168.1.20"
+    )
+
+
 def check_port(host: str, port: int, option: str = "--port") -> None:
     if not port_free(host, port):
         fail(
@@ -379,6 +391,8 @@ def serve(args: argparse.Namespace) -> None:
         web_procs = (os.cpu_count() or 1) if prod else 1
     check_web_procs(web_procs, prod=prod)
     check_port(args.host, args.port)
+    if notice := allowed_hosts_notice(args.host, env):
+        say(notice)
 
     simulate = not args.no_avl_sim
     if prod:
@@ -566,6 +580,8 @@ def interstate(args: argparse.Namespace) -> None:
     check_web_procs(args.web_procs, prod=prod)
     for code, port in ports.items():
         check_port(args.host, port, f"--{code.lower()}-port")
+    if notice := allowed_hosts_notice(args.host, env):
+        say(notice)
     instances = []
     for code, cve_ent in PEER_CENTRES:
         url = f"http://{shown}:{ports[code]}"

@@ -115,6 +115,15 @@ def test_run_py_serves_plain_http_so_its_cookies_are_not_secure_unless_told(monk
         assert settings_with(**production, DJANGO_SECURE_COOKIES=served)["secure_cookies"] == [secure, secure]
 
 
+def test_run_py_warns_that_serving_beyond_this_machine_needs_allowed_hosts():
+    """--host 0.0.0.0 alone: every request from another machine would be a bare "Bad Request (400)"."""
+    import run
+
+    assert run.allowed_hosts_notice("127.0.0.1", {}) is None
+    assert "DJANGO_ALLOWED_HOSTS" in run.allowed_hosts_notice("0.0.0.0", {})  # noqa: S104
+    assert run.allowed_hosts_notice("0.0.0.0", {"DJANGO_ALLOWED_HOSTS": "cad.c4.local"}) is None  # noqa: S104
+
+
 def test_database_url_alone_keeps_the_in_process_layer():
     loaded = settings_with(DATABASE_URL="postgres://postgres@127.0.0.1:5432/cad_x")
     assert loaded["is_postgres"] is True
