@@ -274,6 +274,18 @@ def check_web_procs(web_procs: int, *, prod: bool) -> None:
         )
 
 
+def allowed_hosts_notice(host: str, env: dict) -> str | None:
+    """Serving beyond this machine (e.g. --host 0.0.0.0) without DJANGO_ALLOWED_HOSTS: Django answers every
+    request by another name or address with a bare "Bad Request (400)". Say so before starting."""
+    if host in ("127.0.0.1", "localhost", "::1") or env.get("DJANGO_ALLOWED_HOSTS"):
+        return None
+    return (
+        f"Aviso: --host {host} sin DJANGO_ALLOWED_HOSTS: sólo se aceptan localhost y 127.0.0.1; desde otro "
+        "equipo cada página responde «Bad Request (400)». Defina DJANGO_ALLOWED_HOSTS con el nombre o la "
+        "IP por la que se entra, p. ej. DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1,192.168.1.20"
+    )
+
+
 def check_port(host: str, port: int, option: str = "--port") -> None:
     if not port_free(host, port):
         fail(
@@ -342,8 +354,18 @@ def start_processes(processes: list[tuple[str, list, dict, bool]]) -> list[Child
     return children
 
 
-def serve(args: argparse.Namespace) -> None:
+def served_env() -> dict:
+    """The environment of the servers run.py starts: this one, with the session and CSRF cookies not marked
+    Secure unless DJANGO_SECURE_COOKIES says so. run.py serves plain HTTP (TLS, if any, is a proxy in front
+    of it, which sets the variable): a browser keeps a Secure cookie over plain HTTP only from localhost, so
+    from any other address (--host 0.0.0.0) every login would fail the CSRF check."""
     env = dict(os.environ)
+    env.setdefault("DJANGO_SECURE_COOKIES", "false")
+    return env
+
+
+def serve(args: argparse.Namespace) -> None:
+    env = served_env()
     prod = production_path(env)
     if env.get("DATABASE_URL") and not env.get("REDIS_URL"):
         say("Aviso: DATABASE_URL sin REDIS_URL: canal en memoria y tareas locales (un solo proceso).")
@@ -369,6 +391,8 @@ def serve(args: argparse.Namespace) -> None:
         web_procs = (os.cpu_count() or 1) if prod else 1
     check_web_procs(web_procs, prod=prod)
     check_port(args.host, args.port)
+    if notice := allowed_hosts_notice(args.host, env):
+        say(notice)
 
     simulate = not args.no_avl_sim
     if prod:
@@ -452,8 +476,6 @@ def instance_env(env: dict, *, code: str, public_url: str) -> dict:
         CAD_CENTER_CODE=code,
         CAD_INSTANCE=tag,
         CAD_PUBLIC_URL=public_url,
-        # Plain HTTP on this host: a Secure session cookie would never be sent back.
-        DJANGO_SECURE_COOKIES=env.get("DJANGO_SECURE_COOKIES", "false"),
     )
 
 
@@ -546,7 +568,7 @@ def register_peers(instances: list[tuple[str, str, str, dict]]) -> dict:
 def interstate(args: argparse.Namespace) -> None:
     """Two instances on this host, MEX and CDMX, each with its own database, registered as each other's
     peers; Ctrl+C stops both."""
-    env = dict(os.environ)
+    env = served_env()
     prod = production_path(env)
     ensure_installed(dev=False)
     (ROOT / "var").mkdir(exist_ok=True)
@@ -558,6 +580,8 @@ def interstate(args: argparse.Namespace) -> None:
     check_web_procs(args.web_procs, prod=prod)
     for code, port in ports.items():
         check_port(args.host, port, f"--{code.lower()}-port")
+    if notice := allowed_hosts_notice(args.host, env):
+        say(notice)
     instances = []
     for code, cve_ent in PEER_CENTRES:
         url = f"http://{shown}:{ports[code]}"

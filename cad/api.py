@@ -68,10 +68,13 @@ def expected_version(request, body_version: int | None) -> int | None:
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, but a body nested past Python's recursion limit is a 400 like any malformed body,
-    not a RecursionError (500)."""
+    not a RecursionError (500), and a malformed body is answered in the user's language (DRF's message ends
+    with the decoder's English, e.g. "'utf-8' codec can't decode byte 0xff")."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(_("JSON demasiado anidado.")) from None
+        except ParseError:
+            raise ParseError(_("JSON inválido.")) from None

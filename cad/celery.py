@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cad.settings")
 
@@ -12,12 +12,21 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@worker_process_init.connect
 def _warm_up(**_kwargs) -> None:
     """Each worker child builds what apps registered in cad.warmup (e.g. schema validators) at start."""
     from cad import warmup
 
     warmup.start()
+
+
+@worker_init.connect
+def _warm_up_children_after_the_django_fixup(**_kwargs) -> None:
+    """Receivers run in the order they were connected. Celery's Django fixup connects its worker_process_init
+    receiver (which closes the database connections and pool a child inherits from the parent) in its own
+    worker_init receiver, connected when `app` was created above; connecting the warm-up from here puts it
+    after that one. Connected at import, the warm-up thread took the inherited pool and the fixup closed it
+    under it: "warm-up failed" (PoolClosed or PoolTimeout) in every child at every start."""
+    worker_process_init.connect(_warm_up, dispatch_uid="cad.celery.warm_up", weak=False)
 
 
 @task_prerun.connect

@@ -21,10 +21,13 @@ def register(task: Callable[[], None]) -> None:
 
 def _run() -> None:
     for task in _tasks:
+        name = getattr(task, "__qualname__", repr(task))
         try:
             task()
         except Exception:  # noqa: BLE001 - lazily retried by the first caller
-            logger.exception("warm-up failed", extra={"task": getattr(task, "__qualname__", repr(task))})
+            logger.exception("warm-up failed", extra={"task": name})
+        else:
+            logger.info("warm-up done", extra={"task": name})
 
 
 def start() -> threading.Thread:

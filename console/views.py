@@ -15,6 +15,7 @@ from accounts.permissions import CONSOLE_ROLES, DISPATCH_ROLES, SUPERVISION_ROLE
 from incidents import lifecycle
 from incidents.models import (
     CALLER_DEVICE_SOURCES,
+    AssignmentStatus,
     CallDisposition,
     IncidentStatus,
     Line,
@@ -63,6 +64,9 @@ def _ui_strings() -> dict:
         "t_closed": _("Cierre"),
         "no_units": _("Sin unidades asignadas."),
         "no_recommendations": _("Sin unidades disponibles con posición reciente."),
+        "recs_no_location": _(
+            "El incidente no tiene ubicación; capture coordenadas para recomendar unidades."
+        ),
         "suggested": _("sugerida"),
         "assign": _("Asignar"),
         "assign_suggested": _("Asignar la sugerida"),
@@ -160,10 +164,12 @@ def _interstate_strings() -> dict:
 
 
 def _interstate_labels() -> dict:
-    """Escalation states and kinds as the console shows them (the interstate models' choices)."""
+    """Escalation states and kinds as the console shows them (the interstate models' choices), and the statuses
+    of a peer's units on a shared incident (their assignment's status, e.g. "cleared" once released)."""
     return {
         "states": {value: str(label) for value, label in Escalation.State.choices},
         "kinds": {value: str(label) for value, label in EscalationKind.choices},
+        "resource_statuses": {value: str(label) for value, label in AssignmentStatus.choices},
     }
 
 

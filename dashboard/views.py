@@ -132,6 +132,14 @@ def kpi_page(request):
         groups = rollup_kpis(**compute_scope, group_by=group_by)
     targets = kpi_targets()
 
+    def goal_of(key):
+        """A target's seconds and its label on the chart ("meta 120 s"); no target, no line."""
+        seconds = targets.get(key, {}).get("seconds")
+        return {
+            "goal": seconds,
+            "goal_label": _("meta %(seconds)s s") % {"seconds": seconds} if seconds else "",
+        }
+
     def hourly(metric):
         return [
             (f"{h:02d}", by_hour[h]["metrics"][metric]["p90"] if h in by_hour else None) for h in range(24)
@@ -141,20 +149,17 @@ def kpi_page(request):
         bar_chart(
             hourly("answer"),
             title=_("Contestación p90 por hora del día"),
-            goal=targets.get("answer_15s", {}).get("seconds"),
-            goal_label=_("meta 15 s"),
+            **goal_of("answer_15s"),
         ),
         bar_chart(
             hourly("dispatch"),
             title=_("Despacho p90 por hora del día"),
-            goal=targets.get("dispatch", {}).get("seconds"),
-            goal_label=_("meta"),
+            **goal_of("dispatch"),
         ),
         bar_chart(
             [(g["label"][:14], g["metrics"]["total"]["p90"]) for g in groups],
             title=_("Respuesta total p90 por grupo"),
-            goal=targets.get("on_scene", {}).get("seconds"),
-            goal_label=_("meta"),
+            **goal_of("on_scene"),
         ),
     ]
     local_start, local_end = timezone.localtime(params["start"]), timezone.localtime(params["end"])

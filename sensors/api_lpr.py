@@ -252,7 +252,9 @@ class PlateTrackApi(APIView):
     def get(self, request, plate: str):
         plate = normalize_plate(plate)
         hours = request.query_params.get("hours", "")
-        if not plate or (hours and not (hours.isdigit() and 0 < int(hours) <= 24 * 31)):
+        if not plate:
+            raise ValidationError({"plate": [_("Placa inválida: de 4 a 10 letras y dígitos.")]})
+        if hours and not (hours.isdigit() and 0 < int(hours) <= 24 * 31):
             raise ValidationError({"hours": [_("Entre 1 y 744 horas.")]})
         track = selectors.plate_track(
             plate=plate, center_id=request.user.center_id, hours=int(hours) if hours else None

@@ -359,7 +359,7 @@ class TwoCentres:
         self.workdir, self.units = workdir, units
         run_id = secrets.token_hex(3)
         base_env = {
-            **os.environ,
+            **run.served_env(),
             **(FAST if timings is None else timings),
             "DATABASE_URL": _sibling_database_url(database_url, name),
             "REDIS_URL": redis_url,

@@ -4,12 +4,11 @@ task body called eagerly.
 The worker test needs REDIS_URL and PostgreSQL: skipped otherwise, except under CI=true where a missing
 service is a failure (CI must run it)."""
 
-import contextlib
 import os
-import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from accounts.models import Role
 from dashboard.models import KpiRollup, RollupWatermark
 from dashboard.tasks import refresh_kpi_rollups
 from incidents.models import Call, CallDisposition
+from tests.processes import start_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,37 +61,13 @@ def _test_database_url() -> str:
     )
 
 
-@contextlib.contextmanager
-def _worker(log_path: Path, queue: str, pool: str = "solo"):
-    """A real Celery worker (pool `pool`, one process) on the test database, consuming `queue` only."""
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", pool, "--concurrency", "1"]
-            + ["-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield worker
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(timeout=5)
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)  # the worker must see committed rows
 def test_real_worker_builds_the_rollups(center, make_user, tmp_path):
     _require_services()
     _some_calls(center, make_user(Role.CALL_TAKER))
     queue = f"test-kpi-{uuid.uuid4().hex[:8]}"
-    with _worker(tmp_path / "worker.log", queue) as worker:
+    with _worker(queue, tmp_path / "worker.log", pool="solo") as worker:
         refresh_kpi_rollups.apply_async(queue=queue)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not KpiRollup.objects.exists():
@@ -143,7 +119,7 @@ def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
 
     queue = f"test-conn-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "worker.log"
-    with _worker(log_path, queue, pool="prefork") as worker:
+    with _worker(queue, log_path) as worker:
         prune_events.apply_async(queue=queue)  # the child's first connection
         deadline = time.monotonic() + 90
         while log_path.read_text().count("succeeded") < 1:
@@ -158,3 +134,29 @@ def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
             time.sleep(0.2)
         time.sleep(1.5)
         assert _sessions() - before <= 2, "a new database connection per task"
+
+
+@contextmanager
+def _worker(queue: str, log_path: Path, *, pool: str = "prefork", children: int = 1):
+    """A real worker on `queue` over the test database, its output in `log_path`; stopped at the end."""
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
+    celery = [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", pool, "-c", str(children)]
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    with ExitStack() as stack:
+        yield start_logged(stack, [*celery, "-Q", queue, *quiet, "-l", "info"], env, log_path)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_prefork_child_warms_up_on_its_own_database_connection(tmp_path):
+    """The warm-up thread of a worker child starts after Celery's Django fixup has closed the connections and
+    pool inherited from the parent: it used to take that pool and have it closed under it (PoolClosed at
+    once, or PoolTimeout 10 s later), logging "warm-up failed" in every child at every start."""
+    _require_services()
+    log_path = tmp_path / "worker.log"
+    with _worker(f"test-warm-{uuid.uuid4().hex[:8]}", log_path, children=2) as worker:
+        deadline = time.monotonic() + 60
+        while (text := log_path.read_text()).count("warm-up done") + text.count("warm-up failed") < 2:
+            assert worker.poll() is None and time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.2)
+        assert "warm-up failed" not in text, text[-3000:]

@@ -27,6 +27,7 @@ from interstate import services
 from interstate.models import Escalation, PeerRequestLog
 from tests.factories import open_incident
 from tests.interstate_support import CDMX_AREA, INSIDE_CDMX
+from tests.processes import start_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.worker, pytest.mark.timeout(180)]
@@ -106,23 +107,6 @@ def _wait(predicate, *, what: str, timeout: float = 60.0, logs: tuple[Path, ...]
     raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
-def _start(stack: ExitStack, command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)  # noqa: S603
-
-    def stop():
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        handle.close()
-
-    stack.callback(stop)
-    return process
-
-
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url + "/login/", timeout=1).status_code == 200
@@ -174,7 +158,7 @@ def test_worker_delivers_to_a_real_peer_and_its_acceptance_comes_back(
     logs = {name: tmp_path / f"{name}.log" for name in ("seed", "cdmx-web", "mex-web", "mex-worker")}
     with ExitStack() as stack:
         stack.callback(_admin_sql, f'DROP DATABASE IF EXISTS "{peer_db}" WITH (FORCE)')
-        worker = _start(
+        worker = start_logged(
             stack,
             [
                 sys.executable,
@@ -194,14 +178,14 @@ def test_worker_delivers_to_a_real_peer_and_its_acceptance_comes_back(
             mex_env,
             logs["mex-worker"],
         )
-        _start(
+        start_logged(
             stack,
             [sys.executable, "-m", "cad.serve", "--port", str(mex_port), "--procs", "1"],
             mex_env,
             logs["mex-web"],
         )
         # Daphne does not touch the database before a request: CDMX's server starts while its database is made.
-        _start(
+        start_logged(
             stack,
             [sys.executable, "-m", "cad.serve", "--port", str(cdmx_port), "--procs", "1"],
             cdmx_env,

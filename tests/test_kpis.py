@@ -398,6 +398,7 @@ def test_dashboard_pages_are_for_supervisors(known_set, client, make_user):
         "/dashboard/kpis/?from=2026-11-10T00:00&to=2026-11-11T00:00&group_by=line"
     ).content.decode()
     assert "<svg" in page and "Contestación p90 por hora del día" in page
+    assert all(f"meta {s} s" in page for s in (15, 120, 600))  # each chart's target line says its value
     assert "9-1-1" in page and "exports/monthly.csv?month=2026-11" in page
     client.logout()
     assert client.get("/dashboard/").status_code == 302  # to the login page

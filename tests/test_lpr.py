@@ -199,6 +199,8 @@ def test_hit_opens_incident_carrying_the_vehicle_and_later_hits_join_it(
 
     track = dispatcher.get("/api/v1/lpr/plates/pbo-1234/track").json()
     assert [p["place"] for p in track] == [readers[0].name, readers[1].name]
+    for path, field in (("---/track", "plate"), ("pbo-1234/track?hours=0", "hours")):  # each names its field
+        assert list(dispatcher.get(f"/api/v1/lpr/plates/{path}").json()["fields"]) == [field]
     hits = dispatcher.get("/api/v1/lpr/hits").json()
     assert [h["folio"] for h in hits] == [incident.folio, incident.folio]
 

@@ -58,6 +58,13 @@ def test_thousand_deep_json_is_a_400(call_taker, make_user, api_client_for, path
     assert response.json()["code"] == "parse_error"
 
 
+@pytest.mark.parametrize("body", [b"{bad json", b'{"line": "911",}', b"\xff\xfe{}", b"[1, 2"])
+def test_a_malformed_body_is_a_400_in_the_users_language(call_taker, api_client_for, body):
+    response = api_client_for(call_taker).post("/api/v1/calls/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "JSON inválido.", "code": "parse_error", "fields": {}}
+
+
 def test_a_session_request_over_the_body_limit_gets_the_json_error(call_taker, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     client = Client()

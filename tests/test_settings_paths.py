@@ -36,6 +36,7 @@ print(json.dumps({
     "cache_prefix": settings.CACHES["default"].get("KEY_PREFIX"),
     "broker_options": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     "session_cookie": settings.SESSION_COOKIE_NAME,
+    "secure_cookies": [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE],
 }))
 """
 
@@ -97,6 +98,30 @@ def test_cad_instance_namespaces_redis_keys_and_the_session_cookie():
     assert mex["broker_options"]["global_keyprefix"] == "mex:"
     assert cdmx["broker_options"]["global_keyprefix"] == "cdmx:"
     assert cdmx["session_cookie"] == "cdmx_sessionid"
+
+
+def test_run_py_serves_plain_http_so_its_cookies_are_not_secure_unless_told(monkeypatch):
+    """The production path's settings mark the cookies Secure by default; run.py serves plain HTTP, where a
+    browser reaching it by any address but localhost would drop them and every login fail the CSRF check."""
+    import run
+
+    monkeypatch.delenv("DJANGO_SECURE_COOKIES", raising=False)
+    production = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/cad_x", "REDIS_URL": "redis://r:6379/0"}
+    assert settings_with(**production)["secure_cookies"] == [True, True]
+    for told, secure in ((None, False), ("true", True)):  # "true": behind a TLS proxy
+        if told:
+            monkeypatch.setenv("DJANGO_SECURE_COOKIES", told)
+        served = run.served_env()["DJANGO_SECURE_COOKIES"]
+        assert settings_with(**production, DJANGO_SECURE_COOKIES=served)["secure_cookies"] == [secure, secure]
+
+
+def test_run_py_warns_that_serving_beyond_this_machine_needs_allowed_hosts():
+    """--host 0.0.0.0 alone: every request from another machine would be a bare "Bad Request (400)"."""
+    import run
+
+    assert run.allowed_hosts_notice("127.0.0.1", {}) is None
+    assert "DJANGO_ALLOWED_HOSTS" in run.allowed_hosts_notice("0.0.0.0", {})  # noqa: S104
+    assert run.allowed_hosts_notice("0.0.0.0", {"DJANGO_ALLOWED_HOSTS": "cad.c4.local"}) is None  # noqa: S104
 
 
 def test_database_url_alone_keeps_the_in_process_layer():

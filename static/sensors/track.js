@@ -11,7 +11,12 @@ async function readsOf(plate, hours) {
     credentials: "same-origin",
     headers: { Accept: "application/json" },
   });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  if (!response.ok) {
+    // The API's own words for the supervisor (e.g. a plate with no letters or digits), not a bare status.
+    const body = await response.json().catch(() => null);
+    const fields = (body && body.fields) || {};
+    throw new Error((fields.plate || fields.hours || [])[0] || (body && body.message) || `HTTP ${response.status}`);
+  }
   return response.json();
 }
 

@@ -83,6 +83,21 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     expect(row.locator(".tag-esc")).to_contain_text("CDMX")
     mex_page.screenshot(path=str(screenshot_dir / "interstate-mex-accepted.png"))
 
+    # CDMX sends a unit, then releases it: MEX names the unit's status in Spanish, to the end ("Liberada", it
+    # used to show the EIDO's "Available").
+    cdmx_api = cdmx.session("despachador")
+    units = cdmx_api.get("/api/v1/units/").json()
+    unit = next(
+        u for u in (units["results"] if isinstance(units, dict) else units) if u["status"] == "available"
+    )
+    assigned = cdmx_api.post(f"/api/v1/incidents/{cdmx_folio}/assignments", json={"unit_id": unit["id"]})
+    assert assigned.status_code == 201, assigned.text
+    remote = escalation.locator(".esc-units tr", has_text=unit["callsign"]).locator(".status-pill")
+    expect(remote).to_have_text("Despachada", timeout=15_000)
+    released = cdmx_api.post(f"/api/v1/units/{unit['id']}/status", json={"status": "available"})
+    assert released.status_code == 200, released.text
+    expect(remote).to_have_text("Liberada", timeout=15_000)
+
 
 def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_peer(
     two_centres, console_of, screenshot_dir

@@ -95,6 +95,9 @@ def test_plate_hit_alert_row_opens_incident_and_track_on_dashboard(
     track = board.evaluate("window.cadPlateTrack")
     assert track["points"] == 2 and track["layers"] == 3  # the line and a marker per read
     board.screenshot(path=str(screenshot_dir / "sensors-plate-track.png"))
+    board.fill("#plate-track-input", "---")  # no letters or digits: the API's reason, not "HTTP 400"
+    board.click("#plate-track-form button[type=submit]")
+    expect(board.locator("#plate-track-count")).to_have_text("Placa inválida: de 4 a 10 letras y dígitos.")
 
 
 def test_across_states_a_peers_list_and_a_peers_sighting_are_labelled_on_the_console(

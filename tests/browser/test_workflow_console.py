@@ -65,11 +65,15 @@ def test_dispatcher_workflow_by_keyboard(login, api_session, screenshot_dir):
     folio = _new_incident(taker, lat=None, lon=None, address="Centro de Toluca")
     far = _new_incident(taker, lat=None, lon=None, address="Tijuana")
     page = login("despachador")
+    failed = []  # requests the console made that the API refused
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
     _open_console(page)
 
     # 1. No coordinates: U, type the place, pick the candidate with Enter; jurisdiction and recommendations follow.
     _open_incident(page, folio)
     expect(page.locator("#d-location-state")).to_contain_text("Sin ubicación")
+    expect(page.locator("#d-recs")).to_contain_text("no tiene ubicación")
+    assert failed == []  # not even for recommendations, which need a location (a 400, a console error)
     page.keyboard.press("u")
     expect(page.locator("#loc-q")).to_be_focused()
     page.keyboard.type("Toluca")

@@ -401,7 +401,15 @@ function assignedUnit(unit) {
 async function loadRecommendations() {
   const folio = state.selected;
   const box = document.getElementById("d-recs");
-  if (!folio || !box || (state.detail && state.detail.status === "closed")) return;
+  // Without the detail yet (an event while it loads), refreshDetail asks once it has it.
+  if (!folio || !box || !state.detail || state.detail.status === "closed") return;
+  if (state.detail.lat == null) {
+    // Nothing to rank units by: say so without asking (the API answers 400, a console error each time).
+    state.recs = { requirements: [], suggested_unit_ids: [] };
+    state.recList = [];
+    box.replaceChildren(el("p", { class: "muted" }, t("recs_no_location")));
+    return;
+  }
   try {
     const recs = await api(`incidents/${encodeURIComponent(folio)}/recommendations`);
     if (folio !== state.selected) return;

@@ -289,7 +289,7 @@ export class InterstatePanel {
         el("tbody", {}, e.remote_resources.map((r) =>
           el("tr", { "data-resource": r.id, class: r.active ? "" : "muted" },
             el("td", { class: "mono" }, r.name),
-            el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.unit_statuses[r.status_internal] || r.status)))))));
+            el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.interstate.resource_statuses[r.status_internal] || r.status)))))));
     }
     if (config.can_supervise && !this.compact && e.direction === "outbound" && LIVE.has(e.state)) {
       const stuck = e.state === "pending" || e.state === "failed"; // something is waiting to be (re)sent
