@@ -46,14 +46,19 @@ def incident_get(*, folio: str, center_id: int) -> Incident:
 
 
 def incident_get_for_recommendation(*, folio: str, center_id: int) -> Incident:
-    """One incident with its type only: what a recommendation reads (no timeline, calls or assignments).
+    """One incident with its type only, and only what a recommendation reads of them (no timeline, calls
+    or assignments; any other field is loaded on access).
 
     In the same query: its subtipo's response plan (`subtype_response_plan`, for response_plan_for) and
     whether units are working it (`has_active_assignments`: when not, recommend_units skips their query).
     Both are RawSQL: as Subquery/Exists they cost the ORM twice the CPU of the rest of the query."""
-    incidents = Incident.objects.select_related("incident_type").annotate(
-        subtype_response_plan=RawSQL(_SUBTYPE_PLAN_SQL, (), output_field=_PLAN_FIELD),  # noqa: S611
-        has_active_assignments=RawSQL(_WORKED_SQL, (), output_field=BooleanField()),  # noqa: S611
+    incidents = (
+        Incident.objects.select_related("incident_type")
+        .only(*_FOR_RECOMMENDATION)
+        .annotate(
+            subtype_response_plan=RawSQL(_SUBTYPE_PLAN_SQL, (), output_field=_PLAN_FIELD),  # noqa: S611
+            has_active_assignments=RawSQL(_WORKED_SQL, (), output_field=BooleanField()),  # noqa: S611
+        )
     )
     return _incident_or_404(incidents, folio=folio, center_id=center_id)
 
@@ -68,6 +73,20 @@ def _column(model, name: str) -> str:
 # Constants from the models' metadata (no input). The joined tables keep their own names as aliases (the
 # query above joins each once).
 _PLAN_FIELD = SubtypeResponsePlan._meta.get_field("plan")
+# What a recommendation (and a manual dispatch's options) read of the incident and its type: the ORM builds
+# a query of some 50 columns otherwise, and that compilation cost more than the recommendation's own SQL.
+_FOR_RECOMMENDATION = (
+    "id",
+    "folio",
+    "center_id",
+    "lat",
+    "lon",
+    "incident_type",
+    "incident_type__code",
+    "incident_type__tipo_code",
+    "incident_type__subtipo_code",
+    "incident_type__response_plan",
+)
 _SUBTYPE_PLAN_SQL = (
     f"SELECT p.{quote_name('plan')} FROM {quote_name(SubtypeResponsePlan._meta.db_table)} p"  # noqa: S608
     f" WHERE p.{quote_name('subtipo_code')} = {_column(IncidentType, 'subtipo_code')} LIMIT 1"

@@ -262,6 +262,7 @@ def test_api_reads_the_plan_and_the_working_units_with_the_incident(fleet, dispa
 
     body, sql = queries()
     assert "incidents_subtyperesponseplan" in sql[0] and "incidents_assignment" in sql[0]
+    assert '"narrative"' not in sql[0] and '"definition"' not in sql[0]  # only what it reads (no lazy loads)
     assert all("incidents_subtyperesponseplan" not in q and "incidents_assignment" not in q for q in sql[1:])
     assert all("units_unit" in q and "BETWEEN" in q for q in sql[1:])
     assert body["plan"] == {"ambulance": 1, "patrol": 1}
