@@ -124,6 +124,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.hub.join(SESSIONS_GROUP, self)
         self.session_check = asyncio.ensure_future(self._check_session_periodically())
         await self.accept()
+        self.accepted = True
+        if self.hub.failing:  # connected while the channel layer is down: say so from the start
+            await self.live_state(False)
 
     async def _leave(self) -> None:
         """Once per accepted socket, however it ended: stop timers, leave the hub, count it closed."""
@@ -225,6 +228,12 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def deliver(self, envelope: dict, text: str) -> None:
         """A live event from the process hub (`text` is its JSON, encoded once for every console)."""
         await self._perform(self.session.live(envelope, text))
+
+    async def live_state(self, live: bool) -> None:
+        """From the hub: live delivery through the channel layer stopped (or resumed)."""
+        if not getattr(self, "accepted", False):  # still connecting: told after accept()
+            return
+        await self._perform(self.session.live_state(live, every_s=settings.CAD["HEARTBEAT_S"]))
 
     async def heartbeat(self, stream: str, current: int) -> None:
         """From the hub, every CAD["HEARTBEAT_S"]: the stream's current seq in the table."""

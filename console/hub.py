@@ -56,6 +56,7 @@ class GroupHub:
         self.lock = asyncio.Lock()
         self.ticker: asyncio.Task | None = None
         self.coalesced_texts: OrderedDict[tuple, tuple[str, list]] = OrderedDict()
+        self.failing: set[str] = set()  # groups whose layer receive failed and that have not re-joined yet
 
     async def join(self, group: str, consumer, *, stream: tuple[int, str] | None = None) -> None:
         """Returns once the process is a member of `group`: every event sent from now on reaches `consumer`."""
@@ -83,6 +84,7 @@ class GroupHub:
             del self.members[group]
             self.streams.pop(group, None)
             self.pumps.pop(group).cancel()
+            await self._set_failing(group, False)  # its pump is gone, failing or not
             channel = self.channels.pop(group)
             try:
                 await self.layer.group_discard(group, channel)
@@ -112,12 +114,32 @@ class GroupHub:
                 # forgot the membership. Consoles fill what was missed by seq (replay, heartbeat).
                 METRICS["hub_receive_errors"] += 1
                 logger.warning("group hub receive failed", extra={"group": group, "error": repr(exc)})
+                await self._set_failing(group, True)
                 await asyncio.sleep(0.5)
                 while not await self.rejoin(group):
                     await asyncio.sleep(1.0)
                 METRICS["hub_rejoins"] += 1
+                await self._set_failing(group, False)
                 continue
             await self._deliver(group, message)
+
+    async def _set_failing(self, group: str, failing: bool) -> None:
+        """Tell every local console when live delivery stops (a group's receive failed) and when it resumes
+        (every failed group re-joined): a console never goes quietly stale."""
+        was_live = not self.failing
+        (self.failing.add if failing else self.failing.discard)(group)
+        if was_live == (not self.failing):
+            return
+        if self.failing:
+            logger.warning("live delivery interrupted", extra={"groups": sorted(self.failing)})
+        else:
+            logger.info("live delivery restored")
+        consumers = {consumer for members in self.members.values() for consumer in members}
+        for consumer in consumers:
+            try:
+                await consumer.live_state(not self.failing)
+            except Exception:  # noqa: BLE001 - one broken socket must not starve the others
+                logger.exception("console live-state notice failed")
 
     async def _deliver(self, group: str, message: dict) -> None:
         kind = message.get("type")

@@ -22,6 +22,7 @@ server → client
   {"type": "hello", "stream": s, "seq": n}         (subscribed with null: load the snapshot by REST)
   {"type": "resync", "stream": s, "seq": n}        (too far behind: reload the snapshot, continue after n)
   {"type": "notice", "level": "warning"|"info", "code": ..., "message": ...}
+      (codes include live_degraded / live_restored: the channel layer stopped or resumed live delivery)
   {"type": "error", "code": ..., "message": ...}
   {"type": "pong", "t": ...}
   {"type": "heartbeat", "stream": s, "seq": n}     (every CAD["HEARTBEAT_S"]: the stream's current seq)
@@ -276,6 +277,15 @@ class ConsoleSession:
         self.held[stream] = {}
         self.metrics["gaps_filled"] += 1
         return [Replay(stream, last, "gap")]
+
+    # --- Live delivery state -----------------------------------------------------------------------
+    def live_state(self, live: bool, *, every_s: float) -> list:
+        """From the hub: the channel layer (Redis) stopped, or resumed, delivering live events. Meanwhile the
+        heartbeat fills the console from the table every `every_s` seconds: the console says so."""
+        if live:
+            return [notice_frame("info", "live_restored", _("Tiempo real restablecido."))]
+        message = _("Tiempo real interrumpido: la consola se actualiza desde la base de datos cada %(s)s s.")
+        return [notice_frame("warning", "live_degraded", message % {"s": round(every_s)})]
 
     # --- Heartbeat ---------------------------------------------------------------------------------
     def heartbeat(self, stream: str, current: int) -> list:

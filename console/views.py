@@ -50,6 +50,7 @@ def _ui_strings() -> dict:
     return {
         "conn_connecting": _("Conectando…"),
         "conn_open": _("En línea"),
+        "conn_degraded": _("En línea, sin tiempo real"),
         "conn_closed": _("Sin conexión; reintentando…"),
         "conn_refused": _("Conexión rechazada: su cuenta no tiene acceso a la consola."),
         "conn_lost_banner": _("Se perdió la conexión en tiempo real; reconectando y recuperando eventos…"),

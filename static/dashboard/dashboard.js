@@ -332,6 +332,15 @@ const realtime = new RealtimeClient({
     conn.dataset.state = state;
     conn.textContent = { open: T.open_ws, closed: T.closed_ws, refused: T.refused_ws }[state] || T.connecting;
   },
+  onNotice: (notice) => { // Redis down: the map is refreshed from the database every few seconds
+    if (notice.code === "live_degraded") {
+      conn.dataset.state = "degraded";
+      conn.textContent = notice.message;
+    } else if (notice.code === "live_restored") {
+      conn.dataset.state = "open";
+      conn.textContent = T.open_ws;
+    }
+  },
 });
 window.cadRealtime = realtime;
 realtime.start();

@@ -251,3 +251,26 @@ def test_the_console_holds_every_open_incident_past_one_page(login):
     page = login("despachador-masivo")
     _open_console(page)
     expect(page.locator("#queue-body tr")).to_have_count(650, timeout=15_000)
+
+
+def test_the_console_says_when_it_is_no_longer_live_and_when_it_is_again(login):
+    """The server's live_degraded / live_restored notices (Redis down and back, tests/console/test_faults.py):
+    the connection badge and a banner that stays until live updates resume."""
+    page = login("despachador2")
+    _open_console(page)
+    page.evaluate(
+        """window.cadRealtime.onNotice({type: "notice", level: "warning", code: "live_degraded",
+            message: "Tiempo real interrumpido: la consola se actualiza desde la base de datos cada 10 s."})"""
+    )
+    expect(page.locator("#conn")).to_have_attribute("data-state", "degraded")
+    expect(page.locator("#conn")).to_have_text("En línea, sin tiempo real")
+    banner = page.locator(".banner")
+    expect(banner).to_contain_text("cada 10 s")
+    page.wait_for_timeout(8_500)  # past a passing banner's 8 s: this one stays
+    expect(banner).to_be_visible()
+    page.evaluate(
+        """window.cadRealtime.onNotice({type: "notice", level: "info", code: "live_restored",
+            message: "Tiempo real restablecido."})"""
+    )
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+    expect(banner).to_be_hidden()

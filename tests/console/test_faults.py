@@ -298,6 +298,41 @@ def test_after_a_redis_restart_every_later_event_reaches_the_connected_console(s
     ws.close()
 
 
+def next_notice(ws, code: str, timeout: float) -> dict:
+    """The next notice `code` on `ws` (fails after `timeout`)."""
+    started = time.monotonic()
+    while (left := timeout - (time.monotonic() - started)) > 0:
+        try:
+            message = json.loads(ws.recv(timeout=left))
+        except TimeoutError:
+            break
+        if message.get("type") == "notice" and message.get("code") == code:
+            return message
+    pytest.fail(f"no {code} notice within {timeout} s")
+
+
+def test_a_console_is_told_when_live_updates_stop_and_when_they_resume(server):
+    """Redis down: the console keeps filling from the table on every heartbeat, and SAYS it is no longer
+    live (never stale in silence); Redis back: it says live updates resumed, and they do."""
+    ws = server.console()
+    told = []
+    while (first := json.loads(ws.recv(timeout=10)))["type"] != "hello":
+        told.append(first["code"])  # connected while the hub still re-joins after the previous restart
+    if told:
+        assert told == ["live_degraded"]
+        next_notice(ws, "live_restored", timeout=10)
+    server.redis.kill()
+    notice = next_notice(ws, "live_degraded", timeout=10)
+    assert notice["level"] == "warning" and "base de datos" in notice["message"]
+    _, folio = server.take_call()
+    wait_for_folio(ws, folio, timeout=15)  # still updated, from the table (heartbeat every second here)
+    server.redis.start()
+    assert next_notice(ws, "live_restored", timeout=20)["level"] == "info"
+    _, folio = server.take_call()
+    assert wait_for_folio(ws, folio, timeout=10) < 3.0  # live again
+    ws.close()
+
+
 def test_hundreds_of_bad_frames_leak_no_connection(server):
     open_before = server.metrics()["connections_open"]
     deep = "[" * 1000 + "]" * 1000
@@ -349,7 +384,13 @@ def test_an_idle_console_stays_open_45_s_without_errors(server):
     restarted meanwhile); 45 s later it is still open, and the server logged no ERROR."""
     time.sleep(max(0.0, IDLE_S - (time.monotonic() - server.idle_since)))
     server.idle.send(json.dumps({"type": "ping", "t": 1}))
+    notices = []
     while (message := json.loads(server.idle.recv(timeout=10)))["type"] != "pong":
-        assert message["type"] == "heartbeat"
+        if message["type"] == "notice":
+            notices.append(message["code"])
+        else:
+            assert message["type"] == "heartbeat"
+    # Told each time Redis went away and came back, and nothing else.
+    assert notices and set(notices) == {"live_degraded", "live_restored"} and notices[-1] == "live_restored"
     log = server.log.read_text()
     assert '"level": "ERROR"' not in log and "Traceback" not in log, log[-3000:]

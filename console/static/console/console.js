@@ -43,6 +43,17 @@ function onNotice(notice) {
     showBanner(t("resync_banner"), "warning");
     return;
   }
+  if (notice.code === "live_degraded") { // Redis down: updates come from the database every few seconds
+    conn.textContent = t("conn_degraded");
+    conn.className = "conn conn-degraded";
+    conn.dataset.state = "degraded";
+    showBanner(notice.message, "warning", { sticky: true });
+    return;
+  }
+  if (notice.code === "live_restored") {
+    setConnection("open");
+    return;
+  }
   if (notice.level === "info") return;
   showBanner(notice.message || t("overload_banner"), notice.level === "error" ? "error" : "warning");
 }
