@@ -302,7 +302,7 @@ class _Builder:
 
     def notes(self) -> list[str]:
         refs = []
-        entries = self.incident.timeline.filter(kind=TimelineEntry.Kind.NOTE).select_related("by")
+        entries = self.incident.timeline.filter(kind=TimelineEntry.Kind.NOTE).only("id", "at", "text", "data")
         for entry in entries:
             if self.peer_code and entry.data.get("peer") == self.peer_code:
                 continue  # came from (or is about) this peer: never echoed back to it
@@ -414,6 +414,8 @@ class _Builder:
 
     def resources(self) -> list[str]:
         refs = []
+        if self.incident.first_dispatched_at is None:  # no unit was ever sent: nothing to read
+            return refs
         assignments = (
             Assignment.objects.filter(incident=self.incident)
             .select_related("unit__agency")
