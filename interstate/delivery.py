@@ -364,16 +364,6 @@ def due_streams(*, limit: int = 500) -> list[int]:
     return streams
 
 
-def postpone_swept(stream_ids: list[int], *, now=None) -> None:
-    """The sweeper just enqueued these streams: their due messages wait CAD_INTERSTATE_LEASE_S before it
-    enqueues them again. Under a backlog the broker's queue already holds their drain, and a copy every sweep
-    would only take and drop the lease — work that grows with the backlog it is meant to clear."""
-    now = now or timezone.now()
-    OutboxMessage.objects.filter(
-        stream_id__in=stream_ids, state=OutboxMessage.State.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S))
-
-
 # --- Well-known document ------------------------------------------------------------------------
 def fetch_peer_document(peer: Peer) -> dict:
     """GET the peer's /.well-known/cad-peer (signed). Raises PeerUnavailable / PeerRefused."""

@@ -46,7 +46,7 @@ def sweep_outbox() -> int:
     """Re-enqueue streams whose pending messages are due and unleased (a crash between commit and enqueue, a
     lost retry, the embedded retry, a down peer's probe); end vehicle alerts whose validity passed. Every
     CAD_INTERSTATE_SWEEP_EVERY_S: beat, or cad.periodic embedded."""
-    from interstate.delivery import due_streams, postpone_swept
+    from interstate.delivery import due_streams
     from interstate.outbox import enqueue_delivery
     from interstate.vehicles import expire_vehicle_alerts
 
@@ -54,7 +54,6 @@ def sweep_outbox() -> int:
     due = due_streams()
     for stream_id in due:
         enqueue_delivery(stream_id)
-    postpone_swept(due)
     return len(due)
 
 
