@@ -175,17 +175,24 @@ class Server:
         return response.json()
 
 
-def wait_for_folio(ws, folio: str, timeout: float) -> float:
-    """Seconds until an event about `folio` arrives on `ws` (fails after `timeout`)."""
+def next_message(ws, wanted, timeout: float, what: str) -> tuple[dict, float]:
+    """The next message on `ws` for which `wanted(message)`, and the seconds it took (fails after `timeout`)."""
     started = time.monotonic()
     while (left := timeout - (time.monotonic() - started)) > 0:
         try:
             message = json.loads(ws.recv(timeout=left))
         except TimeoutError:
             break
-        if message.get("payload", {}).get("folio") == folio:
-            return time.monotonic() - started
-    pytest.fail(f"no event for {folio} within {timeout} s")
+        if wanted(message):
+            return message, time.monotonic() - started
+    pytest.fail(f"no {what} within {timeout} s")
+
+
+def wait_for_folio(ws, folio: str, timeout: float) -> float:
+    """Seconds until an event about `folio` arrives on `ws` (fails after `timeout`)."""
+    return next_message(
+        ws, lambda m: m.get("payload", {}).get("folio") == folio, timeout, f"event for {folio}"
+    )[1]
 
 
 @pytest.fixture(scope="module")
@@ -300,15 +307,9 @@ def test_after_a_redis_restart_every_later_event_reaches_the_connected_console(s
 
 def next_notice(ws, code: str, timeout: float) -> dict:
     """The next notice `code` on `ws` (fails after `timeout`)."""
-    started = time.monotonic()
-    while (left := timeout - (time.monotonic() - started)) > 0:
-        try:
-            message = json.loads(ws.recv(timeout=left))
-        except TimeoutError:
-            break
-        if message.get("type") == "notice" and message.get("code") == code:
-            return message
-    pytest.fail(f"no {code} notice within {timeout} s")
+    return next_message(
+        ws, lambda m: m.get("type") == "notice" and m.get("code") == code, timeout, f"{code} notice"
+    )[0]
 
 
 def test_a_console_is_told_when_live_updates_stop_and_when_they_resume(server):
