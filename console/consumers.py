@@ -86,6 +86,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = None  # no channel of its own: the process hub delivers (see the module docstring)
     avl_flush_interval = 1.0  # seconds; at most one coalesced AVL message per socket per interval
     reorder_wait_s = 0.25  # how long an event ahead of a missing seq waits before the table fills the gap
+    accepted = False  # until accept(): the hub's live-state notices wait for it
 
     async def __call__(self, scope, receive, send):
         try:
@@ -231,7 +232,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_state(self, live: bool) -> None:
         """From the hub: live delivery through the channel layer stopped (or resumed)."""
-        if not getattr(self, "accepted", False):  # still connecting: told after accept()
+        if not self.accepted:  # still connecting: told after accept()
             return
         await self._perform(self.session.live_state(live, every_s=settings.CAD["HEARTBEAT_S"]))
 
