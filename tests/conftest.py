@@ -1,4 +1,8 @@
+import faulthandler
 import os
+import sys
+import threading
+import time
 
 import pytest
 from rest_framework.test import APIClient
@@ -6,6 +10,34 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from cad.settings import redis_channel_layer
 from tests.factories import CenterFactory, IncidentTypeFactory, SubtypeResponsePlanFactory, UserFactory
+
+EXIT_GRACE_S = 60
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """After the summary, the interpreter joins every non-daemon thread before it exits. A test that left one
+    that never ends (an event loop stuck closing a task, say) would hold the run until CI's own timeout, with
+    every result already printed. Give the normal exit EXIT_GRACE_S, then print every thread's stack and
+    end the process with pytest's own exit status."""
+
+    def end_a_stuck_exit():
+        time.sleep(EXIT_GRACE_S)
+        stuck = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+        print(
+            f"\npytest did not exit {EXIT_GRACE_S} s after its summary; threads still running: {stuck}",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(_exit_status["code"])
+
+    threading.Thread(target=end_a_stuck_exit, name="exit-watchdog", daemon=True).start()
 
 
 @pytest.fixture(autouse=True)
