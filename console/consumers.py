@@ -29,7 +29,7 @@ from accounts.models import User
 from accounts.permissions import CONSOLE_ROLES
 from cad.events import SESSIONS_GROUP, events_after, last_seq, stream_group
 from console import protocol
-from console.hub import group_hub
+from console.hub import group_hub, raise_if_cancelled, stop
 from console.metrics import METRICS
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,10 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         finally:
             await self._leave()
 
+    async def dispatch(self, message):
+        await super().dispatch(message)
+        raise_if_cancelled()  # a cancel swallowed while handling the message still ends the consumer
+
     async def connect(self):
         user = self.scope.get("user")
         identity = await _console_identity(user)
@@ -137,7 +141,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         METRICS["connections_open"] -= 1
         for task in [self.avl_task, self.session_check, *self.gap_timers.values(), *self.gap_fills]:
             if task is not None and task is not asyncio.current_task():
-                task.cancel()
+                stop(task)
         for group in [
             SESSIONS_GROUP,
             *(stream_group(center_id=self.center_id, stream=s) for s in self.session.joined),

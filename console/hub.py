@@ -33,6 +33,34 @@ logger = logging.getLogger(__name__)
 SESSIONS_GROUP = "cad.sessions"
 LAYER_ERRORS = (OSError, TimeoutError, RedisError, ChannelFull)
 COALESCED_TEXTS = 16  # recent coalesced AVL encodings kept (the consoles of a process flush within ms)
+RECANCEL_S = 0.5
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancel that something swallowed. Python 3.11's asyncio.wait_for returns its result when
+    its future completes as the cancel lands, and redis-py sends every command through it (the channel
+    layer's socket_timeout): a task cancelled at that moment carries on as if it never was."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+_stopping: set[asyncio.Task] = set()
+
+
+def stop(task: asyncio.Task) -> None:
+    """Cancel `task` and cancel it again every RECANCEL_S until it ends: one swallowed cancel (see
+    `raise_if_cancelled`) must not leave a pump polling Redis for a group nobody listens to, forever."""
+
+    async def cancel_until_done():
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=RECANCEL_S)
+
+    task.cancel()
+    watcher = asyncio.ensure_future(cancel_until_done())
+    _stopping.add(watcher)
+    watcher.add_done_callback(_stopping.discard)
 
 
 @database_sync_to_async
@@ -83,7 +111,7 @@ class GroupHub:
                 return
             del self.members[group]
             self.streams.pop(group, None)
-            self.pumps.pop(group).cancel()
+            stop(self.pumps.pop(group))
             await self._set_failing(group, False)  # its pump is gone, failing or not
             channel = self.channels.pop(group)
             try:
@@ -91,7 +119,7 @@ class GroupHub:
             except LAYER_ERRORS as exc:  # the membership expires by itself
                 logger.warning("group hub discard failed", extra={"group": group, "error": repr(exc)})
             if not self.members and self.ticker is not None:
-                self.ticker.cancel()
+                stop(self.ticker)
                 self.ticker = None
 
     async def rejoin(self, group: str) -> bool:

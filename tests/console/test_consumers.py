@@ -1,11 +1,14 @@
 """The console websocket: who may connect, replay then live without loss or duplicates, resume, resync,
 AVL coalescing. Every scenario runs on the in-memory layer and, when a Redis URL is set, on Redis."""
 
+import asyncio
+import contextlib
 import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.db.models import F
@@ -13,10 +16,10 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Role
-from cad.events import broadcast, record_event, record_events
+from cad.events import broadcast, record_event, record_events, stream_group
 from cad.models import Event, EventStream
 from console.consumers import ConsoleConsumer
-from console.hub import group_hub
+from console.hub import SESSIONS_GROUP, GroupHub, group_hub, stop
 from console.metrics import METRICS
 from tests.factories import CenterFactory, UserFactory
 
@@ -24,8 +27,22 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def run(coro_fn):
-    """Run an async scenario on one loop; ORM calls inside run on this (the test's) thread."""
-    return async_to_sync(coro_fn)()
+    """Run an async scenario on one loop; ORM calls inside run on this (the test's) thread. The tasks it
+    leaves (hub pumps and heartbeats) are stopped before the loop closes: asyncio.run cancels them once and
+    waits forever, so one that swallowed its cancel would hang the suite instead of failing a test."""
+
+    async def scenario_then_stop_what_it_left():
+        try:
+            return await coro_fn()
+        finally:
+            left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in left:
+                stop(task)
+            if left:
+                _, running = await asyncio.wait(left, timeout=10)
+                assert not running, f"tasks that would not stop: {running}"
+
+    return async_to_sync(scenario_then_stop_what_it_left)()
 
 
 def _app_as(user):
@@ -279,6 +296,74 @@ def test_subscribe_with_seq_replays_missed_events_in_order_then_goes_live(dispat
     assert [m["payload"]["i"] for m in replayed[:3]] == [2, 3, 4]
     assert replayed[3]["type"] == "notice" and replayed[3]["level"] == "info"
     assert [m["seq"] for m in live] == [6, 7]
+
+
+def test_a_cancel_swallowed_while_handling_a_frame_still_ends_the_console(dispatcher, center, monkeypatch):
+    """Python 3.11's asyncio.wait_for swallows a cancel that lands as its future completes, and redis-py sends
+    every command through it. A consumer cancelled (its client gone) while it joined a group carried on,
+    waited for a frame forever and stayed in the hub: the last CI run hung on such a consumer until its
+    timeout. Here the join swallows the cancel the same way, on purpose."""
+    joining = []
+    real_join = GroupHub.join
+
+    async def join_swallowing_a_cancel(self, group, consumer, **kwargs):
+        if group != SESSIONS_GROUP:
+            joining.append(group)
+            with contextlib.suppress(asyncio.CancelledError):  # as 3.11's wait_for when its write completes
+                await asyncio.sleep(5)
+        return await real_join(self, group, consumer, **kwargs)
+
+    monkeypatch.setattr(GroupHub, "join", join_swallowing_a_cancel)
+
+    async def scenario():
+        await _flush_layer()
+        ws = await _connect(dispatcher, subscribe={"console": 0})
+        while not joining:
+            await asyncio.sleep(0.01)
+        ws.future.cancel()
+        ended, _ = await asyncio.wait([ws.future], timeout=3)
+        if not ended:  # let the stuck consumer go, so that the test fails instead of hanging
+            await ws.send_input({"type": "websocket.disconnect", "code": 1000})
+            await asyncio.wait([ws.future], timeout=3)
+        members = {
+            group: len(consumers) for group, consumers in group_hub(get_channel_layer()).members.items()
+        }
+        return bool(ended), members
+
+    ended, members = run(scenario)
+    assert ended, "the cancelled consumer kept running"
+    assert members == {}, "the cancelled consumer is still in the hub"
+
+
+def test_the_hub_stops_a_pump_that_swallowed_its_cancel(center, monkeypatch):
+    """A pump whose cancel was swallowed (see above) would poll Redis for a group nobody listens to, forever:
+    leaving the group cancels it until it ends."""
+
+    async def scenario():
+        layer = get_channel_layer()
+        hub = group_hub(layer)
+        real_receive = layer.receive
+        swallowed = []
+
+        async def receive_swallowing_a_cancel(channel):
+            if not swallowed:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    swallowed.append(channel)
+            return await real_receive(channel)
+
+        monkeypatch.setattr(layer, "receive", receive_swallowing_a_cancel)
+        group = stream_group(center_id=center.id, stream="console")
+        member = object()
+        await hub.join(group, member)
+        pump, ticker = hub.pumps[group], hub.ticker
+        await asyncio.sleep(0.05)
+        await hub.leave(group, member)
+        await asyncio.wait([pump, ticker], timeout=3)
+        return bool(swallowed), pump.done(), ticker.done()
+
+    assert run(scenario) == (True, True, True)
 
 
 def test_live_event_already_replayed_is_not_sent_twice(dispatcher, center):
