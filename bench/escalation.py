@@ -53,6 +53,7 @@ from tests.interstate_harness import TwoCentres, peer_headers, wait_until  # noq
 
 MESSAGES = "/api/v1/interstate/messages"
 DRAIN_TIMEOUT_S = 180  # after the run: long enough for a redelivery after the broker visibility timeout
+FLOOR_RATE = 50  # escalations per second at which the p99 floor (< 1000 ms) is set (issue 8)
 PREPARE = """
 import json, sys
 from accounts.models import User
@@ -247,6 +248,7 @@ def main() -> None:
             "outage_s": args.outage,
             "web_procs": args.web_procs,
             "concurrency": args.concurrency,
+            "server_side_binding": os.environ.get("DB_SERVER_SIDE_BINDING", "true"),
         },
         results,
     )
@@ -364,7 +366,8 @@ def measure(pair: TwoCentres, folios: list[str], args) -> dict:
         results.get(key, 0) == 0
         for key in ("escalations_lost", "escalations_duplicated", "updates_out_of_order")
     )
-    results["floors"] = "pass" if floors_ok else "FAIL"
+    # The latency floor is set at 50 escalations/s: a slower run shows the shape, not the floor.
+    results["floors"] = ("pass" if floors_ok else "FAIL") if args.rate >= FLOOR_RATE else "n/a"
     return results
 
 

@@ -51,6 +51,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from psycopg import sql as sql_text
 
 from cad.db import read_alias
 from dashboard.targets import kpi_targets
@@ -546,7 +547,8 @@ def _run_in_one_snapshot(statements: list[tuple[str, dict]]) -> list[list[tuple]
         try:
             with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                # A utility statement takes no bind parameters (server-side binding): quoted by psycopg.
+                cursor.execute(sql_text.SQL("SET TRANSACTION SNAPSHOT {}").format(sql_text.Literal(snapshot)))
                 return run(cursor, sql, params)
         finally:
             connections[alias].close()  # this thread's connection (back to the pool)

@@ -26,7 +26,7 @@ from datetime import timedelta
 import httpx
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cad.events import record_event
@@ -124,7 +124,7 @@ def _send(message: OutboxMessage) -> dict:
         body=body,
         headers={signing.IDEMPOTENCY_KEY: str(message.idempotency_key)},
         request_id=str(message.body.get("requestId", ""))[:100],
-        incident_folio=message.escalation.incident.folio if message.escalation_id else "",
+        incident_folio=message.incident_folio or "",
     )
     if response.is_success:
         try:
@@ -178,14 +178,14 @@ def _next_pending_id(stream_id: int) -> int | None:
 
 
 def _next_pending(stream_id: int) -> OutboxMessage | None:
-    """The stream's next pending message with its peer and incident, loaded only when there is one."""
-    message_id = _next_pending_id(stream_id)
-    if message_id is None:
-        return None
+    """The stream's next pending message with its peer and its incident's folio (for the audit), in one
+    statement: the incident's own columns are not needed to send."""
     return (
-        OutboxMessage.objects.select_related("peer", "escalation__incident")
+        OutboxMessage.objects.filter(stream_id=stream_id, state=OutboxMessage.State.PENDING)
+        .select_related("peer")
         .defer("peer__service_area")
-        .filter(pk=message_id)
+        .annotate(incident_folio=F("escalation__incident__folio"))
+        .order_by("id")
         .first()
     )
 
