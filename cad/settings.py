@@ -94,9 +94,9 @@ if IS_POSTGRES:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Server-side parameter binding: psycopg sends parameters apart from the SQL instead of quoting them into
     # it (Django's default), and prepares a statement it has run 5 times on a connection, so PostgreSQL stops
-    # parsing and planning it again. Measured on the escalation path (docs/benchmarks.md): a third less CPU
-    # in every process (web, worker, PostgreSQL). DB_SERVER_SIDE_BINDING=false for a pooler that cannot keep
-    # prepared statements (PgBouncer in transaction mode before 1.21).
+    # parsing and planning it again. Measured on the escalation path (docs/benchmarks.md, 2026-11-28 A/B):
+    # a third less CPU in every process (web, worker, PostgreSQL). DB_SERVER_SIDE_BINDING=false for a pooler
+    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
         "DB_SERVER_SIDE_BINDING", default=True
     )

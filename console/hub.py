@@ -54,8 +54,9 @@ def stop(task: asyncio.Task) -> None:
 
     async def cancel_until_done():
         while not task.done():
-            task.cancel()
             await asyncio.wait([task], timeout=RECANCEL_S)
+            if not task.done():
+                task.cancel()
 
     task.cancel()
     watcher = asyncio.ensure_future(cancel_until_done())
