@@ -37,10 +37,13 @@ _listeners: list[EventListener] = []
 
 
 def add_listener(listener: EventListener) -> None:
-    """Call `listener(event)` inside `record_event`, in the transaction of the change, right after the
-    event row is written (apps register from AppConfig.ready). An exception in a listener rolls the whole
-    change back: what a listener writes (e.g. an outbox row) commits with the change or not at all.
-    Listeners run for every event, so they must return fast when the event does not concern them."""
+    """Call `listener(event)` inside `record_event`, in the transaction of the change, before the event
+    is given its seq and written (apps register from AppConfig.ready): the centre's stream counter row is
+    locked only after every listener has run, so what they do never holds every other writer of the centre.
+    Events a listener records are written after the events of the batch that triggered them. An exception
+    in a listener rolls the whole change back: what a listener writes (e.g. an outbox row) commits with the
+    change or not at all. Listeners run for every event, so they must return fast when the event does not
+    concern them."""
     if listener not in _listeners:
         _listeners.append(listener)
 
@@ -114,10 +117,13 @@ def deferred_events():
 
 
 def _write(events: list[Event]) -> None:
-    """Give queued events their seqs (one counter bump per stream), insert them at once, queue their
-    broadcasts for after commit and run the listeners, in recording order."""
+    """Run the listeners (on these events and on those they record, in turn), then give every event its seq
+    (one counter bump per stream), insert them at once and queue their broadcasts for after commit, in
+    recording order. The counter row stays locked from its bump to the commit, so nothing but the bump, the
+    INSERT and the commit happens while this centre's other writers wait for it."""
     if not events:
         return
+    events = _with_listener_events(events)
     per_stream: dict[tuple[int, str], list[Event]] = {}
     for event in events:
         per_stream.setdefault((event.center_id, event.stream), []).append(event)
@@ -129,19 +135,32 @@ def _write(events: list[Event]) -> None:
             event.seq = last - len(group) + 1 + offset
     Event.objects.bulk_create(events)
     for event in events:
-        _after_write(event)
+        _broadcast_after_commit(event)
 
 
-def _after_write(event: Event) -> None:
+def _with_listener_events(events: list[Event]) -> list[Event]:
+    """`events` followed by every event the listeners record on them (and on those, in turn), in order."""
+    stack = _batches()
+    written = list(events)
+    for event in written:  # grows while it is walked: a listener's events get their own listeners' turn
+        recorded: list[Event] = []
+        stack.append(recorded)
+        try:
+            for listener in _listeners:
+                listener(event)
+        finally:
+            stack.pop()
+        written.extend(recorded)
+    return written
+
+
+def _broadcast_after_commit(event: Event) -> None:
     envelope = event.envelope()
     center_id, stream = event.center_id, event.stream
     # robust: one failed broadcast must neither fail the committed request nor skip the other events'.
     transaction.on_commit(
         lambda: broadcast(center_id=center_id, stream=stream, envelope=envelope), robust=True
     )
-    # After this event's broadcast is queued, so events a listener records are broadcast after it (seq order).
-    for listener in _listeners:
-        listener(event)
 
 
 def record_event(

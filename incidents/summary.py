@@ -56,9 +56,15 @@ class IncidentSummaryOutput(serializers.Serializer):
         return serializers.DateTimeField().to_representation(since)
 
 
+# One bound serializer for single summaries (every event payload has one): DRF deep-copies a serializer's
+# declared fields each time one is made, which cost more than the summary itself. Its fields hold no
+# per-call state (the time zone is read at each call), so threads share it.
+_SUMMARY = IncidentSummaryOutput()
+
+
 def incident_summary(incident: Incident) -> dict:
     """The incident as the queue and the map show it (read it with_places())."""
-    return dict(IncidentSummaryOutput(incident).data)
+    return dict(_SUMMARY.to_representation(incident))
 
 
 def incident_summaries(incidents) -> list[dict]:

@@ -243,12 +243,13 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
     delivered = 0
     if not _acquire(stream_id, owner):
         return delivered
+    message = _next_pending(stream_id)
     while True:
-        message = _next_pending(stream_id)
         if message is None or not message.peer.enabled or not _may_send(message.peer):
             _release(stream_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
             if message is None and _next_pending_id(stream_id) is not None and _acquire(stream_id, owner):
+                message = _next_pending(stream_id)
                 continue
             return delivered
         try:
@@ -274,6 +275,8 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
             delivered += 1
         if not still_ours:  # the lease expired mid-drain and another drainer took over: leave it the rest
             return delivered
+        # Most drains end here with nothing left: ask with the cheap id lookup before loading a message.
+        message = _next_pending(stream_id) if _next_pending_id(stream_id) is not None else None
 
 
 def drain_escalation(*, escalation_id: int, **options) -> int:

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from shapely.errors import ShapelyError
@@ -443,16 +444,16 @@ def lock_escalation(**lookup) -> Escalation | None:
     lock the incident before recording events, and this app's event listener locks shared escalations after
     that (write_update); so whoever locks an escalation must hold its incident first, or a request and a
     delivery could each hold what the other waits for."""
-    found = Escalation.objects.filter(**lookup).values_list("pk", "incident_id").first()
-    if found is None:
+    # One statement finds the escalation's incident and locks it (an escalation never changes incident).
+    its_incident = Escalation.objects.filter(**lookup).values("incident_id")[:1]
+    if not list(Incident.objects.select_for_update().filter(pk=Subquery(its_incident)).values_list("pk")):
         return None
-    escalation_id, incident_id = found
-    list(Incident.objects.select_for_update().filter(pk=incident_id).values_list("pk", flat=True))
     return (
         Escalation.objects.select_for_update(of=("self",))
         .select_related("peer__service_user", "incident")
         .defer("peer__service_area")
-        .get(pk=escalation_id)
+        .filter(**lookup)
+        .first()
     )
 
 
