@@ -148,8 +148,11 @@ def _acquire(stream_id: int, owner: str) -> bool:
     )
 
 
-def _release(stream_id: int, owner: str) -> None:
-    OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(lease_until=None, lease_owner="")
+def _release(stream_id: int, owner: str) -> bool:
+    """Give the lease up; False if it was not ours (any more)."""
+    return bool(
+        OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(lease_until=None, lease_owner="")
+    )
 
 
 def _hold(stream_id: int, owner: str, *, seconds: float) -> None:
@@ -268,15 +271,15 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
             raise
         except PeerRefused as exc:
             _peer_available(message.peer)  # it answered: it is up, it just will not take this message
-            still_ours = _record_failure(message, str(exc), dead=True, owner=owner)
+            if not _record_failure(message, str(exc), dead=True, owner=owner):
+                return delivered  # the lease expired mid-drain: another drainer has the rest
+            message = _next_pending(stream_id)
         else:
             _peer_available(message.peer)
-            still_ours = _record_delivery(message, answer, owner=owner)
             delivered += 1
-        if not still_ours:  # the lease expired mid-drain and another drainer took over: leave it the rest
-            return delivered
-        # Most drains end here with nothing left: ask with the cheap id lookup before loading a message.
-        message = _next_pending(stream_id) if _next_pending_id(stream_id) is not None else None
+            if not _record_delivery(message, answer, owner=owner):
+                return delivered  # nothing left (lease released), or the lease was lost mid-drain
+            message = _next_pending(stream_id)
 
 
 def drain_escalation(*, escalation_id: int, **options) -> int:
@@ -287,6 +290,12 @@ def drain_escalation(*, escalation_id: int, **options) -> int:
 
 @transaction.atomic
 def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> bool:
+    """Mark the message delivered and, in the same transaction, release the stream's lease, or keep it when
+    another message is pending. True: keep draining (the lease is ours). False: nothing left, or the lease
+    was lost mid-drain (another drainer has the rest).
+
+    Released first, checked second: a message committed after the check finds the lease free (its drain
+    waits for this commit on the stream row, then takes it); one committed before the check is seen here."""
     now = timezone.now()
     escalation = None
     if message.escalation_id:  # its incident first, then the escalation: the product's lock order
@@ -308,8 +317,11 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
             escalation.remote_folio = str(answer.get("incident") or "")[:64]
             fields += ["state", "remote_folio"]
         if fields:
-            _escalation_changed(escalation, fields)
-    return _renew(message.stream_id, owner)
+            # Drains go in order and stop at a failure, so a message after this one was never tried.
+            _escalation_changed(escalation, fields, attempts=0)
+    if not _release(message.stream_id, owner):
+        return False
+    return _next_pending_id(message.stream_id) is not None and _acquire(message.stream_id, owner)
 
 
 @transaction.atomic
@@ -339,12 +351,15 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
     return _renew(message.stream_id, owner)
 
 
-def _escalation_changed(escalation: Escalation, fields: list[str]) -> None:
+def _escalation_changed(escalation: Escalation, fields: list[str], *, attempts: int | None = None) -> None:
     escalation.save(update_fields=[*fields, "updated_at"])
     record_event(
         type="interstate.escalation",
         center_id=escalation.incident.center_id,
-        payload={"folio": escalation.incident.folio, "escalation": escalation_summary(escalation)},
+        payload={
+            "folio": escalation.incident.folio,
+            "escalation": escalation_summary(escalation, attempts=attempts),
+        },
     )
 
 

@@ -31,15 +31,11 @@ def on_event(event: Event) -> None:
         _detect(event, folio)
     if event.type == "incident.created":
         return  # nothing can be shared yet (escalations are made after the incident exists)
-    shared = (
-        Escalation.objects.filter(
-            incident__folio=folio, incident__center_id=event.center_id, state__in=Escalation.SHARED_STATES
-        )
-        .select_related("peer")
-        .defer("peer__service_area")
-    )  # the area is a large GeoJSON
-    for escalation in shared:
-        services.write_update(escalation)
+    shared = Escalation.objects.filter(
+        incident__folio=folio, incident__center_id=event.center_id, state__in=Escalation.SHARED_STATES
+    ).values_list("pk", "peer_id")  # ids only: write_update loads (and locks) what it sends
+    for escalation_id, peer_id in shared:
+        services.write_update(escalation_id=escalation_id, peer_id=peer_id)
 
 
 def _detect(event: Event, folio: str) -> None:

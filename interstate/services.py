@@ -346,12 +346,13 @@ def _note(escalation: Escalation, text: str, *, data: dict | None = None, locked
     )
 
 
-def write_update(escalation: Escalation) -> OutboxMessage | None:
+def write_update(*, escalation_id: int, peer_id: int) -> OutboxMessage | None:
     """The incident changed: send the peer a new snapshot (called by the event listener, in the transaction
     of the change). Not for the peer that already has the change (_no_echo)."""
-    if escalation.peer_id == no_echo_peer():
+    if peer_id == no_echo_peer():
         return None
-    # The caller (an incident service) holds the incident's lock: incident → event counter → escalation.
+    # The caller (an incident service) holds the incident's lock: incident → escalation → event counter
+    # (listeners run before the counter is bumped, unless an earlier event of this transaction bumped it).
     # Lock the escalation row only: a plain FOR UPDATE would also lock the joined peer row, which every
     # transaction inserting a row that references the peer needs (FOR KEY SHARE), while it may hold the
     # event-stream counter this one waits for: a deadlock under concurrent escalations and deliveries.
@@ -359,7 +360,7 @@ def write_update(escalation: Escalation) -> OutboxMessage | None:
         Escalation.objects.select_for_update(of=("self",))
         .select_related("peer", "incident")
         .defer("peer__service_area")
-        .get(pk=escalation.pk)
+        .get(pk=escalation_id)
     )
     if escalation.state not in Escalation.SHARED_STATES:
         return None
@@ -440,10 +441,11 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
 def lock_escalation(**lookup) -> Escalation | None:
     """Lock an escalation the way every writer does: its incident first, then the escalation row.
 
-    Lock order of the whole product: incident → event counter (record_event) → escalation. Incident services
-    lock the incident before recording events, and this app's event listener locks shared escalations after
-    that (write_update); so whoever locks an escalation must hold its incident first, or a request and a
-    delivery could each hold what the other waits for."""
+    Lock order of the whole product: the incident first. Incident services lock the incident before
+    recording events; this app's event listener then locks shared escalations (write_update), before or
+    after the centre's event counter (record_event) depending on whether an earlier event of the
+    transaction bumped it. Whoever locks an escalation must therefore hold its incident first, so that a
+    request and a delivery queue on the incident instead of each holding what the other waits for."""
     # One statement finds the escalation's incident and locks it (an escalation never changes incident).
     its_incident = Escalation.objects.filter(**lookup).values("incident_id")[:1]
     if not list(Incident.objects.select_for_update().filter(pk=Subquery(its_incident)).values_list("pk")):
