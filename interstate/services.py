@@ -287,11 +287,15 @@ def message_body(
 def _escalation_stream(escalation: Escalation) -> OutboxStream:
     """The escalation's outbox stream (created with its first message)."""
     if escalation.stream_id is None:
-        escalation.stream = OutboxStream.objects.create(
-            peer=escalation.peer, key=f"escalation:{escalation.id}"
-        )
+        escalation.stream = _new_stream(escalation)
         escalation.save(update_fields=["stream"])
     return escalation.stream
+
+
+def _new_stream(escalation: Escalation) -> OutboxStream:
+    # Keyed by the request id (unique per peer, known before the escalation is saved). Streams made before
+    # 2026-11-28 are keyed by the escalation's id; the key is only unique, never looked up.
+    return OutboxStream.objects.create(peer=escalation.peer, key=f"escalation:{escalation.request_id}")
 
 
 def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False, **extra) -> OutboxMessage:
@@ -369,12 +373,7 @@ def write_update(*, escalation_id: int, peer_id: int) -> OutboxMessage | None:
 
 # --- Escalating (sender side) -----------------------------------------------------------------
 def _enabled_peer(code: str) -> Peer:
-    peer = (
-        Peer.objects.filter(code=str(code).strip().upper())
-        .select_related("service_user")
-        .defer("service_area")
-        .first()
-    )
+    peer = Peer.objects.filter(code=str(code).strip().upper()).defer("service_area").first()
     if peer is None or not peer.enabled:
         raise DomainError(
             _("El centro par %(code)s no existe o está deshabilitado.") % {"code": code},
@@ -425,7 +424,7 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         data={"peer": peer.code, "interstate": "escalated"},
         locked=incident,
     )
-    escalation = Escalation.objects.create(
+    escalation = Escalation(
         incident=incident,
         peer=peer,
         direction=Escalation.Direction.OUTBOUND,
@@ -433,6 +432,8 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         reason=reason,
         created_by=by,
     )
+    escalation.stream = _new_stream(escalation)  # its request goes out at once: saved with its stream
+    escalation.save()
     _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
     _announce(escalation, attempts=0)
     return escalation
@@ -599,9 +600,8 @@ def refuse_invalid(errors: SchemaErrors) -> MessageRefused:
 def receive_message(*, peer: Peer, idempotency_key: str, wire_key: str, message: dict) -> tuple[int, dict]:
     """Apply one validated peer message; returns (HTTP status, answer). The same idempotency key again returns
     the original answer and writes nothing. Refusals raise MessageRefused (nothing written)."""
-    original = InboundMessage.objects.filter(peer=peer, idempotency_key=idempotency_key).first()
-    if original is not None:
-        return original.status_code, original.response
+    # No lookup first: the key's unique constraint refuses a message seen before at the INSERT, the first
+    # statement (or makes it wait for a concurrent one to commit), and the original answer is read then.
     try:
         with transaction.atomic():
             record = InboundMessage.objects.create(
@@ -617,7 +617,7 @@ def receive_message(*, peer: Peer, idempotency_key: str, wire_key: str, message:
                 status, answer = _apply(peer, KIND_OF_WIRE_KEY[wire_key], message)
             record.status_code, record.response = status, answer
             record.save(update_fields=["status_code", "response"])
-    except IntegrityError:  # the same message, concurrently: it committed first
+    except IntegrityError:  # the same message again (or concurrently: it committed first)
         original = InboundMessage.objects.filter(peer=peer, idempotency_key=idempotency_key).first()
         if original is None:
             raise
