@@ -299,7 +299,7 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
     now = timezone.now()
     escalation = None
     if message.escalation_id:  # its incident first, then the escalation: the product's lock order
-        escalation = lock_escalation(pk=message.escalation_id)
+        escalation = _lock_escalation_of(message)
     OutboxMessage.objects.filter(pk=message.pk).update(
         state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
     )
@@ -327,7 +327,7 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
 @transaction.atomic
 def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: str) -> bool:
     now = timezone.now()
-    escalation = lock_escalation(pk=message.escalation_id) if message.escalation_id else None
+    escalation = _lock_escalation_of(message) if message.escalation_id else None
     OutboxMessage.objects.filter(pk=message.pk).update(
         attempts=message.attempts + 1,
         last_error=error[:2000],
@@ -349,6 +349,15 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},
     )
     return _renew(message.stream_id, owner)
+
+
+def _lock_escalation_of(message: OutboxMessage) -> Escalation | None:
+    """The message's escalation, locked, with its incident and the message's peer (loaded with the message,
+    fresh: no second read of the peer and its service user)."""
+    escalation = lock_escalation(pk=message.escalation_id, related=("incident",))
+    if escalation is not None:
+        escalation.peer = message.peer
+    return escalation
 
 
 def _escalation_changed(escalation: Escalation, fields: list[str], *, attempts: int | None = None) -> None:

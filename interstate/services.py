@@ -439,8 +439,11 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     return escalation
 
 
-def lock_escalation(**lookup) -> Escalation | None:
-    """Lock an escalation the way every writer does: its incident first, then the escalation row.
+def lock_escalation(
+    *, related: tuple[str, ...] = ("peer__service_user", "incident"), **lookup
+) -> Escalation | None:
+    """Lock an escalation the way every writer does: its incident first, then the escalation row (loaded
+    with the `related` rows; the peer's service area never).
 
     Lock order of the whole product: the incident first. Incident services lock the incident before
     recording events; this app's event listener then locks shared escalations (write_update), before or
@@ -451,13 +454,10 @@ def lock_escalation(**lookup) -> Escalation | None:
     its_incident = Escalation.objects.filter(**lookup).values("incident_id")[:1]
     if not list(Incident.objects.select_for_update().filter(pk=Subquery(its_incident)).values_list("pk")):
         return None
-    return (
-        Escalation.objects.select_for_update(of=("self",))
-        .select_related("peer__service_user", "incident")
-        .defer("peer__service_area")
-        .filter(**lookup)
-        .first()
-    )
+    escalations = Escalation.objects.select_for_update(of=("self",)).select_related(*related)
+    if any(path.startswith("peer") for path in related):
+        escalations = escalations.defer("peer__service_area")
+    return escalations.filter(**lookup).first()
 
 
 def _escalation_for_update(*, escalation_id: int, center_id: int) -> Escalation:
