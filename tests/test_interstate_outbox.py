@@ -259,6 +259,28 @@ def test_a_drainer_that_lost_its_lease_stops(cdmx, center, dispatcher, accident_
     assert escalation.outbox.filter(state="pending").count() == 1  # left to the new owner
 
 
+def test_a_message_written_while_a_drain_sends_goes_in_the_same_drain_and_the_lease_is_freed(
+    cdmx, center, dispatcher, accident_type, peer_http
+):
+    """The drain records each delivery and, in that transaction, gives the lease up or keeps it for the next
+    pending message: an update written while the request was on the wire goes out in the same drain (not
+    after the sweeper's delay), and the drain ends with the lease free for the next enqueued drain."""
+    incident = _inside(center, dispatcher, accident_type)
+    escalation = _escalate(incident, dispatcher)
+
+    def note_while_sending(request):
+        incident_services.add_note(folio=incident.folio, center_id=center.id, text="uno", by=dispatcher)
+        return 202
+
+    peer_http.answers = [note_while_sending]
+    assert delivery.drain_escalation(escalation_id=escalation.id, owner="worker-a") == 2
+    assert [r["body"].get("sequence") for r in peer_http.requests] == [None, 1]
+    stream = OutboxStream.objects.get(pk=escalation.stream_id)
+    assert (stream.lease_until, stream.lease_owner) == (None, "")
+    incident_services.add_note(folio=incident.folio, center_id=center.id, text="dos", by=dispatcher)
+    assert delivery.drain_escalation(escalation_id=escalation.id, owner="worker-b") == 1
+
+
 def test_a_retrying_worker_keeps_its_lease_and_the_sweeper_leaves_it_alone(
     cdmx, center, dispatcher, accident_type, peer_http
 ):
