@@ -2,11 +2,13 @@
 unknown account, stale timestamp), the HTTP device endpoint, merging presses, heartbeat supervision."""
 
 import asyncio
+import re
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Role
@@ -275,6 +277,10 @@ def test_simultaneous_presses_of_one_button_open_one_incident(center, panic_type
 
     from sensors.panic import receive_panic_signal
 
+    if not settings.IS_POSTGRES:  # the test database is in memory: a second writer fails at once there
+        pytest.skip(
+            "SQLite serialises writers (tests/test_sqlite_writers.py); the race is meaningful on PostgreSQL"
+        )
     make_button(center, account="0A11")
     barrier = threading.Barrier(4)
 
@@ -308,8 +314,8 @@ def test_a_press_costs_a_bounded_number_of_queries(center, panic_type):
     with CaptureQueriesContext(connection) as merged:
         receive_panic_signal(account="0C12", code="PA", transport="dc09")
     sql = [q["sql"] for q in opened.captured_queries]
-    assert len([s for s in sql if "cad_eventstream" in s]) == 1
-    assert len([s for s in sql if s.startswith('INSERT INTO "cad_event"')]) == 1
+    assert len([s for s in sql if "cad_eventstream" in s]) == 1  # on PostgreSQL, the INSERT's statement too
+    assert len([s for s in sql if re.search(r'INSERT INTO "?cad_event"? ', s)]) == 1
     assert len([s for s in sql if "incidents_foliocounter" in s]) == 1
     assert len([s for s in sql if "incidents_call" in s]) == 1
     assert len(opened.captured_queries) <= 22, "\n".join(sql)
