@@ -51,6 +51,7 @@ def test_the_http_application_is_the_sync_chain_handler():
     assert isinstance(application.application.application_mapping["http"], SyncChainASGIHandler)
 
 
+@pytest.mark.django_db  # request_started checks the request thread's connection (SQLite keeps it open)
 def test_a_page_crosses_threads_three_times_with_every_middleware_applied(hops):
     response = get(application, "/login/")
     assert response.status_code == 200
@@ -63,6 +64,7 @@ def test_a_page_crosses_threads_three_times_with_every_middleware_applied(hops):
     assert "Cookie" in response.headers["vary"]
 
 
+@pytest.mark.django_db
 def test_django_handler_would_cross_threads_about_ten_times(hops):
     """What the handler saves: Django's own, on the same middleware, switches threads for each
     MiddlewareMixin hook and back for our sync-only middleware."""
