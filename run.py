@@ -38,6 +38,9 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".cad-install-stamp"
 DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
 MIN_PYTHON = (3, 11)
+# Celery pool children per worker on the production path: deliveries wait on the peer's answer, so more
+# children than cores (see `processes`).
+WORKER_CONCURRENCY = 4
 
 
 # --- Output ---------------------------------------------------------------------------------
@@ -310,7 +313,9 @@ def instance_processes(
         )
         return [(f"{label}daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env, True)]
     serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs)]
-    worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", "2"]
+    # A delivery mostly waits for the peer's answer: with two children escalations were capped at 16.7/s,
+    # with four 21.4/s on 2 cores (docs/benchmarks.md, 2026-11-28).
+    worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", str(WORKER_CONCURRENCY)]
     if tag:
         worker += ["-n", f"{tag}@%h"]
     beat_schedule = ROOT / "var" / f"celerybeat-schedule{'-' + tag if tag else ''}"

@@ -1,11 +1,11 @@
 """Interstate escalation benchmark: two real centres on the production path, MEX escalating to CDMX.
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… python bench/escalation.py [--rate 50] [--seconds 20]
-        [--kill-worker] [--outage S] [--web-procs 1] [--concurrency 2]
+        [--kill-worker] [--outage S] [--web-procs 1] [--concurrency 4]
 
 Starts MEX and CDMX exactly as the end-to-end tests do (tests/interstate_harness.py, the layout of
 `python3 run.py interstate`): a PostgreSQL database each (`<DATABASE_URL name>_bench_esc_mex/_cdmx`, dropped
-at the end), one Redis namespace each, Daphne (`cad.serve --procs N`), a Celery worker (prefork, `--concurrency`)
+at the end), one Redis namespace each, Daphne (`cad.serve --procs N`), a Celery worker (prefork, `--concurrency`, by default run.py's)
 and Celery beat per centre, production settings (no shortened timeouts), registered as each other's peers.
 Then, open-loop at `--rate` per second for `--seconds`, a MEX call-taker escalates prepared incidents to CDMX
 through the REST API (request for service):
@@ -48,6 +48,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import run  # noqa: E402
 from bench.common import percentile, progress, report  # noqa: E402
 from tests.interstate_harness import TwoCentres, peer_headers, wait_until  # noqa: E402
 
@@ -216,7 +217,9 @@ def main() -> None:
     parser.add_argument("--kill-worker", action="store_true", help="SIGKILL MEX's worker halfway")
     parser.add_argument("--outage", type=float, default=0.0, metavar="S", help="stop CDMX for S seconds")
     parser.add_argument("--web-procs", type=int, default=1, help="Daphne processes per centre (1)")
-    parser.add_argument("--concurrency", type=int, default=2, help="Celery pool per centre (2, as run.py)")
+    parser.add_argument(
+        "--concurrency", type=int, default=run.WORKER_CONCURRENCY, help="Celery pool per centre (as run.py)"
+    )
     args = parser.parse_args()
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not database_url.startswith("postgres") or not redis_url:
