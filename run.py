@@ -38,8 +38,9 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".cad-install-stamp"
 DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
 MIN_PYTHON = (3, 11)
-# Celery pool children per worker on the production path: deliveries wait on the peer's answer, so more
-# children than cores (see `processes`).
+# Celery pool children per worker on the production path, more than cores: a delivery mostly waits for the
+# peer's answer (at 50 escalations/s on 2 cores, 2 children capped them at 16.7/s, 4 reached 21.4/s:
+# docs/benchmarks.md, 2026-11-28).
 WORKER_CONCURRENCY = 4
 
 
@@ -313,8 +314,6 @@ def instance_processes(
         )
         return [(f"{label}daphne", [PY, "-c", EMBEDDED_SERVER, *daphne_args], child_env, True)]
     serve_args = ["--host", host, "--port", str(port), "--procs", str(web_procs)]
-    # A delivery mostly waits for the peer's answer: with two children escalations were capped at 16.7/s,
-    # with four 21.4/s on 2 cores (docs/benchmarks.md, 2026-11-28).
     worker = [BIN / "celery", "-A", "cad", "worker", "-l", "INFO", "--concurrency", str(WORKER_CONCURRENCY)]
     if tag:
         worker += ["-n", f"{tag}@%h"]

@@ -5,8 +5,8 @@
 
 Starts MEX and CDMX exactly as the end-to-end tests do (tests/interstate_harness.py, the layout of
 `python3 run.py interstate`): a PostgreSQL database each (`<DATABASE_URL name>_bench_esc_mex/_cdmx`, dropped
-at the end), one Redis namespace each, Daphne (`cad.serve --procs N`), a Celery worker (prefork, `--concurrency`, by default run.py's)
-and Celery beat per centre, production settings (no shortened timeouts), registered as each other's peers.
+at the end), one Redis namespace each, Daphne (`cad.serve --procs N`), a Celery worker (prefork,
+`--concurrency`, by default run.py's) and Celery beat per centre, production settings (no shortened timeouts), registered as each other's peers.
 Then, open-loop at `--rate` per second for `--seconds`, a MEX call-taker escalates prepared incidents to CDMX
 through the REST API (request for service):
 

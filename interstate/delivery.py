@@ -273,13 +273,12 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
             _peer_available(message.peer)  # it answered: it is up, it just will not take this message
             if not _record_failure(message, str(exc), dead=True, owner=owner):
                 return delivered  # the lease expired mid-drain: another drainer has the rest
-            message = _next_pending(stream_id)
         else:
             _peer_available(message.peer)
             delivered += 1
             if not _record_delivery(message, answer, owner=owner):
                 return delivered  # nothing left (lease released), or the lease was lost mid-drain
-            message = _next_pending(stream_id)
+        message = _next_pending(stream_id)
 
 
 def drain_escalation(*, escalation_id: int, **options) -> int:
