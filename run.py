@@ -38,10 +38,10 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".cad-install-stamp"
 DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
 MIN_PYTHON = (3, 11)
-# Celery pool children per worker on the production path, more than cores: a delivery mostly waits for the
-# peer's answer (at 50 escalations/s on 2 cores, 2 children capped them at 16.7/s, 4 reached 21.4/s:
-# docs/benchmarks.md, 2026-11-28).
-WORKER_CONCURRENCY = 4
+# Celery pool children per worker on the production path. 4 delivered more at 50 escalations/s on 2 cores
+# (21.4/s against 16.7/s), but after a worker kill during a peer outage its outbox took 180 s to drain
+# against 14 s with 2 (docs/benchmarks.md, 2026-11-28): 2 until that is understood.
+WORKER_CONCURRENCY = 2
 
 
 # --- Output ---------------------------------------------------------------------------------
