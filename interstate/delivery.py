@@ -2,9 +2,11 @@
 under a lease, behind a per-peer circuit breaker.
 
 * Lease: `OutboxStream.lease_until`/`lease_owner`, taken by a conditional UPDATE (free, expired, or already
-  ours), renewed per message, so two workers never send one stream's messages at the same time. A Celery
-  retry chain keeps its lease across the backoff (same task id = same owner), so new enqueues and the sweeper
-  leave the stream to it; if the chain dies the lease expires and the sweeper takes over.
+  ours), renewed per message, so two workers never send one stream's messages at the same time. A drain that
+  fails releases it: the circuit breaker, not the lease, paces the retries, and a worker killed during its
+  retry's backoff leaves no lease behind to wait for (it would hold the stream until the broker redelivered
+  the retry, after the visibility timeout). Only a drain killed mid-send leaves a lease, for at most
+  CAD_INTERSTATE_LEASE_S.
 * Order: messages in id order; the first failure stops the drain (PeerUnavailable: retried later), so a peer
   never sees message n+1 before n from us. Permanent refusals (4xx other than 401/403/408/409/429) mark the
   message dead (and its escalation failed), and the drain goes on.
@@ -155,12 +157,6 @@ def _release(stream_id: int, owner: str) -> bool:
     )
 
 
-def _hold(stream_id: int, owner: str, *, seconds: float) -> None:
-    OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(
-        lease_until=timezone.now() + timedelta(seconds=seconds)
-    )
-
-
 def _renew(stream_id: int, owner: str) -> bool:
     """Extend our lease in the caller's transaction (no extra commit per message); False if it is not ours."""
     return bool(
@@ -238,10 +234,10 @@ def _peer_available(peer: Peer) -> None:
 
 
 # --- Drain ------------------------------------------------------------------------------------
-def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_failure: bool = False) -> int:
+def drain_stream(*, stream_id: int, owner: str | None = None) -> int:
     """Send the stream's pending messages in order; returns how many were delivered. Raises PeerUnavailable
-    when the peer cannot take one now (with `hold_lease_on_failure` the lease is kept for the caller's retry).
-    Returns quietly, sending nothing, while the peer's circuit is open and the probe is not ours."""
+    when the peer cannot take one now (the lease released). Returns quietly, sending nothing, while the peer's
+    circuit is open and the probe is not ours."""
     owner = owner or f"local-{uuid.uuid4().hex}"
     delivered = 0
     if not _acquire(stream_id, owner):
@@ -260,14 +256,7 @@ def drain_stream(*, stream_id: int, owner: str | None = None, hold_lease_on_fail
         except PeerUnavailable as exc:
             _peer_unavailable(message.peer)
             _record_failure(message, str(exc), dead=False, owner=owner)
-            if hold_lease_on_failure:
-                _hold(
-                    stream_id,
-                    owner,
-                    seconds=settings.CAD_INTERSTATE_RETRY_BACKOFF_MAX_S + settings.CAD_INTERSTATE_LEASE_S,
-                )
-            else:
-                _release(stream_id, owner)
+            _release(stream_id, owner)
             raise
         except PeerRefused as exc:
             _peer_available(message.peer)  # it answered: it is up, it just will not take this message

@@ -302,7 +302,9 @@ class _Builder:
 
     def notes(self) -> list[str]:
         refs = []
-        entries = self.incident.timeline.filter(kind=TimelineEntry.Kind.NOTE).only("id", "at", "text", "data")
+        # "incident" too: a related manager sets it on each row, and a deferred one is a query per note
+        notes = self.incident.timeline.filter(kind=TimelineEntry.Kind.NOTE)
+        entries = notes.only("id", "incident", "at", "text", "data")
         for entry in entries:
             if self.peer_code and entry.data.get("peer") == self.peer_code:
                 continue  # came from (or is about) this peer: never echoed back to it

@@ -772,7 +772,8 @@ def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool =
         if fresh
         else {
             eido.note_id(entry, eido.agency_id(incident.center.code))
-            for entry in incident.timeline.filter(kind="note").only("id", "data")
+            # "incident" too: a related manager sets it on each row, and a deferred one is a query per note
+            for entry in incident.timeline.filter(kind="note").only("id", "incident", "data")
         }
     )
     added = 0

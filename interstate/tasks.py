@@ -25,7 +25,7 @@ from interstate.delivery import PeerUnavailable
     max_retries=None,
 )
 def deliver_stream(self, stream_id: int) -> int:
-    """Drain one outbox stream in order. Retries keep the task id, so a retry chain keeps its lease."""
+    """Drain one outbox stream in order (the lease's owner is the task id: a stuck stream names its task)."""
     from interstate.delivery import drain_stream
 
     in_worker = not self.request.called_directly
@@ -33,7 +33,6 @@ def deliver_stream(self, stream_id: int) -> int:
         return drain_stream(
             stream_id=stream_id,
             owner=self.request.id if in_worker else None,
-            hold_lease_on_failure=in_worker,
         )
     except PeerUnavailable:
         if in_worker:

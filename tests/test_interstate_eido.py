@@ -71,6 +71,22 @@ def test_emitted_eido_validates_and_carries_the_incident(worked_incident):
     assert [r["status_internal"] for r in facts.resources] == ["en_route"]
 
 
+def test_the_eido_costs_the_same_queries_however_many_notes(worked_incident, dispatcher):
+    """Every update carries a full snapshot: a query per note would grow with the incident's life."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    folio, center_id = worked_incident.folio, worked_incident.center_id
+    with CaptureQueriesContext(connection) as one_note:
+        eido.build_eido(worked_incident, peer_code="CDMX")
+    for n in range(5):
+        services.add_note(folio=folio, center_id=center_id, text=f"nota {n}", by=dispatcher)
+    with CaptureQueriesContext(connection) as six_notes:
+        document = eido.build_eido(worked_incident, peer_code="CDMX")
+    assert len(document["notesComponent"]) == 6
+    assert len(six_notes) == len(one_note), [q["sql"][:120] for q in six_notes.captured_queries]
+
+
 def test_shared_validator_tool_accepts_what_we_emit(worked_incident, tmp_path, monkeypatch, capsys):
     """Runs the shared tool's main() in this process. Its only change: PyYAML's C loader for the same safe
     load (the pure-Python loader spends ~15 s on the 3 MB schema)."""

@@ -281,18 +281,23 @@ def test_a_message_written_while_a_drain_sends_goes_in_the_same_drain_and_the_le
     assert delivery.drain_escalation(escalation_id=escalation.id, owner="worker-b") == 1
 
 
-def test_a_retrying_worker_keeps_its_lease_and_the_sweeper_leaves_it_alone(
+def test_a_failed_drain_releases_its_lease_for_the_sweepers_probe(
     cdmx, center, dispatcher, accident_type, peer_http
 ):
+    """A worker killed during its retry's backoff must not leave the stream leased until the broker
+    redelivers the retry: the circuit breaker paces the retries, the probe takes the stream."""
     escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
     peer_http.answers = [httpx.ConnectError("refused")]
     with pytest.raises(delivery.PeerUnavailable):
-        delivery.drain_escalation(escalation_id=escalation.id, owner="task-1", hold_lease_on_failure=True)
+        delivery.drain_escalation(escalation_id=escalation.id, owner="task-1")
+    stream = OutboxStream.objects.get(pk=escalation.stream_id)
+    assert (stream.lease_until, stream.lease_owner) == (None, "")
+    assert delivery.due_streams() == []  # not due yet: the peer's circuit is open
     OutboxMessage.objects.update(next_attempt_at="2000-01-01T00:00Z")  # due
     Peer.objects.update(probe_after="2000-01-01T00:00Z")  # and the peer's probe too
-    assert delivery.due_streams() == []  # leased by the retry chain
-    OutboxStream.objects.update(lease_until=None)  # the chain died
     assert delivery.due_streams() == [escalation.stream_id]
+    OutboxStream.objects.update(lease_until="2999-01-01T00:00Z", lease_owner="task-2")  # a drain mid-send
+    assert delivery.due_streams() == []
     assert PeerRequestLog.objects.get(direction="outbound").result == "network_error"
 
 
