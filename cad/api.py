@@ -66,6 +66,16 @@ def expected_version(request, body_version: int | None) -> int | None:
     return int(raw)
 
 
+class FloatField(serializers.FloatField):
+    """DRF's FloatField, but a JSON boolean is not a number: Python reads `true` as 1.0, which would put an
+    incident at latitude 1 instead of telling the client its field is wrong."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, but a body nested past Python's recursion limit is a 400 like any malformed body,
     not a RecursionError (500), and a malformed body is answered in the user's language (DRF's message ends

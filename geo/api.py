@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser
-from cad.api import errors
+from cad.api import FloatField, errors
 from cad.errors import NotFound
 from geo.geocoding import GeocoderUnavailable, get_geocoder
 from geo.locator import locate, place_of
@@ -99,8 +99,8 @@ class JurisdictionLocateApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class LocateQuery(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90)
-        lon = serializers.FloatField(min_value=-180, max_value=180)
+        lat = FloatField(min_value=-90, max_value=90)
+        lon = FloatField(min_value=-180, max_value=180)
 
     class LocatedRefOutput(serializers.Serializer):
         cvegeo = serializers.CharField()
@@ -108,8 +108,8 @@ class JurisdictionLocateApi(APIView):
         cve_ent = serializers.CharField()
 
     class LocateOutput(serializers.Serializer):
-        lat = serializers.FloatField()
-        lon = serializers.FloatField()
+        lat = FloatField()
+        lon = FloatField()
         state = serializers.DictField(allow_null=True)
         municipality = serializers.DictField(allow_null=True)
 
@@ -138,14 +138,14 @@ class JurisdictionLocateApi(APIView):
 # --- Geocoding ------------------------------------------------------------------------------
 class CandidateOutput(serializers.Serializer):
     label = serializers.CharField()
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
+    lat = FloatField()
+    lon = FloatField()
     kind = serializers.ChoiceField(choices=["locality", "municipality", "address", "place"])
     source = serializers.CharField()
     municipality = serializers.CharField(allow_null=True)
     state = serializers.CharField(allow_null=True)
     cvegeo = serializers.CharField(allow_null=True)
-    distance_m = serializers.FloatField(allow_null=True)
+    distance_m = FloatField(allow_null=True)
     inside_service_area = serializers.BooleanField(
         help_text=gettext_lazy("Dentro del área de servicio del centro (si no, pedirá confirmación).")
     )
@@ -194,12 +194,12 @@ class GeocodeReverseApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class ReverseQuery(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90)
-        lon = serializers.FloatField(min_value=-180, max_value=180)
+        lat = FloatField(min_value=-90, max_value=90)
+        lon = FloatField(min_value=-180, max_value=180)
 
     class ReverseOutput(serializers.Serializer):
-        lat = serializers.FloatField()
-        lon = serializers.FloatField()
+        lat = FloatField()
+        lon = FloatField()
         state = serializers.CharField(allow_null=True)
         state_cvegeo = serializers.CharField(allow_null=True)
         municipality = serializers.CharField(allow_null=True)

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher
-from cad.api import IDEMPOTENCY_KEY, IF_MATCH, errors, expected_version
+from cad.api import IDEMPOTENCY_KEY, IF_MATCH, FloatField, errors, expected_version
 from cad.errors import NotFound
 from cad.idempotency import idempotent
 from incidents import services
@@ -107,11 +107,11 @@ class IncidentCallOutput(serializers.Serializer):
 
 
 class CallOutput(IncidentCallOutput):
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
+    lat = FloatField(allow_null=True)
+    lon = FloatField(allow_null=True)
     address = serializers.CharField()
     location_source = serializers.CharField()
-    location_accuracy_m = serializers.FloatField(allow_null=True)
+    location_accuracy_m = FloatField(allow_null=True)
     incident_type_code = serializers.CharField(source="incident_type.code", allow_null=True, default=None)
     incident = serializers.CharField(source="incident.folio", allow_null=True, default=None)
 
@@ -124,12 +124,12 @@ class DuplicateCandidateOutput(serializers.Serializer):
     status = serializers.CharField()
     address = serializers.CharField()
     opened_at = serializers.DateTimeField()
-    distance_m = serializers.FloatField()
+    distance_m = FloatField()
 
 
 class LocationCheckOutput(serializers.Serializer):
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
+    lat = FloatField()
+    lon = FloatField()
     inside_service_area = serializers.BooleanField()
     state = serializers.CharField(allow_null=True)
     municipality = serializers.CharField(allow_null=True)
@@ -211,8 +211,8 @@ class _CallInputBase(serializers.Serializer):
     arrived_at = serializers.DateTimeField(required=False, validators=[not_future])
     answered_at = serializers.DateTimeField(required=False, validators=[not_future])
     # Ranges, 0,0, swaps and the service area are checked by the service (geo.validation.check_point).
-    lat = serializers.FloatField(required=False, allow_null=True)
-    lon = serializers.FloatField(required=False, allow_null=True)
+    lat = FloatField(required=False, allow_null=True)
+    lon = FloatField(required=False, allow_null=True)
     confirm_outside_area = serializers.BooleanField(
         required=False,
         default=False,
@@ -222,9 +222,7 @@ class _CallInputBase(serializers.Serializer):
     location_source = serializers.ChoiceField(
         choices=LocationSource.choices, required=False, allow_blank=True, default=""
     )
-    location_accuracy_m = serializers.FloatField(
-        min_value=0, max_value=1_000_000, required=False, allow_null=True
-    )
+    location_accuracy_m = FloatField(min_value=0, max_value=1_000_000, required=False, allow_null=True)
     narrative = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
     incident_type_code = IncidentTypeCodeField(required=False, allow_null=True)
     disposition = serializers.ChoiceField(choices=CallDisposition.choices)
@@ -351,8 +349,8 @@ class CallDuplicatesApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class DuplicatesQuery(serializers.Serializer):
-        lat = serializers.FloatField(min_value=-90, max_value=90)
-        lon = serializers.FloatField(min_value=-180, max_value=180)
+        lat = FloatField(min_value=-90, max_value=90)
+        lon = FloatField(min_value=-180, max_value=180)
         type = IncidentTypeCodeField(required=False)
 
     class DuplicatesOutput(serializers.Serializer):
@@ -419,8 +417,8 @@ class IncidentDetailApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class IncidentUpdateInput(serializers.Serializer):
-        lat = serializers.FloatField(required=False)
-        lon = serializers.FloatField(required=False)
+        lat = FloatField(required=False)
+        lon = FloatField(required=False)
         location_source = serializers.ChoiceField(choices=LocationSource.choices, required=False)
         confirm_outside_area = serializers.BooleanField(required=False, default=False)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True)
@@ -503,7 +501,7 @@ class PlaceOutput(serializers.Serializer):
 
 class LimitsOutput(serializers.Serializer):
     max_eta_s = serializers.IntegerField()
-    max_distance_km = serializers.FloatField()
+    max_distance_km = FloatField()
 
 
 class _UnitDistanceOutput(serializers.Serializer):
@@ -516,11 +514,11 @@ class _UnitDistanceOutput(serializers.Serializer):
 
 
 class RecommendedUnitOutput(_UnitDistanceOutput):
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
-    distance_km = serializers.FloatField()
-    eta_s = serializers.FloatField()
-    position_age_s = serializers.FloatField()
+    lat = FloatField()
+    lon = FloatField()
+    distance_km = FloatField()
+    eta_s = FloatField()
+    position_age_s = FloatField()
 
 
 class RecommendationRequirementOutput(serializers.Serializer):
@@ -592,11 +590,11 @@ class DispatchWarningOutput(serializers.Serializer):
 
 class DispatchOptionOutput(_UnitDistanceOutput):
     capabilities = serializers.ListField(child=serializers.CharField())
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
-    distance_km = serializers.FloatField(allow_null=True)
-    eta_s = serializers.FloatField(allow_null=True)
-    position_age_s = serializers.FloatField(allow_null=True)
+    lat = FloatField(allow_null=True)
+    lon = FloatField(allow_null=True)
+    distance_km = FloatField(allow_null=True)
+    eta_s = FloatField(allow_null=True)
+    position_age_s = FloatField(allow_null=True)
     warnings = DispatchWarningOutput(many=True)
 
 
@@ -686,8 +684,8 @@ class IncidentLocationApi(APIView):
     permission_classes = [IsConsoleUser]
 
     class LocationInput(serializers.Serializer):
-        lat = serializers.FloatField()
-        lon = serializers.FloatField()
+        lat = FloatField()
+        lon = FloatField()
         source = serializers.ChoiceField(choices=LocationSource.choices)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True)
         place = serializers.CharField(

@@ -6,6 +6,7 @@ The state and the municipality are `{cvegeo, name}` objects (or null) everywhere
 from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
+from cad.api import FloatField
 from incidents import lifecycle
 from incidents.models import Incident
 
@@ -22,8 +23,8 @@ class IncidentSummaryOutput(serializers.Serializer):
     priority_rank = serializers.IntegerField()
     type_code = serializers.CharField()
     type_name = serializers.CharField()
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
+    lat = FloatField(allow_null=True)
+    lon = FloatField(allow_null=True)
     address = serializers.CharField()
     location_source = serializers.CharField()
     outside_service_area = serializers.BooleanField()

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher, IsSupervisor
-from cad.api import errors
+from cad.api import FloatField, errors
 from incidents.api import FOLIO_PARAM, folio_of
 from incidents.selectors import incident_get
 from interstate import detection, services
@@ -63,7 +63,7 @@ class FlagOutput(serializers.Serializer):
     peer = serializers.CharField()
     name = serializers.CharField()
     reason = serializers.ChoiceField(choices=["inside", "near_border"])
-    distance_km = serializers.FloatField()
+    distance_km = FloatField()
 
 
 class IncidentInterstateOutput(serializers.Serializer):

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDevice, IsDispatcher, IsSupervisor
-from cad.api import JSONParser, errors
+from cad.api import FloatField, JSONParser, errors
 from incidents.api import IncidentTypeCodeField
 from sensors import selectors
 from sensors.hotlists import add_entry, remove_entry
@@ -32,7 +32,7 @@ class ReadItemInput(serializers.Serializer):
     reader = serializers.CharField(help_text=gettext_lazy("Clave del arco."))
     plate = serializers.CharField()
     read_at = serializers.DateTimeField()
-    confidence = serializers.FloatField(required=False, min_value=0, max_value=1)
+    confidence = FloatField(required=False, min_value=0, max_value=1)
     vehicle = serializers.DictField(required=False, help_text=gettext_lazy("make, model, color, type, year"))
     image_ref = serializers.CharField(required=False)
 
@@ -150,8 +150,8 @@ class HitOutput(serializers.Serializer):
     vehicle = serializers.DictField()
     reader = serializers.CharField(source="reader.code", allow_null=True, default=None)
     place = serializers.CharField()
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
+    lat = FloatField()
+    lon = FloatField()
     read_at = serializers.DateTimeField()
     origin = serializers.CharField(
         help_text=gettext_lazy("Centro par cuyo arco leyó la placa (vacío: nuestro).")
@@ -234,8 +234,8 @@ class PlateTrackApi(APIView):
     class PlateTrackPointOutput(serializers.Serializer):
         read_at = serializers.DateTimeField()
         plate = serializers.CharField()
-        lat = serializers.FloatField()
-        lon = serializers.FloatField()
+        lat = FloatField()
+        lon = FloatField()
         place = serializers.CharField()
         direction = serializers.CharField()
         origin = serializers.CharField()
@@ -268,8 +268,8 @@ class LprReaderListApi(APIView):
     class ReaderOutput(serializers.Serializer):
         code = serializers.CharField()
         name = serializers.CharField()
-        lat = serializers.FloatField()
-        lon = serializers.FloatField()
+        lat = FloatField()
+        lon = FloatField()
         direction = serializers.ChoiceField(choices=Direction.choices)
         road = serializers.CharField()
         online = serializers.BooleanField()

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDevice
-from cad.api import errors
+from cad.api import FloatField, errors
 from sensors import selectors
 from sensors.models import PanicSignal
 from sensors.panic import receive_panic_signal
@@ -27,8 +27,8 @@ class PanicButtonOutput(serializers.Serializer):
     id = serializers.IntegerField()
     account = serializers.CharField()
     name = serializers.CharField()
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
+    lat = FloatField()
+    lon = FloatField()
     address = serializers.CharField()
     agency = serializers.CharField(source="agency.name", allow_null=True, default=None)
     camera_ref = serializers.CharField()

@@ -148,6 +148,8 @@ def test_malformed_json_is_400(call_taker, api_client_for, accident_type):
         ({"lat": 95, "lon": -99.6}, "lat"),
         ({"lat": 19.3, "lon": -181}, "lon"),
         ({"lat": 19.3}, "lon"),
+        ({"lat": True, "lon": -99.6}, "lat"),  # Python reads true as 1.0
+        ({"lat": 19.3, "lon": False}, "lon"),
         ({"incident_type_code": "99999"}, "incident_type_code"),
         ({"incident_type_code": "1010"}, "incident_type_code"),
         ({"line": "066"}, "line"),

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsSupervisor, IsTipsUser
-from cad.api import errors
+from cad.api import FloatField, errors
 from cad.errors import NotFound
 from incidents.api import IncidentTypeCodeField
 from tips import selectors, services
@@ -84,8 +84,8 @@ class TipListOutput(serializers.Serializer):
 class TipDetailOutput(TipListOutput):
     narrative = serializers.CharField()
     address = serializers.CharField()
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
+    lat = FloatField(allow_null=True)
+    lon = FloatField(allow_null=True)
     updates = TipUpdateOutput(many=True)
 
 
@@ -102,8 +102,8 @@ class TipCreateApi(APIView):
         narrative = serializers.CharField(max_length=10_000)
         incident_type_code = IncidentTypeCodeField(required=False, allow_null=True)
         address = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-        lat = serializers.FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
-        lon = serializers.FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
+        lat = FloatField(min_value=-90, max_value=90, required=False, allow_null=True)
+        lon = FloatField(min_value=-180, max_value=180, required=False, allow_null=True)
 
         def validate(self, attrs):
             if (attrs.get("lat") is None) != (attrs.get("lon") is None):

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAvlDevice, IsConsoleUser, IsDispatcher
-from cad.api import IF_MATCH, errors, expected_version
+from cad.api import IF_MATCH, FloatField, errors, expected_version
 from cad.errors import NotFound
 from geo.locator import place_of
 from incidents import services as dispatch
@@ -72,8 +72,8 @@ class UnitOutput(serializers.Serializer):
     capabilities = serializers.SerializerMethodField()
     status = serializers.CharField()
     status_changed_at = serializers.DateTimeField()
-    lat = serializers.FloatField(allow_null=True)
-    lon = serializers.FloatField(allow_null=True)
+    lat = FloatField(allow_null=True)
+    lon = FloatField(allow_null=True)
     position_at = serializers.DateTimeField(allow_null=True)
     position_age_s = serializers.SerializerMethodField()
     stale = serializers.SerializerMethodField()
@@ -207,10 +207,10 @@ class UnitStatusApi(APIView):
 
 class TrackPointOutput(serializers.Serializer):
     recorded_at = serializers.DateTimeField()
-    lat = serializers.FloatField()
-    lon = serializers.FloatField()
-    speed_kmh = serializers.FloatField(allow_null=True)
-    heading = serializers.FloatField(allow_null=True)
+    lat = FloatField()
+    lon = FloatField()
+    speed_kmh = FloatField(allow_null=True)
+    heading = FloatField(allow_null=True)
 
 
 class UnitTrackApi(APIView):
@@ -261,7 +261,7 @@ class AgencyListApi(APIView):
         code = serializers.CharField()
         name = serializers.CharField()
         kind = serializers.CharField()
-        speed_kmh = serializers.FloatField()
+        speed_kmh = FloatField()
 
     @extend_schema(
         operation_id="agencies_list",
@@ -413,11 +413,11 @@ class AvlPositionInput(serializers.Serializer):
         required=False, help_text=gettext_lazy("Id de la unidad, o bien callsign.")
     )
     callsign = serializers.CharField(required=False, max_length=32)
-    lat = serializers.FloatField(min_value=-90, max_value=90)
-    lon = serializers.FloatField(min_value=-180, max_value=180)
+    lat = FloatField(min_value=-90, max_value=90)
+    lon = FloatField(min_value=-180, max_value=180)
     recorded_at = serializers.DateTimeField(help_text=gettext_lazy("ISO-8601 con zona horaria."))
-    speed_kmh = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1000)
-    heading = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=360)
+    speed_kmh = FloatField(required=False, allow_null=True, min_value=0, max_value=1000)
+    heading = FloatField(required=False, allow_null=True, min_value=0, max_value=360)
 
 
 class AvlBatchInput(serializers.Serializer):
