@@ -38,10 +38,11 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".cad-install-stamp"
 DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
 MIN_PYTHON = (3, 11)
-# Celery pool children per worker on the production path. 4 delivered more at 50 escalations/s on 2 cores
-# (21.4/s against 16.7/s), but after a worker kill during a peer outage its outbox took 180 s to drain
-# against 14 s with 2 (docs/benchmarks.md, 2026-11-28): 2 until that is understood.
-WORKER_CONCURRENCY = 2
+# Celery pool children per worker on the production path. An interstate delivery mostly waits for the peer's
+# answer: at 50 escalations/s on 2 cores, 4 children delivered 24.2/s against 21.8/s with 2 (p99 7.7 s against
+# 11.2 s; medians of 3, interleaved, docs/benchmarks.md 2026-11-28), and drained the outbox as fast after a
+# worker kill during a peer outage.
+WORKER_CONCURRENCY = 4
 
 
 # --- Output ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Interstate escalation benchmark: two real centres on the production path, MEX escalating to CDMX.
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… python bench/escalation.py [--rate 50] [--seconds 20]
-        [--kill-worker] [--outage S] [--web-procs 1] [--concurrency 2]
+        [--kill-worker] [--outage S] [--web-procs 1] [--concurrency 4]
 
 Starts MEX and CDMX exactly as the end-to-end tests do (tests/interstate_harness.py, the layout of
 `python3 run.py interstate`): a PostgreSQL database each (`<DATABASE_URL name>_bench_esc_mex/_cdmx`, dropped

@@ -11,7 +11,7 @@ case "${1:-web}" in
     exec python -m cad.serve --host 0.0.0.0 --port "${PORT:-8000}" "$@"
     ;;
   worker)
-    exec celery -A cad worker -l "${LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-2}"
+    exec celery -A cad worker -l "${LOG_LEVEL:-INFO}" --concurrency "${CELERY_CONCURRENCY:-4}"
     ;;
   beat)
     exec celery -A cad beat -l "${LOG_LEVEL:-INFO}" -s /tmp/celerybeat-schedule
