@@ -299,7 +299,9 @@ def _new_stream(escalation: Escalation) -> OutboxStream:
 
 
 def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False, **extra) -> OutboxMessage:
-    """Write a message of the escalation in the current transaction; delivery is enqueued for after commit."""
+    """Write a message of the escalation in the current transaction; delivery is enqueued for after commit.
+    `with_eido`: the snapshot of `escalation.incident`, which the caller read after the change, locked, with
+    eido.INCIDENT_RELATED."""
     seq = None
     if kind == OutboxMessage.Kind.UPDATE:
         escalation.out_seq += 1
@@ -310,7 +312,9 @@ def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False
         role = eido.PEER_ROLE[
             "inbound" if escalation.direction == Escalation.Direction.INBOUND else escalation.kind
         ]
-        document = eido.build_eido(escalation.incident, peer_code=escalation.peer.code, peer_role=role)
+        document = eido.build_eido(
+            escalation.incident, peer_code=escalation.peer.code, peer_role=role, loaded=True
+        )
     return outbox.append(
         _escalation_stream(escalation),
         kind,
@@ -362,8 +366,8 @@ def write_update(*, escalation_id: int, peer_id: int) -> OutboxMessage | None:
     # event-stream counter this one waits for: a deadlock under concurrent escalations and deliveries.
     escalation = (
         Escalation.objects.select_for_update(of=("self",))
-        .select_related("peer", "incident")
-        .defer("peer__service_area")
+        .select_related("peer", *(f"incident__{path}" for path in eido.INCIDENT_RELATED))
+        .defer("peer__service_area", *(f"incident__{path}" for path in eido.INCIDENT_DEFERRED))
         .get(pk=escalation_id)
     )
     if escalation.state not in Escalation.SHARED_STATES:
@@ -401,7 +405,12 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     if kind not in EscalationKind.values:
         raise DomainError(_("Tipo de escalamiento inválido."), fields={"kind": [kind]})
     try:
-        incident = Incident.objects.select_for_update(of=("self",)).get(folio=folio, center_id=center_id)
+        incident = (
+            Incident.objects.select_for_update(of=("self",))
+            .select_related(*eido.INCIDENT_RELATED)
+            .defer(*eido.INCIDENT_DEFERRED)
+            .get(folio=folio, center_id=center_id)
+        )
     except Incident.DoesNotExist:
         raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio}) from None
     if incident.status == IncidentStatus.CLOSED:

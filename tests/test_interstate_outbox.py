@@ -130,6 +130,26 @@ def test_changes_to_a_shared_incident_become_ordered_updates(cdmx, center, dispa
         validate_message("event", message.body)
 
 
+def test_the_snapshot_is_built_from_the_incident_the_writer_locked(cdmx, center, dispatcher, accident_type):
+    """Escalating and updating read the incident once (the writer's locked read, with what the EIDO needs),
+    and the snapshot still carries the change just made."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def incident_reads(queries) -> int:
+        return sum(q["sql"].startswith('SELECT "incidents_incident".') for q in queries.captured_queries)
+
+    incident = _inside(center, dispatcher, accident_type)
+    with CaptureQueriesContext(connection) as escalating:
+        escalation = _escalate(incident, dispatcher)
+    with CaptureQueriesContext(connection) as updating:
+        incident_services.add_note(folio=incident.folio, center_id=center.id, text="ya llegó", by=dispatcher)
+    assert (incident_reads(escalating), incident_reads(updating)) == (1, 1)
+    request, update = escalation.outbox.order_by("id")
+    notes = [n["notesActionComments"] for n in update.body["eido"]["notesComponent"]]
+    assert notes[-1] == "ya llegó" and "ya llegó" not in str(request.body)
+
+
 def test_an_unshared_incident_writes_nothing(
     cdmx, center, dispatcher, accident_type, django_assert_max_num_queries
 ):
