@@ -8,7 +8,8 @@
 
 import { api, clock, config, el, showBanner, t } from "./common.js";
 
-const LIVE = new Set(["pending", "sent", "accepted", "failed"]);
+const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
+const ENDED = new Set(["rejected", "cancelled"]); // the only shares the server lets a new one replace (closed is not)
 const ANSWERABLE = new Set(["pending"]); // an inbound request no dispatcher has answered yet
 
 /** Per-folio interstate facts the queue shows without loading each incident: origin, flags, states. */
@@ -147,11 +148,12 @@ export class InterstatePanel {
   }
 
   // --- What can be done now -------------------------------------------------------------------
-  /** Flagged peers this incident is not (live) shared with yet: the X / V keys act on the first. */
+  /** Flagged peers this incident is not shared with (or whose share was rejected or cancelled): the X / V keys
+   * act on the first. A share the peer closed is not offered again: the server would refuse it. */
   offers() {
     if (!this.data) return [];
-    const live = new Set(this.data.escalations.filter((e) => e.direction === "outbound" && LIVE.has(e.state)).map((e) => e.peer.code));
-    return this.data.flags.filter((flag) => !live.has(flag.peer));
+    const shared = new Set(this.data.escalations.filter((e) => e.direction === "outbound" && !ENDED.has(e.state)).map((e) => e.peer.code));
+    return this.data.flags.filter((flag) => !shared.has(flag.peer));
   }
 
   /** The inbound request for service waiting for this centre's answer. */
