@@ -19,6 +19,7 @@ callback number are persons too (role Caller); 089 tips never are.
 from __future__ import annotations
 
 import functools
+import hashlib
 import xml.etree.ElementTree as ET  # noqa: S405 - used to BUILD xml; untrusted xml is parsed with defusedxml
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from defusedxml import ElementTree as SafeET
 from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from incidents.models import Assignment, AssignmentStatus, Incident, IncidentStatus, Line, TimelineEntry
 from interstate.validation import validate_eido
@@ -212,7 +214,7 @@ class _Builder:
         }
         self.agencies()
         location = self.location()
-        notes = self.notes()
+        notes = self.narrative() + self.notes()
         persons = self.calls(location)
         vehicles, extra_persons = extra_facts(incident)
         persons += [self.person(facts) for facts in extra_persons]
@@ -299,6 +301,23 @@ class _Builder:
             component["locationDescriptionText"] = incident.address
         self.add("locationComponent", component)
         return component_id
+
+    def narrative(self) -> list[str]:
+        """What the call-taker heard (the incident's narrative, first call's unless edited) as the first note.
+        Its $id follows the text: an edited narrative reaches the peer as a new note (notes merge by $id)."""
+        text = self.incident.narrative.strip()
+        if not text:
+            return []
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        component_id = _urn("notesid", f"narrative.{self.incident.folio}.{digest}", self.us)
+        self.add(
+            "notesComponent",
+            {
+                **self.prologue(component_id, self.incident.opened_at),
+                "notesActionComments": _("Narrativa: %(text)s") % {"text": text},
+            },
+        )
+        return [component_id]
 
     def notes(self) -> list[str]:
         refs = []

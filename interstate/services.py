@@ -427,8 +427,8 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     incident_services.add_note(
         folio=folio,
         center_id=center_id,
-        text=_("%(kind)s a %(peer)s: %(reason)s")
-        % {"kind": label, "peer": peer.name, "reason": reason or "—"},
+        text=(_("%(kind)s a %(peer)s: %(reason)s") if reason else _("%(kind)s a %(peer)s"))
+        % {"kind": label, "peer": peer.name, "reason": reason},
         by=by,
         data={"peer": peer.code, "interstate": "escalated"},
         locked=incident,
@@ -498,8 +498,12 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
     _changed(escalation, "state", "reason", "last_error")
     _note(
         escalation,
-        _("Escalamiento a %(peer)s cancelado: %(reason)s")
-        % {"peer": escalation.peer.name, "reason": reason or "—"},
+        (
+            _("Escalamiento a %(peer)s cancelado: %(reason)s")
+            if reason
+            else _("Escalamiento a %(peer)s cancelado")
+        )
+        % {"peer": escalation.peer.name, "reason": reason},
     )
     return escalation
 
@@ -877,8 +881,8 @@ def _receive_cancel(escalation: Escalation, reason: str) -> tuple[int, dict]:
         _changed(escalation, "state", "reason")
         _note(
             escalation,
-            _("%(peer)s canceló la solicitud: %(reason)s")
-            % {"peer": escalation.peer.name, "reason": reason or "—"},
+            (_("%(peer)s canceló la solicitud: %(reason)s") if reason else _("%(peer)s canceló la solicitud"))
+            % {"peer": escalation.peer.name, "reason": reason},
         )
     return 200, _answer(escalation, ACCEPTED, "cancelled")
 

@@ -57,7 +57,10 @@ def test_emitted_eido_validates_and_carries_the_incident(worked_incident):
     [resource] = document["emergencyResourceComponent"]
     assert resource["primaryUnitStatusRegistryText"] == "Enroute"
     assert resource["activeOnIncidentId"] == document["$id"]
-    assert [n["notesActionComments"] for n in document["notesComponent"]] == ["Hay un lesionado atrapado"]
+    assert [n["notesActionComments"] for n in document["notesComponent"]] == [
+        "Narrativa: Choque de dos autos",  # what the call-taker heard, first
+        "Hay un lesionado atrapado",
+    ]
     [person] = document["personComponent"]
     assert person["personIncidentRoleRegistryText"] == ["Caller"]
     [callback] = document["callbackComponent"]
@@ -83,7 +86,7 @@ def test_the_eido_costs_the_same_queries_however_many_notes(worked_incident, dis
         services.add_note(folio=folio, center_id=center_id, text=f"nota {n}", by=dispatcher)
     with CaptureQueriesContext(connection) as six_notes:
         document = eido.build_eido(worked_incident, peer_code="CDMX")
-    assert len(document["notesComponent"]) == 6
+    assert len(document["notesComponent"]) == 7  # the narrative and six notes
     assert len(six_notes) == len(one_note), [q["sql"][:120] for q in six_notes.captured_queries]
 
 

@@ -118,6 +118,30 @@ def test_updates_apply_in_sequence_and_stale_ones_are_discarded(client, cdmx, re
     assert escalation.in_seq == 3
 
 
+def test_the_narrative_reaches_the_peer_first_and_again_when_edited(client, cdmx, accident_type):
+    """What the call-taker heard travels as the first note; an edited narrative arrives as a new note."""
+    peer, secret = cdmx
+    remote, user = cdmx_incident(accident_type, narrative="Choque de moto contra auto, un lesionado")
+    incident_services.add_note(folio=remote.folio, center_id=remote.center_id, text="Dos heridos", by=user)
+    request_id, created = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=created.json()["incident"])
+
+    def notes():
+        return list(local.timeline.filter(kind="note").order_by("id").values_list("text", flat=True))
+
+    assert notes() == ["Narrativa: Choque de moto contra auto, un lesionado", "Dos heridos"]
+    incident_services.update_incident(
+        folio=remote.folio,
+        center_id=remote.center_id,
+        by=user,
+        expected_version=None,
+        narrative="Choque de moto contra auto, dos lesionados",
+    )
+    update = message("update", request_id, source=remote, sequence=1)
+    assert post_message(client, peer, secret, update).json()["responseText"] == "applied"
+    assert notes()[1:] == ["Dos heridos", "Narrativa: Choque de moto contra auto, dos lesionados"]
+
+
 def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dispatcher, accident_type):
     """We (MEX) escalated; CDMX answers accept, then updates with its units and finally its closure."""
     from interstate import services
