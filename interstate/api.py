@@ -20,6 +20,7 @@ from interstate.selectors import (
     escalation_summary,
     escalations_for_incident,
     peers_for_console,
+    queue_facts,
 )
 
 
@@ -74,6 +75,15 @@ class IncidentInterstateOutput(serializers.Serializer):
     flags = FlagOutput(many=True)
 
 
+class QueueFactsOutput(serializers.Serializer):
+    class Entry(serializers.Serializer):
+        folio = serializers.CharField()
+        escalations = EscalationOutput(many=True)
+        flags = FlagOutput(many=True)
+
+    incidents = Entry(many=True)
+
+
 ESCALATION_ID = OpenApiParameter("escalation_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
 
@@ -108,6 +118,19 @@ class IncidentInterstateApi(APIView):
             "flags": detection.flags_for(incident.lat, incident.lon, exclude_codes=(incident.origin_center,)),
         }
         return Response(IncidentInterstateOutput(data).data)
+
+
+class QueueFactsApi(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="interstate_queue_retrieve",
+        responses={200: QueueFactsOutput},
+        summary=gettext_lazy("Marcas y escalamientos de los incidentes abiertos del centro (para la cola)"),
+    )
+    def get(self, request):
+        incidents = queue_facts(center_id=request.user.center_id)
+        return Response(QueueFactsOutput({"incidents": incidents}).data)
 
 
 class EscalationCreateApi(APIView):

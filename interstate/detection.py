@@ -34,7 +34,8 @@ _snapshot: tuple[tuple, tuple[_Area, ...]] | None = None
 _lock = threading.Lock()
 
 
-def _areas() -> tuple[_Area, ...]:
+def enabled_areas() -> tuple[_Area, ...]:
+    """The enabled peers' prepared service areas (one query to check the cached copy is current)."""
     global _snapshot
     enabled = Peer.objects.filter(enabled=True, service_area__isnull=False)
     row = enabled.aggregate(count=Count("id"), last=Max("updated_at"))
@@ -65,13 +66,20 @@ def _near_bounds(area: _Area, lat: float, lon: float) -> bool:
     )
 
 
-def flags_for(lat: float | None, lon: float | None, *, exclude_codes: tuple[str, ...] = ()) -> list[dict]:
-    """`[{peer, name, reason: inside|near_border, distance_km}]`, nearest first."""
+def flags_for(
+    lat: float | None,
+    lon: float | None,
+    *,
+    exclude_codes: tuple[str, ...] = (),
+    areas: tuple[_Area, ...] | None = None,
+) -> list[dict]:
+    """`[{peer, name, reason: inside|near_border, distance_km}]`, nearest first. `areas`: enabled_areas(), when
+    the caller flags many locations."""
     if lat is None or lon is None:
         return []
     point = Point(lon, lat)
     found = []
-    for area in _areas():
+    for area in enabled_areas() if areas is None else areas:
         if area.code in exclude_codes or not _near_bounds(area, lat, lon):
             continue
         if area.geometry.contains(point):

@@ -1,8 +1,10 @@
 """Interstate reads: what the consoles and the peer endpoints show."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from cad.errors import NotFound
+from incidents.models import Incident, IncidentStatus
+from interstate import detection
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
 
 
@@ -43,6 +45,33 @@ def escalations_for_incident(*, incident_id: int) -> list[dict]:
         .order_by("created_at", "id")
     )
     return [escalation_summary(escalation) for escalation in escalations]
+
+
+def queue_facts(*, center_id: int) -> list[dict]:
+    """What the console's queue shows of the centre's open incidents that are flagged for a peer or shared
+    with one (their flags and escalations), read when the queue is loaded; live events keep it current."""
+    incidents = Incident.objects.filter(center_id=center_id).exclude(status=IncidentStatus.CLOSED)
+    areas = detection.enabled_areas()
+    facts = {
+        folio: {"folio": folio, "flags": flags, "escalations": []}
+        for folio, lat, lon, origin in incidents.values_list("folio", "lat", "lon", "origin_center")
+        if (flags := detection.flags_for(lat, lon, exclude_codes=(origin,), areas=areas))
+    }
+    first_pending = OutboxMessage.objects.filter(
+        escalation=OuterRef("pk"), state=OutboxMessage.State.PENDING
+    ).order_by("id")
+    escalations = (
+        Escalation.objects.filter(incident__in=incidents)
+        .select_related("peer", "incident")
+        .defer("peer__service_area")
+        .annotate(pending_attempts=Subquery(first_pending.values("attempts")[:1]))
+        .order_by("created_at", "id")
+    )
+    for escalation in escalations:
+        folio = escalation.incident.folio
+        entry = facts.setdefault(folio, {"folio": folio, "flags": [], "escalations": []})
+        entry["escalations"].append(escalation_summary(escalation, attempts=escalation.pending_attempts or 0))
+    return list(facts.values())
 
 
 def escalation_shared_with(*, peer: Peer, request_id: str) -> Escalation:

@@ -12,6 +12,7 @@ urlpatterns = [
     ),
     # consoles
     path("interstate/peers", api.PeerListApi.as_view(), name="interstate-peers"),
+    path("interstate/queue", api.QueueFactsApi.as_view(), name="interstate-queue"),
     path("interstate/audit", api.AuditListApi.as_view(), name="interstate-audit"),
     path("incidents/<str:folio>/interstate", api.IncidentInterstateApi.as_view(), name="incident-interstate"),
     path("incidents/<str:folio>/escalations", api.EscalationCreateApi.as_view(), name="incident-escalations"),

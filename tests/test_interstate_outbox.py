@@ -161,6 +161,34 @@ def test_an_unshared_incident_writes_nothing(
     assert not OutboxMessage.objects.exists()
 
 
+def test_the_queue_reads_the_flags_and_shares_of_open_incidents(
+    cdmx, center, dispatcher, accident_type, api_client_for, django_assert_max_num_queries
+):
+    """A console that reloads (or a dispatcher who logs in) sees every flag and share in the queue, not only
+    those that arrive live afterwards."""
+    shared = _inside(center, dispatcher, accident_type)
+    _escalate(shared, dispatcher)
+    flagged = open_incident(
+        center=center, by=dispatcher, incident_type=accident_type, lat=NEAR_CDMX[0], lon=NEAR_CDMX[1]
+    )
+    open_incident(
+        center=center, by=dispatcher, incident_type=accident_type, lat=FAR_FROM_CDMX[0], lon=FAR_FROM_CDMX[1]
+    )
+    closed = _inside(center, dispatcher, accident_type)
+    incident_services.close_incident(folio=closed.folio, center_id=center.id, disposition="x", by=dispatcher)
+    client = api_client_for(dispatcher)
+    facts = {entry["folio"]: entry for entry in client.get("/api/v1/interstate/queue").json()["incidents"]}
+    assert set(facts) == {shared.folio, flagged.folio}
+    [escalation] = facts[shared.folio]["escalations"]
+    assert (escalation["peer"]["code"], escalation["state"], escalation["attempts"]) == ("CDMX", "pending", 0)
+    assert [flag["reason"] for flag in facts[flagged.folio]["flags"]] == ["near_border"]
+    assert facts[flagged.folio]["escalations"] == []
+    for _ in range(5):  # more open incidents, no more queries
+        _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    with django_assert_max_num_queries(12):
+        assert len(client.get("/api/v1/interstate/queue").json()["incidents"]) == 7
+
+
 def test_detection_flags_inside_and_near_the_border(cdmx, center, call_taker, accident_type):
     inside = _inside(center, call_taker, accident_type)
     near = open_incident(

@@ -64,6 +64,11 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     assert re.fullmatch(r"CDMX-\d{4}-\d{6}", cdmx_folio)
     cdmx_page.screenshot(path=str(screenshot_dir / "interstate-cdmx-queue.png"))
 
+    # A dispatcher who reloads (or logs in) while the request waits is told about it, not only live.
+    cdmx_page.reload()
+    expect(cdmx_page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
+    expect(cdmx_page.locator("#banner")).to_contain_text(folio, timeout=10_000)
+
     # A CDMX dispatcher opens it: origin and the answer keys; Y accepts.
     arrived.click()
     expect(cdmx_page.locator("#esc-origin")).to_contain_text(folio)
@@ -143,3 +148,9 @@ def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_
     shared = page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')
     expect(shared).to_contain_text("Aviso", timeout=10_000)
     expect(shared.locator('[data-state="sent"], [data-state="accepted"]').first).to_be_visible(timeout=15_000)
+
+    # A reload keeps the queue's tags: flags and shares are read with the queue, not only received live.
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
+    expect(row.locator(".tag-esc")).to_contain_text("CDMX", timeout=10_000)
+    expect(page.locator(f'#queue-body tr[data-folio="{toluca}"] .tag-esc')).to_contain_text("CDMX")

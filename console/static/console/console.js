@@ -6,7 +6,7 @@
 import { createBoard, STATUS_KEYS } from "./board.js";
 import { api, apiAll, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
-import { InterstatePanel, queueBadges } from "./interstate.js";
+import { InterstatePanel, loadQueueFacts, queueBadges } from "./interstate.js";
 import { createLocationPanel } from "./location.js";
 import { createMiniMap } from "./minimap.js";
 import { RealtimeClient } from "./realtime.js";
@@ -88,7 +88,10 @@ const board = createBoard(document.getElementById("board"), {
 
 // --- Snapshots --------------------------------------------------------------------------------
 async function loadIncidents() {
-  const incidents = await apiAll("incidents/?open=true&limit=500"); // every open incident, page by page
+  const [incidents] = await Promise.all([
+    apiAll("incidents/?open=true&limit=500"), // every open incident, page by page
+    loadQueueFacts().catch((error) => console.error("interstate queue facts", error)), // tags only: the queue shows without them
+  ]);
   state.incidents.clear();
   for (const incident of incidents) state.incidents.set(incident.folio, incident);
   renderQueue();

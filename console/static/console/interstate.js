@@ -51,6 +51,20 @@ export function queueBadges(incident) {
 }
 
 /** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). */
+/** The queue's interstate facts as they stand (on every queue load: a reload or a new login shows the flags,
+ * the shares and the requests still waiting for an answer, not only what arrives live afterwards). */
+export async function loadQueueFacts() {
+  const { incidents } = await api("interstate/queue");
+  queueFacts.clear();
+  for (const { folio, flags, escalations } of incidents) {
+    rememberFlags(folio, flags);
+    for (const escalation of escalations) {
+      rememberEscalation(folio, escalation);
+      announceInbound(folio, escalation);
+    }
+  }
+}
+
 function announceInbound(folio, escalation) {
   if (escalation.direction !== "inbound" || escalation.state !== "pending" || announced.has(escalation.id)) return;
   announced.add(escalation.id);
