@@ -110,6 +110,7 @@ def _ui_strings() -> dict:
         "lat": _("Latitud"),
         "lon": _("Longitud"),
         "required": _("Requerido."),
+        "text_missing": _("Escriba el texto antes de enviar."),
         "outside_area": _("fuera del área"),
         "confirm_outside": _("Confirmar ubicación fuera del área"),
         "cancel": _("Cancelar"),

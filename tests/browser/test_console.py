@@ -135,9 +135,15 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     expect(dispatcher.locator("#d-status")).to_have_class(re.compile("st-on_scene"), timeout=3_000)
     expect(dispatcher.locator("#d-timeline li").first).to_contain_text("En el lugar")
 
-    # A note typed by the dispatcher appears in the timeline.
+    # A blank note is refused out loud (it used to be dropped without a word), then a note typed by the
+    # dispatcher appears in the timeline.
     dispatcher.locator("#detail").focus()
     dispatcher.keyboard.press("n")
+    dispatcher.keyboard.type("   ")
+    dispatcher.keyboard.press("Enter")
+    expect(dispatcher.locator("#banner")).to_have_text("Escriba el texto antes de enviar.")
+    expect(dispatcher.locator("#note-text")).to_be_focused()
+    dispatcher.keyboard.press("Control+a")
     dispatcher.keyboard.type("Se requiere grúa")
     dispatcher.keyboard.press("Enter")
     expect(dispatcher.locator("#d-timeline")).to_contain_text("Se requiere grúa", timeout=3_000)

@@ -74,6 +74,12 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     expect(cdmx_page.locator("#esc-origin")).to_contain_text(folio)
     answer = cdmx_page.locator("#d-interstate .esc-answer")
     expect(answer).to_contain_text(folio)
+    # R, then Enter without a reason, is refused out loud (it used to do nothing).
+    cdmx_page.locator("#detail").focus()
+    cdmx_page.keyboard.press("r")
+    cdmx_page.keyboard.press("Enter")
+    expect(cdmx_page.locator("#banner")).to_have_text("Escriba el texto antes de enviar.")
+    expect(answer).to_have_count(1)
     cdmx_page.locator("#detail").focus()
     cdmx_page.keyboard.press("y")
     expect(answer).to_have_count(0, timeout=10_000)

@@ -510,7 +510,12 @@ document.getElementById("note-form").addEventListener("submit", async (event) =>
   event.preventDefault();
   const input = document.getElementById("note-text");
   const text = input.value.trim();
-  if (!text || !state.selected) return;
+  if (!state.selected) return;
+  if (!text) {  // blank (or only spaces): say so instead of doing nothing
+    showBanner(t("text_missing"), "warning");
+    input.focus();
+    return;
+  }
   try {
     await api(`incidents/${encodeURIComponent(state.selected)}/notes`, { method: "POST", body: { text } });
     input.value = "";
@@ -526,7 +531,12 @@ function lifecycleForm(formId, inputId, action, field, after) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const input = document.getElementById(inputId);
-    if (!input.value.trim() || !state.selected) return;
+    if (!state.selected) return;
+    if (!input.value.trim()) {
+      showBanner(t("text_missing"), "warning");
+      input.focus();
+      return;
+    }
     try {
       state.detail = await api(`incidents/${encodeURIComponent(state.selected)}/${action}`, {
         method: "POST", body: { [field]: input.value.trim(), version: state.detail && state.detail.version },

@@ -97,7 +97,7 @@ export class InterstatePanel {
     // Built once and moved into each render, so a re-render (a live event) never loses what is being typed.
     this.menuBox = this.compact ? null : this.buildMenu();
     this.rejectReason = el("input", { id: "esc-reject-reason", name: "reason", type: "text", maxlength: "2000",
-      required: true, placeholder: t("esc_reject_reason"), "aria-label": t("esc_reject_reason") });
+      "aria-required": "true", placeholder: t("esc_reject_reason"), "aria-label": t("esc_reject_reason") });
   }
 
   /** Load the incident's interstate state; resolves to the flags offered (escalate / notify). */
@@ -282,6 +282,10 @@ export class InterstatePanel {
       el("form", { class: "field-row", onsubmit: (event) => {
         event.preventDefault();
         if (reason.value.trim()) this.act(escalation, "reject", { reason: reason.value.trim() });
+        else {  // a rejection needs its reason: say so instead of doing nothing
+          showBanner(t("text_missing"), "warning");
+          reason.focus();
+        }
       } }, reason, el("button", { type: "submit", class: "danger", "data-action": "reject", disabled: this.busy || undefined }, t("esc_reject"), el("kbd", {}, "R"))));
   }
 
