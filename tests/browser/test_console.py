@@ -148,6 +148,10 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     dispatcher.keyboard.press("Enter")
     expect(dispatcher.locator("#d-timeline")).to_contain_text("Se requiere grúa", timeout=3_000)
 
+    # A reload reopens the incident the dispatcher had open (the URL names it).
+    dispatcher.reload()
+    expect(dispatcher.locator("#d-timeline")).to_contain_text("Se requiere grúa", timeout=10_000)
+
     dispatcher.screenshot(path=str(screenshot_dir / "console-queue-detail.png"))
     dispatcher.locator(".board").screenshot(path=str(screenshot_dir / "unit-board.png"))
 

@@ -300,6 +300,7 @@ let detailTimer = null;
 let recsTimer = null;
 
 async function openIncident(folio) {
+  history.replaceState(null, "", `?folio=${encodeURIComponent(folio)}`); // a reload reopens it
   state.selected = folio;
   state.cursor = folio;
   state.detail = null;
