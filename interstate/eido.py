@@ -477,22 +477,15 @@ class _Builder:
         return refs
 
 
-# What the EIDO reads of an incident besides its own row (their boundaries never: see with_places).
-INCIDENT_RELATED = ("center", "state", "municipality")
-INCIDENT_DEFERRED = ("state__geometry", "municipality__geometry")
-
-
 def build_eido(
     incident: Incident, *, peer_code: str | None = None, peer_role: str = "Responding", loaded: bool = False
 ) -> dict:
     """The EIDO of `incident` as shared with the peer `peer_code` (whose own notes are left out), validated
     against NENA's schema (raises interstate.validation.SchemaErrors if our own document were invalid).
-    `loaded`: the caller read `incident` after the change, in this transaction, with INCIDENT_RELATED (a
-    writer holding its lock); otherwise it is read again."""
+    `loaded`: the caller read `incident` after the change, in this transaction, with its centre and places
+    (select_related("center").with_places(): a writer holding its lock); otherwise it is read again."""
     if not loaded:
-        incident = (
-            Incident.objects.select_related(*INCIDENT_RELATED).defer(*INCIDENT_DEFERRED).get(pk=incident.pk)
-        )
+        incident = Incident.objects.select_related("center").with_places().get(pk=incident.pk)
     document = _Builder(incident, peer_code=peer_code, peer_role=peer_role, at=timezone.now()).build()
     validate_eido(document)
     return document

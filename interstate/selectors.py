@@ -1,11 +1,21 @@
 """Interstate reads: what the consoles and the peer endpoints show."""
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from cad.errors import NotFound
 from incidents.models import Incident, IncidentStatus
 from interstate import detection
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
+
+
+def with_attempts(escalations: QuerySet[Escalation]) -> QuerySet[Escalation]:
+    """Each escalation's `pending_attempts`: the attempts of its first pending message (0 when none), read in
+    the same statement (for escalation_summary's `attempts` over a list)."""
+    first_pending = OutboxMessage.objects.filter(
+        escalation=OuterRef("pk"), state=OutboxMessage.State.PENDING
+    ).order_by("id")
+    return escalations.annotate(pending_attempts=Coalesce(Subquery(first_pending.values("attempts")[:1]), 0))
 
 
 def escalation_summary(escalation: Escalation, *, attempts: int | None = None) -> dict:
@@ -44,7 +54,7 @@ def escalations_for_incident(*, incident_id: int) -> list[dict]:
         .defer("peer__service_area")
         .order_by("created_at", "id")
     )
-    return [escalation_summary(escalation) for escalation in escalations]
+    return [escalation_summary(e, attempts=e.pending_attempts) for e in with_attempts(escalations)]
 
 
 def queue_facts(*, center_id: int) -> list[dict]:
@@ -57,20 +67,16 @@ def queue_facts(*, center_id: int) -> list[dict]:
         for folio, lat, lon, origin in incidents.values_list("folio", "lat", "lon", "origin_center")
         if (flags := detection.flags_for(lat, lon, exclude_codes=(origin,), areas=areas))
     }
-    first_pending = OutboxMessage.objects.filter(
-        escalation=OuterRef("pk"), state=OutboxMessage.State.PENDING
-    ).order_by("id")
     escalations = (
         Escalation.objects.filter(incident__in=incidents)
         .select_related("peer", "incident")
         .defer("peer__service_area")
-        .annotate(pending_attempts=Subquery(first_pending.values("attempts")[:1]))
         .order_by("created_at", "id")
     )
-    for escalation in escalations:
+    for escalation in with_attempts(escalations):
         folio = escalation.incident.folio
         entry = facts.setdefault(folio, {"folio": folio, "flags": [], "escalations": []})
-        entry["escalations"].append(escalation_summary(escalation, attempts=escalation.pending_attempts or 0))
+        entry["escalations"].append(escalation_summary(escalation, attempts=escalation.pending_attempts))
     return list(facts.values())
 
 

@@ -301,7 +301,7 @@ def _new_stream(escalation: Escalation) -> OutboxStream:
 def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False, **extra) -> OutboxMessage:
     """Write a message of the escalation in the current transaction; delivery is enqueued for after commit.
     `with_eido`: the snapshot of `escalation.incident`, which the caller read after the change, locked, with
-    eido.INCIDENT_RELATED."""
+    its centre and places (eido.build_eido's `loaded`)."""
     seq = None
     if kind == OutboxMessage.Kind.UPDATE:
         escalation.out_seq += 1
@@ -366,8 +366,9 @@ def write_update(*, escalation_id: int, peer_id: int) -> OutboxMessage | None:
     # event-stream counter this one waits for: a deadlock under concurrent escalations and deliveries.
     escalation = (
         Escalation.objects.select_for_update(of=("self",))
-        .select_related("peer", *(f"incident__{path}" for path in eido.INCIDENT_RELATED))
-        .defer("peer__service_area", *(f"incident__{path}" for path in eido.INCIDENT_DEFERRED))
+        # the incident with its centre and places, as with_places() reads them, for the snapshot
+        .select_related("peer", "incident__center", "incident__state", "incident__municipality")
+        .defer("peer__service_area", "incident__state__geometry", "incident__municipality__geometry")
         .get(pk=escalation_id)
     )
     if escalation.state not in Escalation.SHARED_STATES:
@@ -407,8 +408,8 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     try:
         incident = (
             Incident.objects.select_for_update(of=("self",))
-            .select_related(*eido.INCIDENT_RELATED)
-            .defer(*eido.INCIDENT_DEFERRED)
+            .select_related("center")
+            .with_places()
             .get(folio=folio, center_id=center_id)
         )
     except Incident.DoesNotExist:

@@ -123,6 +123,13 @@ export function showBanner(message, level = "warning", { sticky = false } = {}) 
   clearTimeout(bannerTimer);
   if (!sticky) bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
 }
+/** A blank (or only spaces) text field: say so and put the cursor back instead of doing nothing. */
+export function refuseBlank(input) {
+  if (input.value.trim()) return false;
+  showBanner(t("text_missing"), "warning");
+  input.focus();
+  return true;
+}
 export function hideBanner() {
   banner.hidden = true;
 }

@@ -4,7 +4,7 @@
 // location.js, dispatch.js, board.js, minimap.js — add new panels the same way.
 
 import { createBoard, STATUS_KEYS } from "./board.js";
-import { api, apiAll, beep, clock, config, duration, el, hideBanner, showBanner, t, timerLevel, typing } from "./common.js";
+import { api, apiAll, beep, clock, config, duration, el, hideBanner, refuseBlank, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
 import { InterstatePanel, loadQueueFacts, queueBadges } from "./interstate.js";
 import { createLocationPanel } from "./location.js";
@@ -511,12 +511,7 @@ document.getElementById("note-form").addEventListener("submit", async (event) =>
   event.preventDefault();
   const input = document.getElementById("note-text");
   const text = input.value.trim();
-  if (!state.selected) return;
-  if (!text) {  // blank (or only spaces): say so instead of doing nothing
-    showBanner(t("text_missing"), "warning");
-    input.focus();
-    return;
-  }
+  if (!state.selected || refuseBlank(input)) return;
   try {
     await api(`incidents/${encodeURIComponent(state.selected)}/notes`, { method: "POST", body: { text } });
     input.value = "";
@@ -532,12 +527,7 @@ function lifecycleForm(formId, inputId, action, field, after) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const input = document.getElementById(inputId);
-    if (!state.selected) return;
-    if (!input.value.trim()) {
-      showBanner(t("text_missing"), "warning");
-      input.focus();
-      return;
-    }
+    if (!state.selected || refuseBlank(input)) return;
     try {
       state.detail = await api(`incidents/${encodeURIComponent(state.selected)}/${action}`, {
         method: "POST", body: { [field]: input.value.trim(), version: state.detail && state.detail.version },

@@ -6,7 +6,7 @@
 // (/api/v1/…/interstate, /escalations); the page's websocket brings `interstate.flagged` and
 // `interstate.escalation` events, handed to `applyEvent`.
 
-import { api, clock, config, el, showBanner, t } from "./common.js";
+import { api, clock, config, el, refuseBlank, showBanner, t } from "./common.js";
 
 const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
 const ENDED = new Set(["rejected", "cancelled"]); // the only shares the server lets a new one replace (closed is not)
@@ -281,11 +281,7 @@ export class InterstatePanel {
         onclick: () => this.act(escalation, "accept") }, t("esc_accept"), el("kbd", {}, "Y")),
       el("form", { class: "field-row", onsubmit: (event) => {
         event.preventDefault();
-        if (reason.value.trim()) this.act(escalation, "reject", { reason: reason.value.trim() });
-        else {  // a rejection needs its reason: say so instead of doing nothing
-          showBanner(t("text_missing"), "warning");
-          reason.focus();
-        }
+        if (!refuseBlank(reason)) this.act(escalation, "reject", { reason: reason.value.trim() });
       } }, reason, el("button", { type: "submit", class: "danger", "data-action": "reject", disabled: this.busy || undefined }, t("esc_reject"), el("kbd", {}, "R"))));
   }
 
