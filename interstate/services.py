@@ -58,6 +58,9 @@ REQUEST_KIND = {
     EscalationKind.REQUEST_AWARENESS: OutboxMessage.Kind.REQUEST_AWARENESS,
 }
 ACCEPTED, DECLINED, QUEUED = 200, 603, 182
+# A peer's note is kept whole up to this many characters: its narrative alone may hold 10,000 (the intake's
+# limit) after its "Narrativa: " label; a note typed here is capped at 4,000 by the API.
+PEER_NOTE_MAX_CHARS = 20_000
 
 
 class MessageRefused(DomainError):
@@ -796,10 +799,18 @@ def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool =
     for component_id, text, agency in items:
         if component_id in known or not text.strip():
             continue
-        _note(escalation, text[:4000], data={"eido_id": component_id, "eido_agency": agency}, locked=fresh)
+        _note(escalation, _bounded(text), data={"eido_id": component_id, "eido_agency": agency}, locked=fresh)
         known.add(component_id)
         added += 1
     return added
+
+
+def _bounded(text: str) -> str:
+    """A peer's note as it came, up to PEER_NOTE_MAX_CHARS; beyond that cut, and saying so (never silently)."""
+    if len(text) <= PEER_NOTE_MAX_CHARS:
+        return text
+    cut = _("[recortada: %(n)s caracteres más en el centro de origen]") % {"n": len(text) - PEER_NOTE_MAX_CHARS}
+    return f"{text[:PEER_NOTE_MAX_CHARS]} {cut}"
 
 
 def _vehicle_text(vehicle: dict) -> str:

@@ -142,6 +142,19 @@ def test_the_narrative_reaches_the_peer_first_and_again_when_edited(client, cdmx
     assert notes()[1:] == ["Dos heridos", "Narrativa: Choque de moto contra auto, dos lesionados"]
 
 
+
+def test_a_long_narrative_arrives_whole(client, cdmx, accident_type):
+    """A narrative may hold 10,000 characters (the intake's limit): the peer keeps all of it, not the first
+    4,000 (a note typed on the console is capped at 4,000; a peer's is not cut to that)."""
+    peer, secret = cdmx
+    narrative = "El reportante describe. " * 400  # 9,600 characters
+    remote, _user = cdmx_incident(accident_type, narrative=narrative.strip())
+    _request_id, created = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=created.json()["incident"])
+    (text,) = local.timeline.filter(kind="note").values_list("text", flat=True)
+    assert text == f"Narrativa: {narrative.strip()}"
+
+
 def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dispatcher, accident_type):
     """We (MEX) escalated; CDMX answers accept, then updates with its units and finally its closure."""
     from interstate import services
@@ -340,3 +353,13 @@ def test_an_update_without_its_sequence_is_refused(client, cdmx, remote):
     response = post_message(client, peer, secret, update)
     assert response.status_code == 400 and response.json()["code"] == "invalid_message"
     assert set(response.json()["fields"]) == {"sequence"}
+
+
+def test_a_peer_note_beyond_the_bound_is_cut_out_loud():
+    from interstate.services import PEER_NOTE_MAX_CHARS, _bounded
+
+    text = "x" * (PEER_NOTE_MAX_CHARS + 123)
+    kept = _bounded(text)
+    assert kept.startswith("x" * PEER_NOTE_MAX_CHARS)
+    assert kept.endswith("[recortada: 123 caracteres más en el centro de origen]")
+    assert _bounded("corta") == "corta"

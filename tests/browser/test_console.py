@@ -143,6 +143,13 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     dispatcher.keyboard.press("Enter")
     expect(dispatcher.locator("#banner")).to_have_text("Escriba el texto antes de enviar.")
     expect(dispatcher.locator("#note-text")).to_be_focused()
+    # A pasted note over the limit is not cut by the field without a word: the server's reason is shown,
+    # and the text stays in the field to be shortened.
+    dispatcher.locator("#note-text").fill("Larga. " * 600)
+    dispatcher.keyboard.press("Enter")
+    expect(dispatcher.locator("#banner")).to_contain_text("4000 caracteres")
+    expect(dispatcher.locator("#note-text")).to_have_value("Larga. " * 600)
+    dispatcher.locator("#note-text").focus()
     dispatcher.keyboard.press("Control+a")
     dispatcher.keyboard.type("Se requiere grúa")
     dispatcher.keyboard.press("Enter")

@@ -21,6 +21,12 @@ export class ApiError extends Error {
     this.code = (body && body.code) || "error";
     this.fields = (body && body.fields) || {};
   }
+
+  /** The message with the fields' own messages: for a banner, where no field is there to mark. */
+  get summary() {
+    const said = Object.values(this.fields).flat().filter((item) => typeof item === "string");
+    return said.length ? `${this.message} ${said.join(" ")}` : this.message;
+  }
 }
 
 /** Call the REST API with the session cookie and the CSRF header; JSON in, JSON out. */

@@ -341,7 +341,7 @@ async function refreshDetail() {
     renderDetail();
     if (config.can_dispatch && state.recs === null) loadRecommendations();
   } catch (error) {
-    showBanner(error.message, "error");
+    showBanner(error.summary || error.message, "error");
   }
 }
 
@@ -498,7 +498,7 @@ async function assign(unitId) {
     state.recs = null;
     await refreshDetail();
   } catch (error) {
-    showBanner(error.message, "error");
+    showBanner(error.summary || error.message, "error");
     loadRecommendations();
   }
 }
@@ -516,7 +516,7 @@ document.getElementById("note-form").addEventListener("submit", async (event) =>
     await api(`incidents/${encodeURIComponent(state.selected)}/notes`, { method: "POST", body: { text } });
     input.value = "";
   } catch (error) {
-    showBanner(error.message, "error");
+    showBanner(error.summary || error.message, "error");
   }
 });
 
@@ -537,7 +537,7 @@ function lifecycleForm(formId, inputId, action, field, after) {
       renderDetail();
       document.getElementById("detail").focus();
     } catch (error) {
-      showBanner(error.message, "error");
+      showBanner(error.summary || error.message, "error");
     }
   });
 }
@@ -551,7 +551,7 @@ async function changeStatus(unitId, to) {
     const updated = await api(`units/${unitId}/status`, { method: "POST", body: { status: to, version: unit && unit.version } });
     if (updated && updated.id !== undefined) upsertUnit({ ...updated, agency_id: updated.agency ? updated.agency.id : unit && unit.agency_id });
   } catch (error) {
-    showBanner(error.message, "error");
+    showBanner(error.summary || error.message, "error");
   }
 }
 

@@ -66,7 +66,7 @@ export function createManualDispatch(container, { getIncident, onDispatched }) {
       active = options.length ? 0 : -1;
       render();
     } catch (error) {
-      showBanner(error.message, "error");
+      showBanner(error.summary || error.message, "error");
     }
   }
 
@@ -93,7 +93,7 @@ export function createManualDispatch(container, { getIncident, onDispatched }) {
       render();
       if (onDispatched) onDispatched(result);
     } catch (error) {
-      showBanner(error.message, "error");
+      showBanner(error.summary || error.message, "error");
       refresh();
     }
   }

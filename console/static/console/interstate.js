@@ -186,7 +186,7 @@ export class InterstatePanel {
       if (escalation && escalation.id !== undefined) this.applyEvent({ type: "interstate.escalation", payload: { folio: this.folio, escalation } });
       if (success) showBanner(success, "info");
     } catch (error) {
-      showBanner(error.message, "error");
+      showBanner(error.summary || error.message, "error");
     } finally {
       this.busy = false;
       this.render();
@@ -229,7 +229,7 @@ export class InterstatePanel {
         const peers = await enabledPeers();
         select.replaceChildren(...peers.map((p) => el("option", { value: p.code }, `${p.code} — ${p.name}`)));
       } catch (error) {
-        showBanner(error.message, "error");
+        showBanner(error.summary || error.message, "error");
         return;
       }
     }
