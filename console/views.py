@@ -136,6 +136,7 @@ def _interstate_strings() -> dict:
         "origin_label": _("Recibido de otro centro:"),
         "origin_text": _("%(peer)s (%(code)s), folio %(folio)s"),
         "is_origin_title": _("Escalado por %(peer)s, folio %(folio)s"),
+        "handled_by": _("Lo atiende %(peer)s"),
         "flag_inside": _("Ubicado en el área de %(peer)s."),
         "flag_near": _("A %(km)s km del área de %(peer)s."),
         "escalate_to": _("Escalar a %(peer)s"),

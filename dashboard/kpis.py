@@ -21,6 +21,8 @@ Edge cases, by definition:
 * Open incidents not yet dispatched count AGAINST dispatch compliance once older than a dispatch target:
   each adds one to that target's denominator (`overdue`), never to its numerator, so "Despacho: 100 %"
   cannot show while calls wait unattended. They have no dispatch interval yet, so percentiles ignore them.
+  An incident another centre took over (`handled_by_center`: it accepted our request for service) is not
+  overdue here: that centre runs its dispatch clock.
 * A block measured on fewer than CAD_KPI_MIN_SAMPLE values says so (`insufficient`): "datos insuficientes".
 * Multi-unit incidents: only the FIRST dispatch / en route / on scene count (the incident's `first_*`
   columns, written once by incidents.services), so a second ambulance never worsens or improves a figure.
@@ -277,7 +279,10 @@ def incident_rows(
     dimensions, cancelled flag, center."""
     qs = Incident.objects.filter(opened_at__gte=start, opened_at__lt=end)
     if undispatched_open:
-        qs = qs.filter(first_dispatched_at__isnull=True).exclude(status=IncidentStatus.CLOSED)
+        # Another centre that took an incident over runs its dispatch clock, not us.
+        qs = qs.filter(first_dispatched_at__isnull=True, handled_by_center="").exclude(
+            status=IncidentStatus.CLOSED
+        )
     if center_id is not None:
         qs = qs.filter(center_id=center_id)
     stamps = [

@@ -238,7 +238,17 @@ class Call911Input(_CallInputBase):
     line = serializers.ChoiceField(choices=[(Line.EMERGENCY.value, Line.EMERGENCY.label)])
     caller_name = serializers.CharField(max_length=160, required=False, allow_blank=True, allow_null=True)
     callback_number = serializers.RegexField(
-        r"^\+?[0-9 ()-]{3,20}$", max_length=20, required=False, allow_blank=True, allow_null=True
+        r"^\+?[0-9 ()-]{3,20}$",
+        max_length=20,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        error_messages={
+            "invalid": gettext_lazy(
+                "Escriba solo dígitos, espacios, paréntesis o guiones, con + al inicio si lleva lada "
+                "internacional (de 3 a 20 caracteres), p. ej. 55 1234 5678."
+            )
+        },
     )
 
 

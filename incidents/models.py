@@ -152,6 +152,9 @@ class Incident(models.Model):
     # request for service): that centre's code and its own folio for the incident.
     origin_center = models.CharField(_("centro de origen"), max_length=16, blank=True)
     origin_folio = models.CharField(_("folio de origen"), max_length=64, blank=True)
+    # Set while another command centre has taken charge of the incident (it accepted our request for service):
+    # that centre's code. Its dispatch clock is not ours to run, so no delay alarm and no overdue KPI here.
+    handled_by_center = models.CharField(_("atendido por el centro"), max_length=16, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
 

@@ -298,6 +298,16 @@ def add_note(
     return entry
 
 
+def set_handled_by(*, incident: Incident, center_code: str, text: str, by) -> None:
+    """Another centre took charge of the incident (`center_code`), or gave it back (""): `incident` is
+    locked by the caller's transaction. A timeline entry says so; the summary carries it to the consoles."""
+    if incident.handled_by_center == center_code:
+        return
+    incident.handled_by_center = center_code
+    _timeline(incident, kind=TimelineEntry.Kind.STATUS, by=by, text=text, data={"handled_by": center_code})
+    _touch(incident, ["handled_by_center"])
+
+
 @transaction.atomic
 def update_incident(
     *,

@@ -46,6 +46,12 @@ class IncidentSummaryOutput(serializers.Serializer):
     origin_folio = serializers.CharField(
         help_text=gettext_lazy("Folio del incidente en el centro de origen.")
     )
+    handled_by_center = serializers.CharField(
+        help_text=gettext_lazy(
+            "Centro que tomó el incidente a su cargo (aceptó la solicitud de servicio); vacío si lo atiende "
+            "este centro. Mientras tanto no corre el reloj de despacho."
+        )
+    )
     version = serializers.IntegerField()
 
     def get_timer_since(self, incident) -> str:

@@ -509,6 +509,14 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
         )
         % {"peer": escalation.peer.name, "reason": reason},
     )
+    if escalation.incident.handled_by_center == escalation.peer.code:
+        incident_services.set_handled_by(
+            incident=escalation.incident,
+            center_code="",
+            text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
+            % {"peer": escalation.peer.name},
+            by=by,
+        )
     return escalation
 
 
@@ -809,7 +817,9 @@ def _bounded(text: str) -> str:
     """A peer's note as it came, up to PEER_NOTE_MAX_CHARS; beyond that cut, and saying so (never silently)."""
     if len(text) <= PEER_NOTE_MAX_CHARS:
         return text
-    cut = _("[recortada: %(n)s caracteres más en el centro de origen]") % {"n": len(text) - PEER_NOTE_MAX_CHARS}
+    cut = _("[recortada: %(n)s caracteres más en el centro de origen]") % {
+        "n": len(text) - PEER_NOTE_MAX_CHARS
+    }
     return f"{text[:PEER_NOTE_MAX_CHARS]} {cut}"
 
 
@@ -921,4 +931,12 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
             escalation,
             note % {"peer": escalation.peer.name, "folio": escalation.remote_folio, "reason": text},
         )
+        if escalation.state == Escalation.State.ACCEPTED:
+            incident_services.set_handled_by(
+                incident=escalation.incident,
+                center_code=escalation.peer.code,
+                text=_("Lo atiende %(peer)s: aquí no corre el reloj de despacho")
+                % {"peer": escalation.peer.name},
+                by=escalation.peer.service_user,
+            )
     return 200, _answer(escalation, ACCEPTED, "response recorded")

@@ -276,3 +276,11 @@ def test_nul_bytes_are_client_errors_not_server_errors(make_user, accident_type)
         "link": 400,
         "narrative": 400,
     }
+
+
+def test_a_bad_callback_number_says_what_is_expected(call_taker, api_client_for, accident_type):
+    """Not "Esta entrada no coincide con el formato requerido": the call-taker is told the format."""
+    response = _post_call(api_client_for(call_taker), callback_number="cinco cinco")
+    assert response.status_code == 400
+    (message,) = response.json()["fields"]["callback_number"]
+    assert "dígitos" in message and "55 1234 5678" in message

@@ -5,8 +5,10 @@ document, and the OpenAPI description of all of it."""
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from incidents import services as incident_services
@@ -142,7 +144,6 @@ def test_the_narrative_reaches_the_peer_first_and_again_when_edited(client, cdmx
     assert notes()[1:] == ["Dos heridos", "Narrativa: Choque de moto contra auto, dos lesionados"]
 
 
-
 def test_a_long_narrative_arrives_whole(client, cdmx, accident_type):
     """A narrative may hold 10,000 characters (the intake's limit): the peer keeps all of it, not the first
     4,000 (a note typed on the console is capped at 4,000; a peer's is not cut to that)."""
@@ -168,6 +169,12 @@ def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dis
     theirs, cdmx_user = cdmx_incident(accident_type)
     accepted = message("response", escalation.request_id, code=200, text="accepted", incident=theirs.folio)
     assert post_message(client, peer, secret, accepted).status_code == 200
+    # CDMX took it over: our incident says so, and our dispatch clock stops judging it.
+    ours.refresh_from_db()
+    assert ours.handled_by_center == "CDMX"
+    assert ours.timeline.filter(
+        kind="status", text="Lo atiende C5 Ciudad de México: aquí no corre el reloj de despacho"
+    ).exists()
     from tests.factories import UnitFactory
 
     unit = UnitFactory(
@@ -363,3 +370,43 @@ def test_a_peer_note_beyond_the_bound_is_cut_out_loud():
     assert kept.startswith("x" * PEER_NOTE_MAX_CHARS)
     assert kept.endswith("[recortada: 123 caracteres más en el centro de origen]")
     assert _bounded("corta") == "corta"
+
+
+def test_cancelling_an_accepted_request_gives_the_incident_back(
+    client, cdmx, center, dispatcher, accident_type
+):
+    """While CDMX attends our incident it is not overdue in our KPIs; cancelled, it is ours again."""
+    from dashboard import kpis
+    from interstate import services
+    from tests.factories import open_incident
+
+    peer, secret = cdmx
+    long_ago = timezone.now() - timedelta(hours=1)
+    ours = open_incident(center=center, by=dispatcher, incident_type=accident_type, lat=19.43, lon=-99.13)
+    Incident.objects.filter(pk=ours.pk).update(opened_at=long_ago, call_arrived_at=long_ago)
+
+    def overdue() -> int:
+        rows = kpis.incident_rows(
+            start=long_ago - timedelta(minutes=1),
+            end=timezone.now(),
+            center_id=center.id,
+            undispatched_open=True,
+        )
+        return len(rows["anchor"])
+
+    assert overdue() == 1
+    escalation = services.escalate_incident(
+        folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
+    )
+    accepted = message("response", escalation.request_id, code=200, text="accepted", incident="CDMX-1")
+    assert post_message(client, peer, secret, accepted).status_code == 200
+    assert overdue() == 0
+    services.escalation_cancel(
+        escalation_id=escalation.pk, center_id=center.id, reason="Ya no", by=dispatcher
+    )
+    ours.refresh_from_db()
+    assert ours.handled_by_center == ""
+    assert overdue() == 1
+    assert ours.timeline.filter(
+        kind="status", text__startswith="C5 Ciudad de México ya no lo atiende"
+    ).exists()

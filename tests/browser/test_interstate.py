@@ -92,6 +92,10 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     expect(escalation.locator('[data-state="accepted"]')).to_be_visible(timeout=15_000)
     expect(escalation.locator(f'[data-remote-folio="{cdmx_folio}"]')).to_be_visible()
     expect(row.locator(".tag-esc")).to_contain_text("CDMX")
+    # CDMX took it over: MEX's row says so and its dispatch clock no longer runs to an alarm.
+    expect(row.locator(".handled-by")).to_have_text("Lo atiende CDMX", timeout=10_000)
+    expect(row.locator("time.timer")).to_have_class("timer neutral")
+    expect(mex_page.locator("#d-status")).to_contain_text("Lo atiende CDMX")
     mex_page.screenshot(path=str(screenshot_dir / "interstate-mex-accepted.png"))
 
     # CDMX sends a unit, then releases it: MEX names the unit's status in Spanish, to the end ("Liberada", it

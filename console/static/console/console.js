@@ -210,11 +210,12 @@ function sortedIncidents() {
   );
 }
 
-/** The clock an incident is judged by, from its lifecycle status (incidents/lifecycle.py TIMERS). */
+/** The clock an incident is judged by, from its lifecycle status (incidents/lifecycle.py TIMERS); none while
+ * another centre has taken it over (that centre runs the dispatch clock). */
 function incidentTimer(incident, now = Date.now()) {
   const start = Date.parse(incident.timer_since || incident.call_arrived_at || incident.opened_at);
   const elapsed = (now - start) / 1000;
-  const target = TIMERS[incident.status] || null;
+  const target = incident.handled_by_center ? null : TIMERS[incident.status] || null;
   return { elapsed, target, level: timerLevel(elapsed, target) };
 }
 
@@ -249,7 +250,8 @@ function renderQueue() {
       el("td", {}, el("span", { class: "tname", title: `${incident.type_code} ${incident.type_name}` }, el("span", { class: "mono" }, incident.type_code), " ", incident.type_name),
         el("div", { class: "muted small" }, incident.lat == null ? t("no_location") : placeName(incident)),
         el("div", { class: "interstate-tags" }, queueBadges(incident))),
-      el("td", {}, el("span", { class: `status-pill st-${incident.status}` }, config.incident_statuses[incident.status] || incident.status)),
+      el("td", {}, el("span", { class: `status-pill st-${incident.status}` }, config.incident_statuses[incident.status] || incident.status),
+        incident.handled_by_center ? el("div", { class: "muted small handled-by" }, t("handled_by", { peer: incident.handled_by_center })) : null),
       el("td", {}, el("time", { class: `timer ${timer.level}`, "data-folio": incident.folio, "data-target-s": timer.target || "" }, duration(timer.elapsed))),
     );
   });
@@ -358,7 +360,8 @@ function renderDetail() {
   prio.textContent = config.priorities[d.priority] || d.priority;
   prio.className = `prio prio-${d.priority}`;
   const status = document.getElementById("d-status");
-  status.textContent = config.incident_statuses[d.status] || d.status;
+  status.textContent = [config.incident_statuses[d.status] || d.status,
+    d.handled_by_center ? t("handled_by", { peer: d.handled_by_center }) : ""].filter(Boolean).join(" · ");
   status.className = `status-pill st-${d.status}`;
   status.dataset.status = d.status;
   document.getElementById("d-outside").hidden = !d.outside_service_area;
