@@ -110,10 +110,19 @@ def check_point(*, lat, lon, cve_ent: str | None, confirm_outside_area: bool = F
                 raise BadCoordinates(hint, code="missing_minus_sign", fields={field: [hint]})
     state, municipality = locator.locate(lat_n, lon_n)
     if not inside and not confirm_outside_area:
-        where = ", ".join(j.name for j in (municipality, state) if j) or _("fuera de los límites cargados")
-        message = _(
-            "El punto (%(lat)s, %(lon)s) está fuera del área de servicio del centro (%(where)s). "
-            "Confírmelo para continuar."
+        # Where the point IS, then that it is not ours: "(Ciudad de México)" after "del centro" read as the
+        # name of this centre.
+        where = ", ".join(j.name for j in (municipality, state) if j)
+        message = (
+            _(
+                "El punto (%(lat)s, %(lon)s) cae en %(where)s, fuera del área de servicio de este centro. "
+                "Confírmelo para continuar."
+            )
+            if where
+            else _(
+                "El punto (%(lat)s, %(lon)s) está fuera de los límites cargados y del área de servicio de este "
+                "centro. Confírmelo para continuar."
+            )
         ) % {"lat": lat_n, "lon": lon_n, "where": where}
         raise BadCoordinates(
             message,

@@ -51,6 +51,18 @@ def test_bad_coordinates_are_field_errors_and_nothing_is_written(client, lat, lo
     assert Incident.objects.count() == 0
 
 
+def test_an_out_of_area_point_says_where_it_lies_not_which_centre_this_is(client):
+    """It read "fuera del área de servicio del centro (Ciudad de México)": as if this centre were CDMX's."""
+    import_geojson_file(path=DATA_DIR / "09-ciudad-de-mexico.geojson")
+    message = _call(client, lat=19.4326, lon=-99.1332).json()["message"]
+    assert message == (
+        "El punto (19.4326, -99.1332) cae en Ciudad de México, fuera del área de servicio de este centro. "
+        "Confírmelo para continuar."
+    )
+    beyond = _call(client, lat=TIJUANA[0], lon=TIJUANA[1]).json()["message"]
+    assert beyond.startswith(f"El punto ({TIJUANA[0]}, {TIJUANA[1]}) está fuera de los límites cargados")
+
+
 def test_out_of_area_point_goes_through_once_confirmed_and_says_so(client):
     response = _call(client, lat=TIJUANA[0], lon=TIJUANA[1], confirm_outside_area=True)
     assert response.status_code == 201, response.json()
