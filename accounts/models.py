@@ -39,3 +39,11 @@ class User(AbstractUser):
 
     def has_role(self, *roles: str) -> bool:
         return self.is_active and self.role in roles
+
+    @property
+    def signature(self) -> str:
+        """How a timeline entry names its author: a peer centre's service account by the centre's name (set as
+        its first name when the peer is registered), not "peer-cdmx"; a person by their username."""
+        if self.role == Role.PEER and self.first_name:
+            return self.first_name
+        return self.get_username()

@@ -172,7 +172,7 @@ class IncidentListOutput(IncidentSummaryOutput):
 class TimelineEntryOutput(serializers.Serializer):
     id = serializers.IntegerField()
     at = serializers.DateTimeField()
-    by = serializers.CharField(source="by.username", allow_null=True, default=None)
+    by = serializers.CharField(source="by.signature", allow_null=True, default=None)
     kind = serializers.CharField()
     text = serializers.CharField()
 

@@ -293,7 +293,7 @@ def add_note(
     record_event(
         type="incident.note_added",
         center_id=center_id,
-        payload={"folio": folio, "text": text, "by": by.get_username(), "at": entry.at.isoformat()},
+        payload={"folio": folio, "text": text, "by": by.signature, "at": entry.at.isoformat()},
     )
     return entry
 

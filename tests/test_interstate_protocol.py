@@ -132,6 +132,11 @@ def test_the_narrative_reaches_the_peer_first_and_again_when_edited(client, cdmx
         return list(local.timeline.filter(kind="note").order_by("id").values_list("text", flat=True))
 
     assert notes() == ["Narrativa: Choque de moto contra auto, un lesionado", "Dos heridos"]
+    # Signed with the peer centre's name, not its service account's ("peer-cdmx").
+    from incidents.api import TimelineEntryOutput
+
+    entry = local.timeline.filter(kind="note").select_related("by").first()
+    assert TimelineEntryOutput(entry).data["by"] == "C5 Ciudad de México"
     incident_services.update_incident(
         folio=remote.folio,
         center_id=remote.center_id,
