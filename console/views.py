@@ -53,6 +53,10 @@ def _ui_strings() -> dict:
         "conn_degraded": _("En línea, sin tiempo real"),
         "conn_closed": _("Sin conexión; reintentando…"),
         "conn_refused": _("Conexión rechazada: su cuenta no tiene acceso a la consola."),
+        "conn_ended": _("Sesión terminada"),
+        "conn_ended_banner": _(
+            "Su sesión terminó. Inicie sesión en otra pestaña y registre aquí esta llamada: lo capturado se conserva."
+        ),
         "conn_lost_banner": _("Se perdió la conexión en tiempo real; reconectando y recuperando eventos…"),
         "resync_banner": _("La consola se atrasó demasiado; se recargó el estado completo."),
         "overload_banner": _("Hubo eventos perdidos; la consola los recuperó."),

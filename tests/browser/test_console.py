@@ -7,6 +7,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PASSWORD
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 TOLUCA = ("19.2826", "-99.6557")
@@ -291,3 +293,24 @@ def test_the_console_says_when_it_is_no_longer_live_and_when_it_is_again(login):
     )
     expect(page.locator("#conn")).to_have_attribute("data-state", "open")
     expect(banner).to_be_hidden()
+
+
+def test_an_intake_keeps_the_call_being_typed_when_the_session_ends_and_is_live_again_after_a_login(login):
+    """The intake has a live socket now (its escalations follow their delivery). A session that ends elsewhere
+    must not throw the half-typed call away by sending the page to the login form, as the console does."""
+    taker = login("operador")
+    expect(taker.locator("#conn")).to_have_attribute("data-state", "open", timeout=10_000)
+    taker.fill("#narrative", "Choque en la esquina, dos lesionados")
+    other = taker.context.new_page()  # the same session, in another tab
+    other.goto("/console/intake/")
+    other.locator("form[action='/logout/'] button[type=submit]").click()
+    expect(taker.locator("#conn")).to_have_attribute("data-state", "ended", timeout=15_000)
+    expect(taker.locator("#banner")).to_contain_text("Su sesión terminó")
+    assert taker.url.endswith("/console/intake/")
+    expect(taker.locator("#narrative")).to_have_value("Choque en la esquina, dos lesionados")
+    other.goto("/login/")
+    other.fill("#id_username", "operador")
+    other.fill("#id_password", PASSWORD)
+    other.click("form[action='/login/'] button[type=submit]")
+    expect(taker.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(taker.locator("#banner")).to_be_hidden()

@@ -96,6 +96,12 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     expect(row.locator(".handled-by")).to_have_text("Lo atiende CDMX", timeout=10_000)
     expect(row.locator("time.timer")).to_have_class("timer neutral")
     expect(mex_page.locator("#d-status")).to_contain_text("Lo atiende CDMX")
+    # The call-taker's intake page, still showing the saved call, follows the share live too (it had no
+    # socket: the escalation stayed as it was when X was pressed).
+    expect(intake.locator("#conn")).to_have_attribute("data-state", "open")
+    expect(
+        intake.locator('#interstate-offer .esc-outbound[data-peer="CDMX"] [data-state="accepted"]')
+    ).to_be_visible(timeout=10_000)
     mex_page.screenshot(path=str(screenshot_dir / "interstate-mex-accepted.png"))
 
     # CDMX sends a unit, then releases it: MEX names the unit's status in Spanish, to the end ("Liberada", it

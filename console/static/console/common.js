@@ -129,6 +129,42 @@ export function showBanner(message, level = "warning", { sticky = false } = {}) 
   clearTimeout(bannerTimer);
   if (!sticky) bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
 }
+/** The page's connection indicator (`node`, #conn) and banners, driven by a RealtimeClient: pass the returned
+ * onState and onNotice to it. A page never goes stale in silence: a lost socket, a refused one and degraded
+ * live updates (Redis down) are said out loud until they are over. */
+export function connectionStatus(node) {
+  function onState(status) {
+    const labels = { connecting: t("conn_connecting"), open: t("conn_open"), closed: t("conn_closed"), refused: t("conn_refused"), ended: t("conn_ended") };
+    node.textContent = labels[status] || status;
+    node.className = `conn conn-${status}`;
+    node.dataset.state = status;
+    if (status === "closed") showBanner(t("conn_lost_banner"), "warning", { sticky: true });
+    if (status === "refused") showBanner(t("conn_refused"), "error", { sticky: true });
+    if (status === "ended") showBanner(t("conn_ended_banner"), "error", { sticky: true });
+    if (status === "open") hideBanner();
+  }
+  function onNotice(notice) {
+    if (notice.code === "resync_client") {
+      showBanner(t("resync_banner"), "warning");
+      return;
+    }
+    if (notice.code === "live_degraded") { // Redis down: updates come from the database every few seconds
+      node.textContent = t("conn_degraded");
+      node.className = "conn conn-degraded";
+      node.dataset.state = "degraded";
+      showBanner(notice.message, "warning", { sticky: true });
+      return;
+    }
+    if (notice.code === "live_restored") {
+      onState("open");
+      return;
+    }
+    if (notice.level === "info") return;
+    showBanner(notice.message || t("overload_banner"), notice.level === "error" ? "error" : "warning");
+  }
+  return { onState, onNotice };
+}
+
 /** A blank (or only spaces) text field: say so and put the cursor back instead of doing nothing. */
 export function refuseBlank(input) {
   if (input.value.trim()) return false;

@@ -4,7 +4,7 @@
 // location.js, dispatch.js, board.js, minimap.js — add new panels the same way.
 
 import { createBoard, STATUS_KEYS } from "./board.js";
-import { api, apiAll, beep, clock, config, duration, el, hideBanner, refuseBlank, showBanner, t, timerLevel, typing } from "./common.js";
+import { api, apiAll, beep, clock, config, connectionStatus, duration, el, refuseBlank, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
 import { InterstatePanel, loadQueueFacts, queueBadges } from "./interstate.js";
 import { createLocationPanel } from "./location.js";
@@ -27,36 +27,7 @@ window.cadAlerts = [];
 window.cadConsole = state;
 
 // --- Connection ------------------------------------------------------------------------------
-const conn = document.getElementById("conn");
-function setConnection(status) {
-  const labels = { connecting: t("conn_connecting"), open: t("conn_open"), closed: t("conn_closed"), refused: t("conn_refused") };
-  conn.textContent = labels[status] || status;
-  conn.className = `conn conn-${status}`;
-  conn.dataset.state = status;
-  if (status === "closed") showBanner(t("conn_lost_banner"), "warning", { sticky: true });
-  if (status === "refused") showBanner(t("conn_refused"), "error", { sticky: true });
-  if (status === "open") hideBanner();
-}
-
-function onNotice(notice) {
-  if (notice.code === "resync_client") {
-    showBanner(t("resync_banner"), "warning");
-    return;
-  }
-  if (notice.code === "live_degraded") { // Redis down: updates come from the database every few seconds
-    conn.textContent = t("conn_degraded");
-    conn.className = "conn conn-degraded";
-    conn.dataset.state = "degraded";
-    showBanner(notice.message, "warning", { sticky: true });
-    return;
-  }
-  if (notice.code === "live_restored") {
-    setConnection("open");
-    return;
-  }
-  if (notice.level === "info") return;
-  showBanner(notice.message || t("overload_banner"), notice.level === "error" ? "error" : "warning");
-}
+const { onState: setConnection, onNotice } = connectionStatus(document.getElementById("conn"));
 
 // --- Panels -----------------------------------------------------------------------------------
 const miniMap = createMiniMap(document.getElementById("minimap"), {

@@ -1,9 +1,10 @@
 // Call intake (9-1-1 and 089): arrival timer, CNIE type-ahead, location by coordinates, address or map
 // click, inline duplicate suggestion (Alt+V links), Ctrl+Enter submits, F2 starts a new call.
 
-import { api, config, duration, el, t, timerLevel, typing } from "./common.js";
+import { api, config, connectionStatus, duration, el, t, timerLevel, typing } from "./common.js";
 import { InterstatePanel } from "./interstate.js";
 import { createMap } from "./map.js";
+import { RealtimeClient } from "./realtime.js";
 
 const form = document.getElementById("intake-form");
 const line = config.line;
@@ -276,6 +277,22 @@ async function submit() {
 // --- Interstate: a call located in (or near) a peer centre's area offers X escalate / V notify ----------
 const interstateBox = el("div", { class: "interstate interstate-offer", id: "interstate-offer" });
 const interstate = new InterstatePanel(interstateBox, { compact: true });
+
+// The saved call's escalation follows its delivery live (sent, accepted by the peer, rejected…), as on the
+// console: the centre's console stream, of which this page applies the interstate events only.
+const live = new RealtimeClient({
+  path: config.ws_path,
+  streams: {
+    console: {
+      snapshot: async () => { if (interstate.folio) await interstate.load(interstate.folio); },
+      apply: (envelope) => { interstate.applyEvent(envelope); },
+    },
+  },
+  ...connectionStatus($("conn")),
+  heartbeatS: config.heartbeat_s,
+  leaveWhenSessionEnds: false, // a call half typed is not thrown away
+});
+live.start();
 
 async function offerInterstate(folio) {
   $("result").append(interstateBox);

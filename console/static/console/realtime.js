@@ -17,8 +17,11 @@ export class RealtimeClient {
    * @param {function} options.onState       (state: "connecting"|"open"|"closed"|"refused") => void
    * @param {function} options.onNotice      (notice) => void
    * @param {number} options.heartbeatS      the server's heartbeat interval (seconds)
+   * @param {boolean} options.leaveWhenSessionEnds  go to the login page when the session ends (else the
+   *   state "ended": a page holding unsaved typing, the intake, stays to be saved after a login elsewhere)
    */
-  constructor({ path, streams, onState = () => {}, onNotice = () => {}, heartbeatS = 10 }) {
+  constructor({ path, streams, onState = () => {}, onNotice = () => {}, heartbeatS = 10, leaveWhenSessionEnds = true }) {
+    this.leaveWhenSessionEnds = leaveWhenSessionEnds;
     this.path = path;
     this.silenceMs = 4 * heartbeatS * 1000;
     this.lastMessageAt = Date.now();
@@ -59,6 +62,7 @@ export class RealtimeClient {
     this.onState("connecting");
     socket.addEventListener("open", () => {
       this.attempt = 0;
+      this.ended = false;
       this.lastMessageAt = Date.now();
       this.onState("open");
       this.resuming = {};
@@ -75,6 +79,14 @@ export class RealtimeClient {
     socket.addEventListener("close", async (event) => {
       if (socket !== this.socket) return;
       // The server refuses before accepting: ASGI clients see 4403, browsers a failed handshake (1006).
+      if (!this.leaveWhenSessionEnds && (event.code === CLOSE_SESSION_ENDED || this.ended)) {
+        // Logged out: the page says so, keeps what was typed, and tries again now and then, so a login in
+        // another tab (the same cookie) brings it back live.
+        this.ended = true;
+        this.onState("ended");
+        if (!this.stopped) setTimeout(() => this.connect(), BACKOFF_MS[BACKOFF_MS.length - 1]);
+        return;
+      }
       if (event.code === CLOSE_SESSION_ENDED) {
         this.onState("refused");
         location.assign(`/login/?next=${encodeURIComponent(location.pathname + location.search)}`);
