@@ -6,7 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.forms import AdminLoginForm, LoginForm
-from accounts.views import set_language
+from accounts.views import LogoutView, set_language
 from interstate.peer_api import WellKnownApi
 
 admin.site.login_form = AdminLoginForm  # the admin's own login asks for the second factor too
@@ -31,7 +31,7 @@ urlpatterns = [
     path(".well-known/cad-peer", WellKnownApi.as_view(), name="cad-peer"),
     path("api/v1/", include(api_v1)),
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("dashboard/", include("dashboard.web_urls")),
     path("", include("console.web_urls")),
 ]

@@ -65,3 +65,14 @@ def test_server_rendered_times_are_in_the_centres_time_zone(login, center):
     center.timezone = "America/Tijuana"
     center.save()
     assert "10/11/2026 04:00:00 PST" in client.get("/dashboard/kpis/").content.decode()
+
+
+def test_logging_out_lands_on_a_login_page_that_says_so(login):
+    client, _user = login(Role.DISPATCHER)
+    response = client.post("/logout/", follow=True)
+    assert response.redirect_chain[-1][0].startswith("/login/")
+    page = response.content.decode()
+    assert "Sesión cerrada. Puede cerrar esta ventana o volver a entrar." in page
+    # Said once: a later visit to the login page is the bare form again.
+    assert "Sesión cerrada" not in client.get("/login/").content.decode()
+    assert client.get("/console/").status_code == 302  # and the session is really gone
