@@ -154,14 +154,20 @@ def _interstate_strings() -> dict:
         "esc_accept": _("Aceptar"),
         "esc_reject": _("Rechazar"),
         "esc_reject_reason": _("Motivo del rechazo"),
-        "esc_outbound": _("Enviado a %(peer)s"),
-        "esc_inbound": _("Recibido de %(peer)s"),
+        # The direction, in words that are not a state's ("Enviado" is one).
+        "esc_outbound": _("Hacia %(peer)s"),
+        "esc_inbound": _("Desde %(peer)s"),
         "remote_status": _("allá: %(status)s"),
         "last_error": _("Último error (intento %(attempts)s): %(error)s"),
         "rejected_reason": _("Motivo: %(reason)s"),
         "remote_units": _("Unidades de %(peer)s"),
         "esc_retry": _("Reintentar"),
         "esc_cancel": _("Cancelar escalamiento"),
+        "esc_cancel_confirm": _(
+            "¿Cancelar el escalamiento a %(peer)s? Si ese centro ya lo atiende, el incidente vuelve a este. "
+            "Motivo (opcional; se le envía):"
+        ),
+        "menu_no_peers": _("No hay centros habilitados a los que escalar; consulte a supervisión."),
         "menu_open": _("Escalar a otro centro"),
         "menu_peer": _("Centro"),
         "menu_kind": _("Tipo"),

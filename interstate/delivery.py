@@ -103,6 +103,18 @@ def signed_request(
     return response
 
 
+def _refusal_text(response: httpx.Response) -> str:
+    """What the peer said, for a person: its message and code (this API's error shape), else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        code = body.get("code")
+        return f"{body['message'][:300]}" + (f" ({str(code)[:64]})" if code else "")
+    return response.text[:300]
+
+
 def _result_code(response: httpx.Response) -> str:
     if response.is_success:
         return "ok"
@@ -134,7 +146,7 @@ def _send(message: OutboxMessage) -> dict:
         except ValueError:
             answer = {}
         return answer if isinstance(answer, dict) else {}
-    summary = f"HTTP {response.status_code}: {response.text[:300]}"
+    summary = f"HTTP {response.status_code}: {_refusal_text(response)}"
     if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
         raise PeerUnavailable(summary)
     raise PeerRefused(summary)

@@ -149,7 +149,9 @@ def peer_register(
         defaults={"role": Role.PEER, "center": home_center(), "first_name": name[:150]},
     )
     user.set_unusable_password()
-    user.save(update_fields=["password"])
+    # An account made beforehand (the demo seed's) signs the peer's notes with the peer's name too.
+    user.first_name = user.first_name or name[:150]
+    user.save(update_fields=["password", "first_name"])
     inbound_secret = inbound_secret or secrets.new_secret()
     peer = Peer(
         code=code,
@@ -344,14 +346,17 @@ def _announce(escalation: Escalation, *, attempts: int | None = None) -> None:
     )
 
 
-def _note(escalation: Escalation, text: str, *, data: dict | None = None, locked: bool = False) -> None:
-    """A timeline note about the share, tagged with the peer (never sent back to it). `locked`: this
+def _note(
+    escalation: Escalation, text: str, *, by=None, data: dict | None = None, locked: bool = False
+) -> None:
+    """A timeline note about the share, tagged with the peer (never sent back to it), signed by `by` (someone
+    here who acted on the share), else by the peer (it did: answered, updated, cancelled). `locked`: this
     transaction holds the incident's row lock already."""
     incident_services.add_note(
         folio=escalation.incident.folio,
         center_id=escalation.incident.center_id,
         text=text,
-        by=escalation.peer.service_user,
+        by=by or escalation.peer.service_user,
         data={"peer": escalation.peer.code, **(data or {})},
         locked=escalation.incident if locked else None,
     )
@@ -508,6 +513,7 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
             else _("Escalamiento a %(peer)s cancelado")
         )
         % {"peer": escalation.peer.name, "reason": reason},
+        by=by,
     )
     if escalation.incident.handled_by_center == escalation.peer.code:
         incident_services.set_handled_by(
@@ -538,8 +544,11 @@ def escalation_retry(*, escalation_id: int, center_id: int, by) -> Escalation:
         escalation.state = (
             Escalation.State.SENT if request_delivered or not outbound else Escalation.State.PENDING
         )
-    escalation.last_error = ""
-    _changed(escalation, "state", "last_error")
+    _changed(escalation, "state")
+    # A supervisor's retry is sent now, even while the peer's circuit is open (its backoff would otherwise
+    # keep it waiting, or hand the probe to another share): this drain is the probe. The last error stays
+    # on the share until a send succeeds.
+    Peer.objects.filter(pk=escalation.peer_id, probe_after__isnull=False).update(probe_after=now)
     if escalation.stream_id:
         OutboxStream.objects.filter(pk=escalation.stream_id).update(lease_until=None, lease_owner="")
         outbox.enqueue_delivery(escalation.stream_id)
@@ -572,6 +581,11 @@ def escalation_accept(*, escalation_id: int, center_id: int, by) -> Escalation:
         incident=escalation.incident.folio,
     )
     _changed(escalation, "state")
+    _note(
+        escalation,
+        _("Solicitud de %(peer)s aceptada: este centro lo atiende") % {"peer": escalation.peer.name},
+        by=by,
+    )
     return escalation
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 
 from cad.models import Event
 from incidents import services as incident_services
@@ -274,12 +275,34 @@ def test_a_refused_message_fails_the_escalation_until_a_supervisor_retries(
     peer_http.answers = [400]
     assert delivery.drain_escalation(escalation_id=escalation.id) == 0
     escalation.refresh_from_db()
-    assert escalation.state == "failed" and "HTTP 400" in escalation.last_error
+    # What the peer said, not its raw JSON.
+    assert (escalation.state, escalation.last_error) == ("failed", "HTTP 400: no (refused)")
     assert escalation.outbox.get().state == "dead"
     services.escalation_retry(escalation_id=escalation.id, center_id=center.id, by=supervisor)
     assert delivery.drain_escalation(escalation_id=escalation.id) == 1
     escalation.refresh_from_db()
     assert escalation.state == "sent"
+
+
+def test_a_supervisors_retry_is_sent_at_once_while_the_peers_circuit_is_open(
+    cdmx, center, dispatcher, supervisor, accident_type, peer_http
+):
+    """It used to wait for the backoff (or for another share's probe) and to wipe the error from the screen:
+    the supervisor saw a quiet "Pendiente" and nothing was sent."""
+    incident = _inside(center, dispatcher, accident_type)
+    escalation = _escalate(incident, dispatcher)
+    peer_http.answers = [503]
+    with pytest.raises(delivery.PeerUnavailable):
+        delivery.drain_escalation(escalation_id=escalation.id)
+    assert Peer.objects.get().probe_after > timezone.now()  # the circuit is open
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 0
+    services.escalation_retry(escalation_id=escalation.id, center_id=center.id, by=supervisor)
+    escalation.refresh_from_db()
+    assert "HTTP 503" in escalation.last_error  # still said until a send succeeds
+    peer_http.answers = [202]
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+    escalation.refresh_from_db()
+    assert (escalation.state, escalation.last_error) == ("sent", "")
 
 
 def test_the_lease_keeps_a_second_drainer_out(cdmx, center, dispatcher, accident_type, peer_http):

@@ -415,3 +415,32 @@ def test_cancelling_an_accepted_request_gives_the_incident_back(
     assert ours.timeline.filter(
         kind="status", text__startswith="C5 Ciudad de México ya no lo atiende"
     ).exists()
+    # The cancellation is signed by who cancelled it here, not by the peer's account.
+    cancelled = ours.timeline.get(kind="note", text="Escalamiento a C5 Ciudad de México cancelado: Ya no")
+    assert cancelled.by == dispatcher
+
+
+def test_accepting_a_request_is_on_our_own_timeline_with_who_accepted(client, cdmx, remote, dispatcher):
+    from interstate import services
+
+    _request_id, response = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=response.json()["incident"])
+    escalation = Escalation.objects.get(incident=local)
+    services.escalation_accept(escalation_id=escalation.pk, center_id=local.center_id, by=dispatcher)
+    note = local.timeline.filter(kind="note").order_by("-id").first()
+    assert (note.text, note.by) == (
+        "Solicitud de C5 Ciudad de México aceptada: este centro lo atiende",
+        dispatcher,
+    )
+    # A note about the share: never sent to the peer as one of ours (it has the answer already).
+    assert note.data["peer"] == "CDMX"
+
+
+def test_a_peer_account_made_beforehand_signs_with_the_peers_name(db, center):
+    """The demo seed makes peer-cdmx before registering the peer: its notes said "peer-cdmx"."""
+    from accounts.models import Role, User
+    from tests.interstate_support import register_cdmx
+
+    User.objects.create(username="peer-cdmx", role=Role.PEER, center=center)
+    peer, _secret = register_cdmx()
+    assert peer.service_user.signature == "C5 Ciudad de México"

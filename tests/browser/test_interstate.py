@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import login_page
 from tests.browser.test_console import _take_call
-from tests.interstate_harness import ZOCALO, open_call
+from tests.interstate_harness import ZOCALO, escalation_of, interstate_of, open_call, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -170,3 +170,55 @@ def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_
     expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
     expect(row.locator(".tag-esc")).to_contain_text("CDMX", timeout=10_000)
     expect(page.locator(f'#queue-body tr[data-folio="{toluca}"] .tag-esc')).to_contain_text("CDMX")
+
+
+def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with_a_reason(
+    two_centres, console_of
+):
+    """A note that CDMX refuses after it accepted the incident: the share used to show "Aceptado" and nothing
+    else, as if the note had arrived. Then the supervisor ends the share, asked first, with a reason."""
+    mex, cdmx = two_centres.mex, two_centres.cdmx
+    folio = open_call(mex)
+    created = mex.session("despachador").post(
+        f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
+    )
+    assert created.status_code == 201, created.text
+    remote = wait_until(lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio")
+    (inbound,) = interstate_of(cdmx, remote)["escalations"]
+    assert cdmx.session("despachador").post(f"/api/v1/escalations/{inbound['id']}/accept").status_code == 200
+    wait_until(lambda: escalation_of(mex, folio)["state"] == "accepted", timeout=20, what="accepted at MEX")
+
+    page = console_of(mex, "supervisor")
+    page.locator(f'#queue-body tr[data-folio="{folio}"]').click()
+    share = page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')
+    expect(share.locator('[data-state="accepted"]')).to_be_visible(timeout=10_000)
+    cdmx.sql("UPDATE interstate_peer SET enabled = false WHERE code = 'MEX'")
+    try:
+        note = mex.session("despachador").post(
+            f"/api/v1/incidents/{folio}/notes", json={"text": "Hay un menor herido"}
+        )
+        assert note.status_code == 201, note.text
+        error = share.locator(".esc-error")
+        expect(error).to_contain_text(
+            "HTTP 403: El centro par está deshabilitado. (peer_disabled)", timeout=20_000
+        )
+        expect(share.locator("button[data-action=retry]")).to_be_visible()
+        expect(share.locator('[data-state="accepted"]')).to_be_visible()
+    finally:
+        cdmx.sql("UPDATE interstate_peer SET enabled = true WHERE code = 'MEX'")
+    expect(share.locator(".esc-error")).to_have_count(0, timeout=20_000)  # delivered after all: said too
+    expect(share.locator("button[data-action=retry]")).to_have_count(0)
+
+    # Cancel asks first; dismissing the question changes nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    share.locator("button[data-action=cancel]").click()
+    expect(share.locator('[data-state="accepted"]')).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept("Ya no hace falta"))
+    share.locator("button[data-action=cancel]").click()
+    expect(share.locator('[data-state="cancelled"]')).to_be_visible(timeout=10_000)
+    expect(page.locator(f'#queue-body tr[data-folio="{folio}"] .handled-by')).to_have_count(0)
+    timeline = mex.session("supervisor").get(f"/api/v1/incidents/{folio}/").json()["timeline"]
+    cancelled = [
+        e for e in timeline if e["text"] == "Escalamiento a Ciudad de México C5 cancelado: Ya no hace falta"
+    ]
+    assert [e["by"] for e in cancelled] == ["supervisor"]

@@ -206,6 +206,14 @@ export class InterstatePanel {
     return this.run(() => api(`escalations/${escalation.id}/${action}`, { method: "POST", body }));
   }
 
+  /** Ending a share is asked first (one stray click handed an accepted incident back), with an optional
+   * reason that goes to the peer and to the timeline. */
+  cancel(escalation) {
+    const reason = window.prompt(t("esc_cancel_confirm", { peer: escalation.peer.name }), "");
+    if (reason === null) return Promise.resolve();
+    return this.act(escalation, "cancel", { reason: reason.trim() });
+  }
+
   handleKey(event) {
     const key = event.key.toLowerCase();
     if (key === "i" && this.menuBox && this.folio) { this.openMenu(); return true; }
@@ -227,6 +235,11 @@ export class InterstatePanel {
     if (!select.options.length) {
       try {
         const peers = await enabledPeers();
+        if (!peers.length) {
+          peersCache = null; // ask again next time: a peer may be enabled meanwhile
+          showBanner(t("menu_no_peers"), "warning");
+          return;
+        }
         select.replaceChildren(...peers.map((p) => el("option", { value: p.code }, `${p.code} — ${p.name}`)));
       } catch (error) {
         showBanner(error.summary || error.message, "error");
@@ -295,7 +308,10 @@ export class InterstatePanel {
         e.remote_status ? [" · ", t("remote_status", { status: config.incident_statuses[e.remote_status] || e.remote_status })] : null,
         " · ", el("time", {}, clock(e.updated_at))),
     ];
-    if (e.last_error && (e.state === "pending" || e.state === "failed")) {
+    // An error is on the share until a send succeeds, whatever its state: a note stuck after the peer accepted
+    // is as much a problem as an unsent request.
+    const stuck = e.direction === "outbound" && (e.state === "pending" || e.state === "failed" || (LIVE.has(e.state) && Boolean(e.last_error)));
+    if (e.last_error && LIVE.has(e.state)) {
       rows.push(el("p", { class: "esc-error", role: "status" }, t("last_error", { attempts: e.attempts, error: e.last_error })));
     }
     if (e.state === "rejected" && e.reason) rows.push(el("p", { class: "muted" }, t("rejected_reason", { reason: e.reason })));
@@ -308,11 +324,10 @@ export class InterstatePanel {
             el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.interstate.resource_statuses[r.status_internal] || r.status)))))));
     }
     if (config.can_supervise && !this.compact && e.direction === "outbound" && LIVE.has(e.state)) {
-      const stuck = e.state === "pending" || e.state === "failed"; // something is waiting to be (re)sent
       rows.push(el("p", { class: "esc-actions" },
         stuck ? el("button", { type: "button", class: "mini", "data-action": "retry", disabled: this.busy || undefined, onclick: () => this.act(e, "retry") }, t("esc_retry")) : null,
         " ",
-        el("button", { type: "button", class: "mini danger", "data-action": "cancel", disabled: this.busy || undefined, onclick: () => this.act(e, "cancel", { reason: "" }) }, t("esc_cancel"))));
+        el("button", { type: "button", class: "mini danger", "data-action": "cancel", disabled: this.busy || undefined, onclick: () => this.cancel(e) }, t("esc_cancel"))));
     }
     return el("div", { class: `esc esc-${e.direction}`, "data-escalation": e.id, "data-peer": e.peer.code, "data-state": e.state }, rows);
   }
