@@ -23,6 +23,9 @@ Edge cases, by definition:
   cannot show while calls wait unattended. They have no dispatch interval yet, so percentiles ignore them.
   An incident another centre took over (`handled_by_center`: it accepted our request for service) is not
   overdue here: that centre runs its dispatch clock.
+* A request for service from another centre opens a call of channel `interstate` here: it is not a call this
+  centre answered (the sender counted the real one), so it is in no call figure (calls, answer, improcedente
+  rate). The incident it opened is this centre's work and counts like any other.
 * A block measured on fewer than CAD_KPI_MIN_SAMPLE values says so (`insufficient`): "datos insuficientes".
 * Multi-unit incidents: only the FIRST dispatch / en route / on scene count (the incident's `first_*`
   columns, written once by incidents.services), so a second ambulance never worsens or improves a figure.
@@ -57,7 +60,7 @@ from psycopg import sql as sql_text
 
 from cad.db import read_alias
 from dashboard.targets import kpi_targets
-from incidents.models import Call, CallDisposition, Incident, IncidentStatus, IncidentType, Line
+from incidents.models import Call, CallDisposition, Channel, Incident, IncidentStatus, IncidentType, Line
 
 CALL_METRICS = ("answer",)
 INCIDENT_METRICS = ("processing", "dispatch", "turnout", "travel", "total")
@@ -239,7 +242,7 @@ def _str_array(values) -> np.ndarray:
 def call_rows(*, start: datetime, end: datetime, center_id: int | None = None) -> dict[str, np.ndarray]:
     """Columns of the calls that arrived in [start, end): anchor (epoch), answer (s, nan if unanswered),
     dimensions, improcedente flag, center."""
-    qs = Call.objects.filter(arrived_at__gte=start, arrived_at__lt=end)
+    qs = Call.objects.filter(arrived_at__gte=start, arrived_at__lt=end).exclude(channel=Channel.INTERSTATE)
     if center_id is not None:
         qs = qs.filter(center_id=center_id)
     rows = list(
@@ -408,6 +411,7 @@ SELECT {keys}
        (c.disposition = %(improcedente)s) AS improcedente
   FROM incidents_call c {joins}
  WHERE c.center_id = %(center)s AND c.arrived_at >= %(start)s AND c.arrived_at < %(end)s
+   AND c.channel <> %(interstate)s
 """
 _INCIDENTS_SQL = """
 SELECT {keys}
@@ -453,6 +457,7 @@ def _exact_postgres(*, center_id, start, end, group_by: tuple[str, ...]) -> dict
         "start": start,
         "end": end,
         "improcedente": CallDisposition.IMPROCEDENTE.value,
+        "interstate": Channel.INTERSTATE.value,
     }
     answer_parts, answer_params = _sql_metric_columns("answer")
     call_sql = (

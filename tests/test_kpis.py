@@ -12,7 +12,7 @@ from accounts.models import Role
 from dashboard.kpis import exact_kpis, rollup_kpis
 from dashboard.rollups import refresh_rollups
 from geo.models import Jurisdiction
-from incidents.models import Assignment, Call, CallDisposition, Incident, IncidentStatus
+from incidents.models import Assignment, Call, CallDisposition, Channel, Incident, IncidentStatus
 from incidents.services import assign_unit, change_unit_status
 from tests.factories import IncidentTypeFactory, UnitFactory, jurisdiction
 from units.models import UnitStatus
@@ -65,11 +65,14 @@ def _incident(
     )
 
 
-def _call(center, user, line, *, arrived, answered, disposition, incident=None, itype=None):
+def _call(
+    center, user, line, *, arrived, answered, disposition, incident=None, itype=None, channel=Channel.VOICE
+):
     if incident is not None and disposition == CallDisposition.NEW_INCIDENT:  # as open_incident stores it
         Incident.objects.filter(pk=incident.pk).update(line=line)
     return Call.objects.create(
         center=center,
+        channel=channel,
         line=line,
         arrived_at=at(arrived),
         answered_at=at(answered),
@@ -126,8 +129,9 @@ def known_set(center, make_user):
         dispatched=400,
         closed=500,
     )
-    # D: no call at all (e.g. opened from another state), still pending.
-    _incident(center, user, medical, "MEX-2026-000004", arrived=None, answered=None, opened=600)
+    # D: opened by another state's request for service, still pending. Its interstate "call" is the request, not
+    # a call this centre answered (the sender counted the real one): in no call figure.
+    d = _incident(center, user, medical, "MEX-2026-000004", arrived=None, answered=None, opened=600)
     new = CallDisposition.NEW_INCIDENT
     _call(center, user, "911", arrived=0, answered=10, disposition=new, incident=a, itype=medical)
     _call(
@@ -146,6 +150,18 @@ def known_set(center, make_user):
         center, user, "089", arrived=200, answered=205, disposition=CallDisposition.IMPROCEDENTE, itype=prank
     )
     _call(center, user, "911", arrived=300, answered=303, disposition=new, incident=c, itype=medical)
+    _call(
+        center,
+        user,
+        "911",
+        arrived=600,
+        answered=600,
+        disposition=CallDisposition.NEW_INCIDENT,
+        incident=d,
+        itype=medical,
+        channel=Channel.INTERSTATE,
+    )
+    Incident.objects.filter(pk=d.pk).update(line="")  # as before: a line of its own only from a call here
     return center
 
 
