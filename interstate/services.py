@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Subquery
 from django.utils import timezone
@@ -122,6 +123,7 @@ def service_area_fields(geometry: dict | None) -> dict:
 
 
 @transaction.atomic
+@transaction.atomic
 def peer_register(
     *,
     code: str,
@@ -169,7 +171,13 @@ def peer_register(
         peer.border_km = border_km
     peer.outbound_secret = outbound_secret
     peer.inbound_secret = inbound_secret
-    peer.full_clean(exclude=["service_user", "inbound_secret_encrypted"])
+    try:
+        peer.full_clean(exclude=["service_user", "inbound_secret_encrypted"])
+    except ValidationError as exc:  # nothing written: the service account goes with the transaction
+        fields = exc.message_dict
+        raise DomainError(
+            "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()), fields=fields
+        ) from None
     peer.save()
     if enabled:
         _share_vehicle_alerts(peer)

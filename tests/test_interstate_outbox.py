@@ -525,6 +525,17 @@ def test_peer_command_registers_lists_rotates_and_refreshes(center, monkeypatch,
     assert peer.name == "C5 de la CDMX" and peer.max_lat == 19.5 and peer.refreshed_at
 
 
+def test_a_bad_peer_address_is_a_clear_error_and_nothing_is_written(center):
+    """It printed a traceback ending in ValidationError, and left the peer's service account behind."""
+    from django.core.management.base import CommandError
+
+    from accounts.models import User
+
+    with pytest.raises(CommandError, match="base_url: Introduzca una URL válida."):
+        call_command("interstate_peer", "add", "JAL", "--name", "Jalisco", "--base-url", "notaurl")
+    assert not Peer.objects.exists() and not User.objects.filter(username="peer-jal").exists()
+
+
 def test_admin_never_shows_secrets(cdmx, client, django_user_model):
     admin_user = django_user_model.objects.create_superuser("root", password="x-pass-1234")
     client.force_login(admin_user)

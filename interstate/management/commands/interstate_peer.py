@@ -80,8 +80,14 @@ class Command(BaseCommand):
         )
         add.add_argument("--disabled", action="store_true")
         commands.add_parser("list", help=_("Centros pares registrados"))
-        for name in ("enable", "disable", "refresh"):
-            commands.add_parser(name).add_argument("code")
+        for name, text in (
+            ("enable", _("Habilitar: se le da acceso y se reanudan sus envíos")),
+            ("disable", _("Deshabilitar: se corta su acceso y se pausan sus envíos")),
+            ("refresh", _("Leer su documento /.well-known/cad-peer (nombre, área de servicio)")),
+        ):
+            commands.add_parser(name, help=text).add_argument(
+                "code", help=_("Clave del centro par, p. ej. CDMX")
+            )
         rotate = commands.add_parser(
             "rotate-secret", help=_("Nuevo secreto de recepción (o de envío con --outbound-*)")
         )
@@ -156,7 +162,10 @@ class Command(BaseCommand):
             area = _("con área") if peer.service_area else _("sin área")
             down = ""
             if peer.unavailable_since:
-                down = "  " + _("sin respuesta desde %(since)s (%(n)s fallos; una prueba por intervalo)") % {
+                down = "  " + _(
+                    "no toma nuestros mensajes desde %(since)s (%(n)s intentos fallidos; se prueba uno por "
+                    "intervalo; vea el último error en el administrador)"
+                ) % {
                     "since": timezone.localtime(peer.unavailable_since).strftime("%Y-%m-%d %H:%M:%S"),
                     "n": peer.failures,
                 }
