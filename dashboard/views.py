@@ -1,4 +1,5 @@
-"""Supervisor pages: the live map and the KPI page. Thin: permission check, reads, render."""
+"""Supervisor pages: the live map, the KPI page and the other centres' page (shares in trouble, peers, the
+audit of every peer request). Thin: permission check, reads, render."""
 
 from datetime import datetime, timedelta
 
@@ -18,7 +19,11 @@ from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
 from dashboard.rollups import rollup_status
 from dashboard.targets import kpi_targets
 from incidents.models import IncidentStatus, Priority
+from interstate.models import Escalation, PeerRequestLog
+from interstate.selectors import audit_entries, peer_list_for_admin, shares_in_trouble
 from units.models import Agency, UnitStatus
+
+AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antiguas" link)
 
 
 def _require_supervisor(request) -> None:
@@ -185,3 +190,39 @@ def kpi_page(request):
         "dashboard_url": reverse("dashboard"),
     }
     return render(request, "dashboard/kpis.html", context)
+
+
+@login_required
+def interstate_page(request):
+    """Other centres, for a supervisor: the shares whose delivery failed (with the peer's answer), each peer's
+    state (enabled, not taking our messages since…, messages waiting) and the audit of every peer request,
+    inbound and outbound, refused ones included, filterable, with seconds (many share a minute)."""
+    _require_supervisor(request)
+    peer = request.GET.get("peer", "").strip().upper()[:16]
+    direction = request.GET.get("direction", "")
+    direction = direction if direction in PeerRequestLog.Direction.values else ""
+    result = request.GET.get("result", "").strip()[:64]
+    before = request.GET.get("before", "")
+    before = int(before) if before.isdigit() else None
+    with replica_reads():
+        peers = list(peer_list_for_admin())
+        entries = list(
+            audit_entries(
+                peer=peer or None, direction=direction or None, result=result or None, before=before
+            )[: AUDIT_PAGE + 1]
+        )
+        trouble = list(shares_in_trouble(center_id=request.user.center_id))
+    older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
+    return render(
+        request,
+        "dashboard/interstate.html",
+        {
+            "peers": peers,
+            "entries": entries[:AUDIT_PAGE],
+            "trouble": trouble,
+            "states": dict(Escalation.State.choices),
+            "directions": PeerRequestLog.Direction.choices,
+            "filters": {"peer": peer, "direction": direction, "result": result},
+            "older": older,
+        },
+    )

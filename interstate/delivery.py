@@ -98,13 +98,17 @@ def signed_request(
         _audit(**audit, status_code=None, result="network_error", detail=f"{type(exc).__name__}: {exc}")
         raise PeerUnavailable(f"{peer.code}: {type(exc).__name__}: {exc}") from exc
     _audit(
-        **audit, status_code=response.status_code, result=_result_code(response), detail=response.text[:500]
+        **audit,
+        status_code=response.status_code,
+        result=_result_code(response),
+        detail=_refusal_text(response)[:500],
     )
     return response
 
 
 def _refusal_text(response: httpx.Response) -> str:
-    """What the peer said, for a person: its message and code (this API's error shape), else its text."""
+    """What the peer said, for a person: its message and code (this API's error shape), or its answer's text
+    and folio (a message's answer), else its text."""
     try:
         body = response.json()
     except ValueError:
@@ -112,6 +116,9 @@ def _refusal_text(response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
         code = body.get("code")
         return f"{body['message'][:300]}" + (f" ({str(code)[:64]})" if code else "")
+    if isinstance(body, dict) and isinstance(body.get("responseText"), str):
+        folio = body.get("incident")
+        return body["responseText"][:300] + (f" · {str(folio)[:64]}" if folio else "")
     return response.text[:300]
 
 

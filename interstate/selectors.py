@@ -104,8 +104,38 @@ def peer_list_for_admin() -> QuerySet[Peer]:
     ).order_by("code")
 
 
-def audit_entries(*, peer: str | None = None, direction: str | None = None, result: str | None = None):
+def shares_in_trouble(*, center_id: int, limit: int = 100) -> QuerySet[Escalation]:
+    """The centre's outbound shares still live with a delivery error (the last send failed, or was refused
+    for good): what a supervisor retries or cancels. Most recent first, with their pending attempts."""
+    live = (
+        Escalation.State.PENDING,
+        Escalation.State.SENT,
+        Escalation.State.ACCEPTED,
+        Escalation.State.FAILED,
+    )
+    shares = (
+        Escalation.objects.filter(
+            incident__center_id=center_id, direction=Escalation.Direction.OUTBOUND, state__in=live
+        )
+        .exclude(last_error="")
+        .select_related("incident", "peer")
+        .defer("peer__service_area")
+        .order_by("-updated_at", "-id")
+    )
+    return with_attempts(shares)[:limit]
+
+
+def audit_entries(
+    *,
+    peer: str | None = None,
+    direction: str | None = None,
+    result: str | None = None,
+    before: int | None = None,
+):
+    """The peer request audit, newest first; `before`: only entries older than that id (the next page)."""
     entries = PeerRequestLog.objects.all()
+    if before:
+        entries = entries.filter(id__lt=before)
     if peer:
         entries = entries.filter(peer_code=peer.upper())
     if direction:

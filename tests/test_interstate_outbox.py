@@ -549,3 +549,27 @@ def test_admin_never_shows_secrets(cdmx, client, django_user_model):
     )
     cdmx.refresh_from_db()
     assert cdmx.inbound_secret in response.content.decode()  # shown once, right after rotating
+
+
+def test_supervisors_page_shows_shares_in_trouble_peers_and_the_audit_with_seconds(
+    cdmx, center, dispatcher, supervisor, accident_type, peer_http, client
+):
+    """The audit was raw JSON only (the admin is for administrators): supervisors get a page."""
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    peer_http.answers = [400]
+    delivery.drain_escalation(escalation_id=escalation.id)
+    client.force_login(dispatcher)
+    assert client.get("/dashboard/interstate/").status_code == 403
+    client.force_login(supervisor)
+    page = client.get("/dashboard/interstate/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'data-escalation="{escalation.id}"' in html and "HTTP 400: no (refused)" in html
+    assert 'data-peer="CDMX"' in html
+    entry = PeerRequestLog.objects.get()
+    local = timezone.localtime(entry.at, center.zone).strftime("%d/%m/%Y %H:%M:%S")
+    assert f'data-audit="{entry.id}"' in html and local in html  # the centre's time, to the second
+    only_inbound = client.get("/dashboard/interstate/", {"direction": "inbound"}).content.decode()
+    assert f'data-audit="{entry.id}"' not in only_inbound
+    older = client.get("/dashboard/interstate/", {"before": entry.id}).content.decode()
+    assert f'data-audit="{entry.id}"' not in older

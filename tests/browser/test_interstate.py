@@ -173,7 +173,7 @@ def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_
 
 
 def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with_a_reason(
-    two_centres, console_of
+    two_centres, console_of, screenshot_dir
 ):
     """A note that CDMX refuses after it accepted the incident: the share used to show "Aceptado" and nothing
     else, as if the note had arrived. Then the supervisor ends the share, asked first, with a reason."""
@@ -204,6 +204,13 @@ def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with
         )
         expect(share.locator("button[data-action=retry]")).to_be_visible()
         expect(share.locator('[data-state="accepted"]')).to_be_visible()
+        # The supervisor's page of other centres lists it, with the refusals in the audit.
+        board = page.context.new_page()
+        board.goto("/dashboard/interstate/")
+        expect(board.locator("#trouble tbody tr").first).to_contain_text("peer_disabled")
+        expect(board.locator("#audit tbody")).to_contain_text("peer_disabled")
+        board.screenshot(path=str(screenshot_dir / "interstate-supervision.png"), full_page=True)
+        board.close()
     finally:
         cdmx.sql("UPDATE interstate_peer SET enabled = true WHERE code = 'MEX'")
     expect(share.locator(".esc-error")).to_have_count(0, timeout=20_000)  # delivered after all: said too
