@@ -55,14 +55,22 @@ class Event(models.Model):
     """A domain event, written in the transaction of the change it describes. Append-only."""
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    center = models.ForeignKey(Center, on_delete=models.PROTECT, related_name="events")
-    stream = models.CharField(max_length=16, choices=EventStream.Name.choices)
-    seq = models.BigIntegerField()
-    type = models.CharField(max_length=64)
-    payload = models.JSONField(default=dict)
-    created_at = models.DateTimeField()
+    center = models.ForeignKey(
+        Center, verbose_name=_("centro"), on_delete=models.PROTECT, related_name="events"
+    )
+    stream = models.CharField(verbose_name=_("flujo"), max_length=16, choices=EventStream.Name.choices)
+    seq = models.BigIntegerField(
+        verbose_name=_("secuencia"),
+    )
+    type = models.CharField(verbose_name=_("tipo"), max_length=64)
+    payload = models.JSONField(verbose_name=_("contenido"), default=dict)
+    created_at = models.DateTimeField(
+        verbose_name=_("creado"),
+    )
 
     class Meta:
+        verbose_name = _("evento")
+        verbose_name_plural = _("eventos")
         constraints = [models.UniqueConstraint(fields=["center", "stream", "seq"], name="uniq_event_seq")]
         indexes = [models.Index(fields=["stream", "created_at"], name="event_retention")]  # prune_events
         ordering = ["center", "stream", "seq"]

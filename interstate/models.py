@@ -56,7 +56,9 @@ class Peer(models.Model):
     )
     refreshed_at = models.DateTimeField(_("documento del par leído"), null=True, blank=True)
     # Circuit breaker (interstate.delivery): while the peer is unreachable, one probe per backoff interval.
-    unavailable_since = models.DateTimeField(_("sin respuesta desde"), null=True, blank=True, editable=False)
+    unavailable_since = models.DateTimeField(
+        _("no toma nuestros mensajes desde"), null=True, blank=True, editable=False
+    )
     probe_after = models.DateTimeField(null=True, blank=True, editable=False)
     failures = models.PositiveIntegerField(default=0, editable=False)
     # Last applied `sequence` of the peer's vehicle alerts (its stream "vehicles").
@@ -169,29 +171,47 @@ class Escalation(models.Model):
         CANCELLED = "cancelled", _("Cancelado")
         CLOSED = "closed", _("Cerrado")
 
-    request_id = models.CharField(max_length=100, default=new_request_id, editable=False)
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="escalations")
-    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="escalations")
-    direction = models.CharField(max_length=8, choices=Direction.choices)
-    kind = models.CharField(max_length=24, choices=EscalationKind.choices)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
-    reason = models.TextField(blank=True)
-    last_error = models.TextField(blank=True)
-    remote_incident_id = models.CharField(max_length=200, blank=True)
-    remote_folio = models.CharField(max_length=64, blank=True)
-    remote_status = models.CharField(max_length=32, blank=True)
-    out_seq = models.PositiveIntegerField(default=0)
-    in_seq = models.PositiveIntegerField(default=0)
-    remote_resources = models.JSONField(default=list, blank=True)
+    request_id = models.CharField(
+        verbose_name=_("identificador de solicitud"), max_length=100, default=new_request_id, editable=False
+    )
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        verbose_name=_("incidente"),
+        on_delete=models.PROTECT,
+        related_name="escalations",
+    )
+    peer = models.ForeignKey(
+        Peer, verbose_name=_("centro par"), on_delete=models.PROTECT, related_name="escalations"
+    )
+    direction = models.CharField(verbose_name=_("sentido"), max_length=8, choices=Direction.choices)
+    kind = models.CharField(verbose_name=_("tipo"), max_length=24, choices=EscalationKind.choices)
+    state = models.CharField(
+        verbose_name=_("estado"), max_length=12, choices=State.choices, default=State.PENDING
+    )
+    reason = models.TextField(verbose_name=_("motivo"), blank=True)
+    last_error = models.TextField(verbose_name=_("último error"), blank=True)
+    remote_incident_id = models.CharField(
+        verbose_name=_("id del incidente remoto"), max_length=200, blank=True
+    )
+    remote_folio = models.CharField(verbose_name=_("folio remoto"), max_length=64, blank=True)
+    remote_status = models.CharField(verbose_name=_("estado remoto"), max_length=32, blank=True)
+    out_seq = models.PositiveIntegerField(verbose_name=_("secuencia enviada"), default=0)
+    in_seq = models.PositiveIntegerField(verbose_name=_("secuencia recibida"), default=0)
+    remote_resources = models.JSONField(verbose_name=_("unidades del otro centro"), default=list, blank=True)
     # The ordered stream its messages to the peer travel in (delivery lease on the stream).
     stream = models.OneToOneField(
         OutboxStream, on_delete=models.PROTECT, null=True, editable=False, related_name="escalation"
     )
     created_by = models.ForeignKey(
-        "accounts.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "accounts.User",
+        verbose_name=_("creado por"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(verbose_name=_("creado"), auto_now_add=True)
+    updated_at = models.DateTimeField(verbose_name=_("actualizado"), auto_now=True)
 
     # States in which changes to the incident still flow to the peer as updates.
     SHARED_STATES = (State.PENDING, State.SENT, State.ACCEPTED, State.CLOSED)
@@ -232,21 +252,36 @@ class OutboxMessage(models.Model):
         DELIVERED = "delivered", _("Entregado")
         DEAD = "dead", _("Descartado")
 
-    stream = models.ForeignKey(OutboxStream, on_delete=models.CASCADE, related_name="messages")
-    escalation = models.ForeignKey(
-        Escalation, on_delete=models.CASCADE, null=True, blank=True, related_name="outbox"
+    stream = models.ForeignKey(
+        OutboxStream, verbose_name=_("flujo"), on_delete=models.CASCADE, related_name="messages"
     )
-    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="outbox")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    seq = models.PositiveIntegerField(null=True, blank=True)
-    body = models.JSONField()
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    escalation = models.ForeignKey(
+        Escalation,
+        verbose_name=_("escalamiento"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="outbox",
+    )
+    peer = models.ForeignKey(
+        Peer, verbose_name=_("centro par"), on_delete=models.PROTECT, related_name="outbox"
+    )
+    kind = models.CharField(verbose_name=_("tipo"), max_length=20, choices=Kind.choices)
+    idempotency_key = models.UUIDField(
+        verbose_name=_("clave de idempotencia"), default=uuid.uuid4, unique=True, editable=False
+    )
+    seq = models.PositiveIntegerField(verbose_name=_("secuencia"), null=True, blank=True)
+    body = models.JSONField(
+        verbose_name=_("cuerpo"),
+    )
+    state = models.CharField(
+        verbose_name=_("estado"), max_length=10, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveIntegerField(verbose_name=_("intentos"), default=0)
+    last_error = models.TextField(verbose_name=_("último error"), blank=True)
+    next_attempt_at = models.DateTimeField(verbose_name=_("próximo intento"), null=True, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("creado"), auto_now_add=True)
+    delivered_at = models.DateTimeField(verbose_name=_("entregado"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("mensaje saliente")
@@ -263,13 +298,17 @@ class OutboxMessage(models.Model):
 class InboundMessage(models.Model):
     """A message received from a peer, by its idempotency key: a repeated POST gets the original answer."""
 
-    peer = models.ForeignKey(Peer, on_delete=models.PROTECT, related_name="inbound")
-    idempotency_key = models.CharField(max_length=80)
-    kind = models.CharField(max_length=20)
-    request_id = models.CharField(max_length=100, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
-    status_code = models.PositiveSmallIntegerField()
-    response = models.JSONField(default=dict)
+    peer = models.ForeignKey(
+        Peer, verbose_name=_("centro par"), on_delete=models.PROTECT, related_name="inbound"
+    )
+    idempotency_key = models.CharField(verbose_name=_("clave de idempotencia"), max_length=80)
+    kind = models.CharField(verbose_name=_("tipo"), max_length=20)
+    request_id = models.CharField(verbose_name=_("identificador de solicitud"), max_length=100, blank=True)
+    received_at = models.DateTimeField(verbose_name=_("recibido"), auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(
+        verbose_name=_("código HTTP"),
+    )
+    response = models.JSONField(verbose_name=_("respuesta"), default=dict)
 
     class Meta:
         verbose_name = _("mensaje recibido")
@@ -303,15 +342,17 @@ class VehicleAlert(models.Model):
 
     alert_id = models.CharField(max_length=100, unique=True, default=new_request_id, editable=False)
     source_key = models.CharField(max_length=64, unique=True)
-    plate = models.CharField(max_length=16)
-    list_kind = models.CharField(max_length=32)
-    reason = models.CharField(max_length=300, blank=True)
+    plate = models.CharField(verbose_name=_("placa"), max_length=16)
+    list_kind = models.CharField(verbose_name=_("tipo de lista"), max_length=32)
+    reason = models.CharField(verbose_name=_("motivo"), max_length=300, blank=True)
     vehicle = models.JSONField(default=dict, blank=True)
-    valid_until = models.DateTimeField(null=True, blank=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
-    peers = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    valid_until = models.DateTimeField(verbose_name=_("vigente hasta"), null=True, blank=True)
+    state = models.CharField(
+        verbose_name=_("estado"), max_length=10, choices=State.choices, default=State.ACTIVE
+    )
+    peers = models.JSONField(verbose_name=_("centros pares"), default=list, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("creada"), auto_now_add=True)
+    updated_at = models.DateTimeField(verbose_name=_("actualizada"), auto_now=True)
 
     class Meta:
         verbose_name = _("alerta de vehículo compartida")
@@ -328,19 +369,26 @@ class PeerRequestLog(models.Model):
         INBOUND = "inbound", _("Recibida")
         OUTBOUND = "outbound", _("Enviada")
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    peer = models.ForeignKey(Peer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    peer_code = models.CharField(max_length=64, blank=True, help_text=_("Clave presentada o del par."))
-    direction = models.CharField(max_length=8, choices=Direction.choices)
-    method = models.CharField(max_length=8)
-    path = models.CharField(max_length=300)
-    action = models.CharField(max_length=32)
-    request_id = models.CharField(max_length=100, blank=True)
-    incident_folio = models.CharField(max_length=32, blank=True)
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    result = models.CharField(max_length=64)
-    remote_addr = models.CharField(max_length=64, blank=True)
-    detail = models.TextField(blank=True)
+    at = models.DateTimeField(verbose_name=_("hora"), auto_now_add=True, db_index=True)
+    peer = models.ForeignKey(
+        Peer, verbose_name=_("centro par"), on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    peer_code = models.CharField(
+        verbose_name=_("clave del centro"),
+        max_length=64,
+        blank=True,
+        help_text=_("Clave presentada o del par."),
+    )
+    direction = models.CharField(verbose_name=_("sentido"), max_length=8, choices=Direction.choices)
+    method = models.CharField(verbose_name=_("método"), max_length=8)
+    path = models.CharField(verbose_name=_("ruta"), max_length=300)
+    action = models.CharField(verbose_name=_("acción"), max_length=32)
+    request_id = models.CharField(verbose_name=_("identificador de solicitud"), max_length=100, blank=True)
+    incident_folio = models.CharField(verbose_name=_("folio del incidente"), max_length=32, blank=True)
+    status_code = models.PositiveSmallIntegerField(verbose_name=_("código HTTP"), null=True, blank=True)
+    result = models.CharField(verbose_name=_("resultado"), max_length=64)
+    remote_addr = models.CharField(verbose_name=_("dirección remota"), max_length=64, blank=True)
+    detail = models.TextField(verbose_name=_("detalle"), blank=True)
 
     class Meta:
         verbose_name = _("bitácora de peticiones entre centros")

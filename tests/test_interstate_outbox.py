@@ -551,6 +551,33 @@ def test_admin_never_shows_secrets(cdmx, client, django_user_model):
     assert cdmx.inbound_secret in response.content.decode()  # shown once, right after rotating
 
 
+def test_the_interstate_admin_speaks_spanish_and_times_the_audit_to_the_second(
+    cdmx, center, dispatcher, accident_type, client, django_user_model
+):
+    """Its columns and filters read "AT, DIRECTION, PEER CODE…", "Por direction", and its times had no
+    seconds."""
+    _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    entry = PeerRequestLog.objects.create(
+        peer=cdmx,
+        peer_code="CDMX",
+        direction="inbound",
+        method="POST",
+        path="/x",
+        action="update",
+        result="ok",
+    )
+    client.force_login(django_user_model.objects.create_superuser("root", password="x-pass-1234"))
+    audit = client.get("/admin/interstate/peerrequestlog/").content.decode()
+    for heading in ("Hora", "Sentido", "Clave del centro", "Acción", "Código HTTP", "Resultado"):
+        assert heading in audit, heading
+    assert "Peer code" not in audit and "Direction" not in audit
+    assert timezone.localtime(entry.at, center.zone).strftime("%d/%m/%Y %H:%M:%S") in audit
+    outbox = client.get("/admin/interstate/outboxmessage/").content.decode()
+    assert "Intentos" in outbox and "Attempts" not in outbox
+    escalations = client.get("/admin/interstate/escalation/").content.decode()
+    assert "Sentido" in escalations and "Updated at" not in escalations
+
+
 def test_supervisors_page_shows_shares_in_trouble_peers_and_the_audit_with_seconds(
     cdmx, center, dispatcher, supervisor, accident_type, peer_http, client
 ):
