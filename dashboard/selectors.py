@@ -1,5 +1,8 @@
 """Reads for the supervisor map: compact snapshots sized for thousands of markers."""
 
+from django.db.models import Q, Subquery
+
+from cad.models import Center
 from geo.models import Jurisdiction
 from incidents.models import Incident, IncidentStatus
 from incidents.summary import incident_summaries
@@ -24,10 +27,14 @@ def map_snapshot(*, center_id: int) -> dict:
     agencies = list(
         Agency.objects.filter(center_id=center_id).order_by("name").values("id", "code", "name", "kind")
     )
+    # Every state, and the municipalities of the centre's own state (CDMX's filter listed Estado de México's).
+    own_state = Center.objects.filter(pk=center_id).values("cve_ent")[:1]
     jurisdictions = [
         {"cvegeo": cvegeo, "kind": kind, "name": name, "bbox": [min_lon, min_lat, max_lon, max_lat]}
-        for cvegeo, kind, name, min_lon, min_lat, max_lon, max_lat in Jurisdiction.objects.order_by(
-            "cvegeo"
-        ).values_list("cvegeo", "kind", "name", "min_lon", "min_lat", "max_lon", "max_lat")
+        for cvegeo, kind, name, min_lon, min_lat, max_lon, max_lat in Jurisdiction.objects.filter(
+            Q(kind=Jurisdiction.Kind.STATE) | Q(cve_ent=Subquery(own_state))
+        )
+        .order_by("cvegeo")
+        .values_list("cvegeo", "kind", "name", "min_lon", "min_lat", "max_lon", "max_lat")
     ]
     return {"units": units, "incidents": incidents, "agencies": agencies, "jurisdictions": jurisdictions}

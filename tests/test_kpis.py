@@ -431,6 +431,14 @@ def test_map_snapshot_and_boundaries(known_set, api_client_for, supervisor, disp
         "MEX-2026-000004",
     }
     assert {j["cvegeo"] for j in body["jurisdictions"]} == {"15", "15106"}
+    # Another centre's filter lists every state but only its own state's municipalities.
+    from tests.factories import CenterFactory, UserFactory
+
+    cdmx = CenterFactory(code="CDMX", name="C5 CDMX", cve_ent="09")
+    jurisdiction("09", "Ciudad de México", Jurisdiction.Kind.STATE)
+    cdmx_supervisor = UserFactory(username="sup-cdmx", role=Role.SUPERVISOR, center=cdmx)
+    theirs = api_client_for(cdmx_supervisor).get("/api/v1/dashboard/map").json()
+    assert {j["cvegeo"] for j in theirs["jurisdictions"]} == {"09", "15"}
     boundaries = api_client_for(supervisor).get("/api/v1/dashboard/boundaries").json()
     assert boundaries["type"] == "FeatureCollection"
     assert api_client_for(dispatcher).get("/api/v1/dashboard/map").status_code == 403
