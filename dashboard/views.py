@@ -112,6 +112,8 @@ def dashboard_page(request):
                 "idle": _("Fuera de servicio / franco"),
                 "assigned": _("Unidad asignada (anillo amarillo)"),
                 "incident": _("Incidente"),
+                "handled_by": _("Lo atiende %(peer)s"),
+                "origin": _("Escalado por %(peer)s, folio %(folio)s"),
             },
         },
     }

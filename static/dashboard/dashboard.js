@@ -214,9 +214,13 @@ function incidentPopup(i) {
   const title = document.createElement("strong");
   title.textContent = `${i.folio} · ${i.type_code} ${i.type_name}`;
   const meta = document.createElement("p");
-  meta.textContent = [config.priorities[i.priority] || i.priority, config.incidentStatuses[i.status] || i.status, i.address]
-    .filter(Boolean)
-    .join(" · ");
+  meta.textContent = [
+    config.priorities[i.priority] || i.priority,
+    config.incidentStatuses[i.status] || i.status,
+    i.handled_by_center ? T.handled_by.replace("%(peer)s", i.handled_by_center) : "", // another centre runs its clock
+    i.origin_center ? T.origin.replace("%(peer)s", i.origin_center).replace("%(folio)s", i.origin_folio || "") : "",
+    i.address,
+  ].filter(Boolean).join(" · ");
   const link = document.createElement("a");
   link.href = `/console/?folio=${encodeURIComponent(i.folio)}`;
   link.textContent = T.open;
