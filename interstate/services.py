@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Subquery
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from shapely.errors import ShapelyError
 from shapely.geometry import shape
@@ -62,6 +63,7 @@ ACCEPTED, DECLINED, QUEUED = 200, 603, 182
 # A peer's note is kept whole up to this many characters: its narrative alone may hold 10,000 (the intake's
 # limit) after its "Narrativa: " label; a note typed here is capped at 4,000 by the API.
 PEER_NOTE_MAX_CHARS = 20_000
+LATE_NOTE_S = 120  # a peer's note arriving this late says when it was written
 
 
 class MessageRefused(DomainError):
@@ -824,15 +826,31 @@ def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool =
         }
     )
     added = 0
-    items = [(note["id"], note["text"], note.get("agency", "")) for note in facts.notes]
-    items += [(vehicle["id"], _vehicle_text(vehicle), "") for vehicle in facts.vehicles]
-    for component_id, text, agency in items:
+    now = timezone.now()
+    items = [(note["id"], note["text"], note.get("agency", ""), note.get("at")) for note in facts.notes]
+    items += [(vehicle["id"], _vehicle_text(vehicle), "", None) for vehicle in facts.vehicles]
+    for component_id, text, agency, written in items:
         if component_id in known or not text.strip():
             continue
-        _note(escalation, _bounded(text), data={"eido_id": component_id, "eido_agency": agency}, locked=fresh)
+        text = _bounded(text)
+        if not fresh:  # an update: a note that took long to arrive says when it was written
+            text += _late(written, now)
+        _note(escalation, text, data={"eido_id": component_id, "eido_agency": agency}, locked=fresh)
         known.add(component_id)
         added += 1
     return added
+
+
+def _late(written: str | None, now) -> str:
+    """" (escrita a las 07:50:47; llegó 3 min después)" for a peer's note that arrived LATE_NOTE_S or more
+    after it was written (the peer or the link was down): its entry has the arrival time."""
+    at = parse_datetime(written) if isinstance(written, str) else None
+    if at is None or at.tzinfo is None or (now - at).total_seconds() < LATE_NOTE_S:
+        return ""
+    return " " + _("(escrita a las %(time)s; llegó %(minutes)s min después)") % {
+        "time": timezone.localtime(at).strftime("%H:%M:%S"),
+        "minutes": int((now - at).total_seconds() // 60),
+    }
 
 
 def _bounded(text: str) -> str:

@@ -120,6 +120,28 @@ def test_updates_apply_in_sequence_and_stale_ones_are_discarded(client, cdmx, re
     assert escalation.in_seq == 3
 
 
+def test_a_note_that_arrives_late_says_when_it_was_written(client, cdmx, remote, accident_type):
+    """A note held up by an outage got the arrival time only: nothing said it was 10 minutes old."""
+    peer, secret = cdmx
+    request_id, created = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=created.json()["incident"])
+    entry = incident_services.add_note(
+        folio=remote.folio, center_id=remote.center_id, text="Menor herido", by=remote.created_by
+    )
+    written = timezone.now() - timedelta(minutes=10)
+    TimelineEntry.objects.filter(pk=entry.pk).update(at=written)
+    update = message("update", request_id, source=remote, sequence=1)
+    assert post_message(client, peer, secret, update).json()["responseText"] == "applied"
+    (text,) = local.timeline.filter(kind="note", text__startswith="Menor herido").values_list(
+        "text", flat=True
+    )
+    assert text == (
+        f"Menor herido (escrita a las {timezone.localtime(written).strftime('%H:%M:%S')}; llegó 10 min después)"
+    )
+    # The request's own notes are history, not late: "Dos heridos" came as it was.
+    assert local.timeline.filter(kind="note", text="Dos heridos").exists()
+
+
 def test_the_narrative_reaches_the_peer_first_and_again_when_edited(client, cdmx, accident_type):
     """What the call-taker heard travels as the first note; an edited narrative arrives as a new note."""
     peer, secret = cdmx
