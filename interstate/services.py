@@ -842,8 +842,9 @@ def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool =
 
 
 def _late(written: str | None, now) -> str:
-    """" (escrita a las 07:50:47; llegó 3 min después)" for a peer's note that arrived LATE_NOTE_S or more
-    after it was written (the peer or the link was down): its entry has the arrival time."""
+    """The marker of a peer's note that arrived LATE_NOTE_S or more after it was written (the peer or the link
+    was down): its entry has the arrival time, so the text says "(escrita a las 07:50:47; llegó 3 min
+    después)". Empty for a note on time."""
     at = parse_datetime(written) if isinstance(written, str) else None
     if at is None or at.tzinfo is None or (now - at).total_seconds() < LATE_NOTE_S:
         return ""
