@@ -20,7 +20,7 @@ from dashboard.rollups import rollup_status
 from dashboard.targets import kpi_targets
 from incidents.models import IncidentStatus, Priority
 from interstate.models import Escalation, PeerRequestLog
-from interstate.selectors import audit_entries, peer_list_for_admin, shares_in_trouble
+from interstate.selectors import AUDIT_ACTIONS, audit_entries, peer_list_for_admin, shares_in_trouble
 from units.models import Agency, UnitStatus
 
 AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antiguas" link)
@@ -205,7 +205,9 @@ def interstate_page(request):
     direction = direction if direction in PeerRequestLog.Direction.values else ""
     result = request.GET.get("result", "").strip()[:64]
     before = request.GET.get("before", "")
-    before = int(before) if before.isdigit() else None
+    before = (
+        int(before) if before.isascii() and before.isdigit() and len(before) < 19 else None
+    )  # "²" is a digit
     with replica_reads():
         peers = list(peer_list_for_admin())
         entries = list(
@@ -215,6 +217,8 @@ def interstate_page(request):
         )
         trouble = list(shares_in_trouble(center_id=request.user.center_id))
     older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
+    for entry in entries:
+        entry.action_label = AUDIT_ACTIONS.get(entry.action, entry.action)
     return render(
         request,
         "dashboard/interstate.html",

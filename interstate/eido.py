@@ -28,7 +28,7 @@ from typing import TypedDict
 
 from defusedxml import ElementTree as SafeET
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
@@ -486,7 +486,10 @@ def build_eido(
     (select_related("center").with_places(): a writer holding its lock); otherwise it is read again."""
     if not loaded:
         incident = Incident.objects.select_related("center").with_places().get(pk=incident.pk)
-    document = _Builder(incident, peer_code=peer_code, peer_role=peer_role, at=timezone.now()).build()
+    # In the centre's language, whatever the screen language of the user whose action sent it: what travels
+    # ("Narrativa: …") must not depend on who pressed the key.
+    with translation.override(settings.LANGUAGE_CODE):
+        document = _Builder(incident, peer_code=peer_code, peer_role=peer_role, at=timezone.now()).build()
     validate_eido(document)
     return document
 

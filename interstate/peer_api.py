@@ -65,7 +65,11 @@ class PeerSignatureAuthentication(BaseAuthentication):
         if peer is None:
             raise exceptions.AuthenticationFailed(_("Clave desconocida."), code="unknown_key")
         if not peer.enabled:
-            raise exceptions.PermissionDenied(_("El centro par está deshabilitado."), code="peer_disabled")
+            # Read at the sender's end ("HTTP 403: …" on its console): say who disabled whom.
+            raise exceptions.PermissionDenied(
+                _("Este centro deshabilitó el enlace con el suyo: por ahora no acepta sus mensajes."),
+                code="peer_disabled",
+            )
         skew = settings.CAD_INTERSTATE_CLOCK_SKEW_S
         if abs(time.time() - int(timestamp)) > skew:
             raise exceptions.AuthenticationFailed(

@@ -2,6 +2,7 @@
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy
 
 from cad.errors import NotFound
 from incidents.models import Incident, IncidentStatus
@@ -123,6 +124,21 @@ def shares_in_trouble(*, center_id: int, limit: int = 100) -> QuerySet[Escalatio
         .order_by("-updated_at", "-id")
     )
     return with_attempts(shares)[:limit]
+
+
+# The audit's actions (the protocol's words, and this API's own reads) as a person reads them.
+AUDIT_ACTIONS = {
+    "requestForService": gettext_lazy("Solicitud de servicio"),
+    "requestAwareness": gettext_lazy("Aviso"),
+    "update": gettext_lazy("Actualización"),
+    "cancel": gettext_lazy("Cancelación"),
+    "response": gettext_lazy("Respuesta"),
+    "vehicleAlert": gettext_lazy("Alerta de vehículo"),
+    "vehicleSighting": gettext_lazy("Avistamiento de vehículo"),
+    "read": gettext_lazy("Lectura de un incidente compartido"),
+    "well-known": gettext_lazy("Documento del centro"),
+    "message": gettext_lazy("Mensaje"),
+}
 
 
 def audit_entries(

@@ -66,6 +66,13 @@ def test_emitted_eido_validates_and_carries_the_incident(worked_incident):
     [callback] = document["callbackComponent"]
     assert callback["callBackInformationUri"] == ["tel:+525512345678"]
 
+    # Sent from a user whose screen is in English: what travels is in the centre's language all the same.
+    from django.utils import translation
+
+    with translation.override("en"):
+        english_screen = eido.build_eido(worked_incident, peer_code="CDMX")
+    assert english_screen["notesComponent"][0]["notesActionComments"] == "Narrativa: Choque de dos autos"
+
     facts = eido.read_eido(document)
     assert (round(facts.lat, 4), round(facts.lon, 4)) == (19.43, -99.13)
     assert facts.address == "Av. Insurgentes Sur 100"

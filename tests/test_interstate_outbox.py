@@ -600,3 +600,6 @@ def test_supervisors_page_shows_shares_in_trouble_peers_and_the_audit_with_secon
     assert f'data-audit="{entry.id}"' not in only_inbound
     older = client.get("/dashboard/interstate/", {"before": entry.id}).content.decode()
     assert f'data-audit="{entry.id}"' not in older
+    assert ">Solicitud de servicio</td>" in html  # the protocol's "requestForService", as a person reads it
+    for garbage in ("²", "-1", "abc", "9" * 30):  # "²".isdigit() is True, and int() refuses it: it was a 500
+        assert client.get("/dashboard/interstate/", {"before": garbage}).status_code == 200, garbage

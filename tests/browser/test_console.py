@@ -150,6 +150,7 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     dispatcher.locator("#note-text").fill("Larga. " * 600)
     dispatcher.keyboard.press("Enter")
     expect(dispatcher.locator("#banner")).to_contain_text("4000 caracteres")
+    expect(dispatcher.locator("#banner")).not_to_contain_text("campos marcados")  # no field is marked here
     expect(dispatcher.locator("#note-text")).to_have_value("Larga. " * 600)
     dispatcher.locator("#note-text").focus()
     dispatcher.keyboard.press("Control+a")

@@ -200,7 +200,8 @@ def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with
         assert note.status_code == 201, note.text
         error = share.locator(".esc-error")
         expect(error).to_contain_text(
-            "HTTP 403: El centro par está deshabilitado. (peer_disabled)", timeout=20_000
+            "HTTP 403: Este centro deshabilitó el enlace con el suyo: por ahora no acepta sus mensajes. (peer_disabled)",
+            timeout=20_000,
         )
         expect(share.locator("button[data-action=retry]")).to_be_visible()
         expect(share.locator('[data-state="accepted"]')).to_be_visible()

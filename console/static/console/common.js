@@ -22,10 +22,12 @@ export class ApiError extends Error {
     this.fields = (body && body.fields) || {};
   }
 
-  /** The message with the fields' own messages: for a banner, where no field is there to mark. */
+  /** For a banner, where no field is there to mark: the fields' own messages (instead of the generic "revise
+   * los campos marcados" of a validation error), after the message of any other error. */
   get summary() {
     const said = Object.values(this.fields).flat().filter((item) => typeof item === "string");
-    return said.length ? `${this.message} ${said.join(" ")}` : this.message;
+    if (!said.length) return this.message;
+    return this.code === "invalid" ? said.join(" ") : `${this.message} ${said.join(" ")}`;
   }
 }
 
