@@ -309,6 +309,10 @@ def test_an_intake_keeps_the_call_being_typed_when_the_session_ends_and_is_live_
     expect(taker.locator("#banner")).to_contain_text("Su sesión terminó")
     assert taker.url.endswith("/console/intake/")
     expect(taker.locator("#narrative")).to_have_value("Choque en la esquina, dos lesionados")
+    taker.locator("#narrative").focus()
+    taker.keyboard.press("Control+Enter")  # registering now is refused, and says what to do
+    expect(taker.locator("#form-error")).to_contain_text("Inicie sesión en otra pestaña")
+    expect(taker.locator("#narrative")).to_have_value("Choque en la esquina, dos lesionados")
     other.goto("/login/")
     other.fill("#id_username", "operador")
     other.fill("#id_password", PASSWORD)

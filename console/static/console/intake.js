@@ -181,7 +181,9 @@ function clearErrors() {
 
 function showError(error) {
   const box = $("form-error");
-  box.textContent = error.message || String(error);
+  // The session ended (in another tab, say): say what to do, not DRF's "credenciales … no se proveyeron".
+  const ended = error.status === 401 || error.code === "not_authenticated";
+  box.textContent = ended ? t("conn_ended_banner") : error.message || String(error);
   box.hidden = false;
   let first = null;
   for (const [field, messages] of Object.entries(error.fields || {})) {
