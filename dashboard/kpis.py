@@ -25,7 +25,8 @@ Edge cases, by definition:
   overdue here: that centre runs its dispatch clock.
 * A request for service from another centre opens a call of channel `interstate` here: it is not a call this
   centre answered (the sender counted the real one), so it is in no call figure (calls, answer, improcedente
-  rate). The incident it opened is this centre's work and counts like any other.
+  rate). The incident it opened is this centre's work and counts like any other, but for processing: it was
+  not a call answered here (its `call_answered_at` is empty), so its processing is missing, not 0 s.
 * A block measured on fewer than CAD_KPI_MIN_SAMPLE values says so (`insufficient`): "datos insuficientes".
 * Multi-unit incidents: only the FIRST dispatch / en route / on scene count (the incident's `first_*`
   columns, written once by incidents.services), so a second ambulance never worsens or improves a figure.

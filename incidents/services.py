@@ -220,7 +220,9 @@ def open_incident(
         narrative=call.narrative,
         line=call.line,
         call_arrived_at=call.arrived_at,
-        call_answered_at=call.answered_at,
+        # A request for service from another centre is not a call answered here: no call-processing interval
+        # (answered → opened would read 0 s and flatter the KPI); its response clock still runs from arrival.
+        call_answered_at=None if call.channel == Channel.INTERSTATE else call.answered_at,
         opened_at=now,
         created_by=by,
         origin_center=origin_center,

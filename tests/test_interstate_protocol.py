@@ -62,6 +62,8 @@ def test_request_for_service_creates_a_linked_incident_in_the_queue(client, cdmx
     assert (local.origin_center, local.origin_folio) == ("CDMX", remote.folio)
     assert local.type_code == "10104" and round(local.lat, 4) == 19.4326
     assert local.calls.get().channel == "interstate"
+    # Not a call answered here: no processing interval for the KPIs (it read 0 s); the response clock runs.
+    assert local.call_answered_at is None and local.call_arrived_at is not None
     assert list(local.timeline.filter(kind="note").values_list("text", flat=True)) == ["Dos heridos"]
     escalation = Escalation.objects.get(incident=local)
     assert (escalation.direction, escalation.state, escalation.request_id) == (
