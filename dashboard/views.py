@@ -19,7 +19,7 @@ from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
 from dashboard.rollups import rollup_status
 from dashboard.targets import kpi_targets
 from incidents.models import IncidentStatus, Priority
-from interstate.models import Escalation, PeerRequestLog
+from interstate.models import PeerRequestLog
 from interstate.selectors import AUDIT_ACTIONS, audit_entries, peer_list_for_admin, shares_in_trouble
 from units.models import Agency, UnitStatus
 
@@ -226,7 +226,6 @@ def interstate_page(request):
             "peers": peers,
             "entries": entries[:AUDIT_PAGE],
             "trouble": trouble,
-            "states": dict(Escalation.State.choices),
             "directions": PeerRequestLog.Direction.choices,
             "filters": {"peer": peer, "direction": direction, "result": result},
             "older": older,

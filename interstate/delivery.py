@@ -101,12 +101,12 @@ def signed_request(
         **audit,
         status_code=response.status_code,
         result=_result_code(response),
-        detail=_refusal_text(response)[:500],
+        detail=_peer_said(response)[:500],
     )
     return response
 
 
-def _refusal_text(response: httpx.Response) -> str:
+def _peer_said(response: httpx.Response) -> str:
     """What the peer said, for a person: its message and code (this API's error shape), or its answer's text
     and folio (a message's answer), else its text."""
     try:
@@ -153,7 +153,7 @@ def _send(message: OutboxMessage) -> dict:
         except ValueError:
             answer = {}
         return answer if isinstance(answer, dict) else {}
-    summary = f"HTTP {response.status_code}: {_refusal_text(response)}"
+    summary = f"HTTP {response.status_code}: {_peer_said(response)}"
     if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
         raise PeerUnavailable(summary)
     raise PeerRefused(summary)

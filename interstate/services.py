@@ -125,7 +125,6 @@ def service_area_fields(geometry: dict | None) -> dict:
 
 
 @transaction.atomic
-@transaction.atomic
 def peer_register(
     *,
     code: str,

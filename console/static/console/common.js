@@ -131,6 +131,10 @@ export function showBanner(message, level = "warning", { sticky = false } = {}) 
   clearTimeout(bannerTimer);
   if (!sticky) bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
 }
+/** A failed command, said in a banner: an ApiError's fields' messages (see `summary`), else its message. */
+export function bannerError(error) {
+  showBanner(error.summary || error.message, "error");
+}
 /** The page's connection indicator (`node`, #conn) and banners, driven by a RealtimeClient: pass the returned
  * onState and onNotice to it. A page never goes stale in silence: a lost socket, a refused one and degraded
  * live updates (Redis down) are said out loud until they are over. */

@@ -4,7 +4,7 @@
 // location.js, dispatch.js, board.js, minimap.js — add new panels the same way.
 
 import { createBoard, STATUS_KEYS } from "./board.js";
-import { api, apiAll, beep, clock, config, connectionStatus, duration, el, refuseBlank, showBanner, t, timerLevel, typing } from "./common.js";
+import { api, apiAll, bannerError, beep, clock, config, connectionStatus, duration, el, refuseBlank, showBanner, t, timerLevel, typing } from "./common.js";
 import { createManualDispatch } from "./dispatch.js";
 import { InterstatePanel, loadQueueFacts, queueBadges } from "./interstate.js";
 import { createLocationPanel } from "./location.js";
@@ -314,7 +314,7 @@ async function refreshDetail() {
     renderDetail();
     if (config.can_dispatch && state.recs === null) loadRecommendations();
   } catch (error) {
-    showBanner(error.summary || error.message, "error");
+    bannerError(error);
   }
 }
 
@@ -472,7 +472,7 @@ async function assign(unitId) {
     state.recs = null;
     await refreshDetail();
   } catch (error) {
-    showBanner(error.summary || error.message, "error");
+    bannerError(error);
     loadRecommendations();
   }
 }
@@ -490,7 +490,7 @@ document.getElementById("note-form").addEventListener("submit", async (event) =>
     await api(`incidents/${encodeURIComponent(state.selected)}/notes`, { method: "POST", body: { text } });
     input.value = "";
   } catch (error) {
-    showBanner(error.summary || error.message, "error");
+    bannerError(error);
   }
 });
 
@@ -511,7 +511,7 @@ function lifecycleForm(formId, inputId, action, field, after) {
       renderDetail();
       document.getElementById("detail").focus();
     } catch (error) {
-      showBanner(error.summary || error.message, "error");
+      bannerError(error);
     }
   });
 }
@@ -525,7 +525,7 @@ async function changeStatus(unitId, to) {
     const updated = await api(`units/${unitId}/status`, { method: "POST", body: { status: to, version: unit && unit.version } });
     if (updated && updated.id !== undefined) upsertUnit({ ...updated, agency_id: updated.agency ? updated.agency.id : unit && unit.agency_id });
   } catch (error) {
-    showBanner(error.summary || error.message, "error");
+    bannerError(error);
   }
 }
 

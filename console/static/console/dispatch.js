@@ -3,7 +3,7 @@
 // warnings (beyond the ETA/distance limit, no or stale position, lacking the required capability).
 // Keys in the callsign field: ↑/↓ choose, Enter adds/removes, Ctrl+Enter dispatches the selection.
 
-import { api, config, duration, el, showBanner, t } from "./common.js";
+import { api, bannerError, config, duration, el, showBanner, t } from "./common.js";
 
 export function createManualDispatch(container, { getIncident, onDispatched }) {
   const input = el("input", {
@@ -66,7 +66,7 @@ export function createManualDispatch(container, { getIncident, onDispatched }) {
       active = options.length ? 0 : -1;
       render();
     } catch (error) {
-      showBanner(error.summary || error.message, "error");
+      bannerError(error);
     }
   }
 
@@ -93,7 +93,7 @@ export function createManualDispatch(container, { getIncident, onDispatched }) {
       render();
       if (onDispatched) onDispatched(result);
     } catch (error) {
-      showBanner(error.summary || error.message, "error");
+      bannerError(error);
       refresh();
     }
   }

@@ -6,7 +6,7 @@
 // (/api/v1/…/interstate, /escalations); the page's websocket brings `interstate.flagged` and
 // `interstate.escalation` events, handed to `applyEvent`.
 
-import { api, clock, config, el, refuseBlank, showBanner, t } from "./common.js";
+import { api, bannerError, clock, config, el, refuseBlank, showBanner, t } from "./common.js";
 
 const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
 const ENDED = new Set(["rejected", "cancelled"]); // the only shares the server lets a new one replace (closed is not)
@@ -50,7 +50,6 @@ export function queueBadges(incident) {
   return badges;
 }
 
-/** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). */
 /** The queue's interstate facts as they stand (on every queue load: a reload or a new login shows the flags,
  * the shares and the requests still waiting for an answer, not only what arrives live afterwards). */
 export async function loadQueueFacts() {
@@ -65,6 +64,7 @@ export async function loadQueueFacts() {
   }
 }
 
+/** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). */
 function announceInbound(folio, escalation) {
   if (escalation.direction !== "inbound" || escalation.state !== "pending" || announced.has(escalation.id)) return;
   announced.add(escalation.id);
@@ -186,7 +186,7 @@ export class InterstatePanel {
       if (escalation && escalation.id !== undefined) this.applyEvent({ type: "interstate.escalation", payload: { folio: this.folio, escalation } });
       if (success) showBanner(success, "info");
     } catch (error) {
-      showBanner(error.summary || error.message, "error");
+      bannerError(error);
     } finally {
       this.busy = false;
       this.render();
@@ -242,7 +242,7 @@ export class InterstatePanel {
         }
         select.replaceChildren(...peers.map((p) => el("option", { value: p.code }, `${p.code} — ${p.name}`)));
       } catch (error) {
-        showBanner(error.summary || error.message, "error");
+        bannerError(error);
         return;
       }
     }
@@ -310,7 +310,6 @@ export class InterstatePanel {
     ];
     // An error is on the share until a send succeeds, whatever its state: a note stuck after the peer accepted
     // is as much a problem as an unsent request.
-    const stuck = e.direction === "outbound" && (e.state === "pending" || e.state === "failed" || (LIVE.has(e.state) && Boolean(e.last_error)));
     if (e.last_error && LIVE.has(e.state)) {
       rows.push(el("p", { class: "esc-error", role: "status" }, t("last_error", { attempts: e.attempts, error: e.last_error })));
     }
@@ -324,6 +323,7 @@ export class InterstatePanel {
             el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.interstate.resource_statuses[r.status_internal] || r.status)))))));
     }
     if (config.can_supervise && !this.compact && e.direction === "outbound" && LIVE.has(e.state)) {
+      const stuck = e.state === "pending" || e.state === "failed" || Boolean(e.last_error); // something to (re)send
       rows.push(el("p", { class: "esc-actions" },
         stuck ? el("button", { type: "button", class: "mini", "data-action": "retry", disabled: this.busy || undefined, onclick: () => this.act(e, "retry") }, t("esc_retry")) : null,
         " ",
