@@ -223,7 +223,7 @@ SESSION_COOKIE_NAME = f"{INSTANCE}_sessionid" if INSTANCE else "sessionid"
 # it). Administrators unlock with `python manage.py axes_reset_username <user>`.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.CenterModelBackend",  # ModelBackend that reads the user with its centre
 ]
 AXES_FAILURE_LIMIT = env.int("CAD_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("CAD_LOGIN_COOLOFF_MIN", default=15.0) / 60.0  # hours

@@ -33,3 +33,19 @@ def test_a_success_resets_the_count(throttled, make_user):
     for _ in range(4):
         _login("mala")
     assert _login("la-buena-2026")[1]
+
+
+def test_a_logged_in_request_reads_the_user_with_the_centre_in_one_query(make_user):
+    """accounts.backends: the session's user comes with its centre (the middleware and every centre-scoped view
+    read it), not a second query per request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_user("dispatcher", "despachador", password="la-buena-2026")
+    client = Client()
+    assert client.post("/login/", {"username": "despachador", "password": "la-buena-2026"}).status_code == 302
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/incidents/").status_code == 200
+    user_reads = [q["sql"] for q in queries if 'FROM "accounts_user"' in q["sql"]]
+    assert len(user_reads) == 1 and '"cad_center"' in user_reads[0]
+    assert not [q for q in queries if q["sql"].startswith('SELECT "cad_center"')]
