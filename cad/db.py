@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import Model
+from django.db.models.sql import Query
 
 REPLICA = "replica"
 _replica_reads: ContextVar[bool] = ContextVar("cad_replica_reads", default=False)
@@ -45,3 +47,53 @@ class ReplicaRouter:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         return db == DEFAULT_DB_ALIAS
+
+
+class RowShape:
+    """How the columns of a hand-written SELECT become model instances: for each model in turn, the
+    columns of `fields` (its concrete fields, by default all but `exclude`), then any `extra` columns, as-is.
+
+    For a hot path where the ORM's query building costs several times the statement itself (delivery of the
+    interstate outbox: docs/benchmarks.md, escalation). The values go through the same converters as an ORM
+    query (Django's compiler), so what comes back is what `.get()` would give, on PostgreSQL and SQLite.
+    `columns(alias, model)` spells the select list for one model."""
+
+    def __init__(self, *models: tuple[type[Model], tuple[str, ...]], extra: int = 0):
+        self.parts = []
+        for model, exclude in models:
+            fields = [field for field in model._meta.concrete_fields if field.name not in exclude]
+            self.parts.append((model, fields))
+        self.extra = extra
+        self._converters: dict[str, list] = {}
+
+    def columns(self, alias: str, model: type[Model]) -> str:
+        fields = next(fields for part_model, fields in self.parts if part_model is model)
+        return ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in fields)
+
+    def _converters_for(self) -> list:
+        vendor = connection.vendor
+        if vendor not in self._converters:
+            found = []
+            for model, fields in self.parts:
+                compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, DEFAULT_DB_ALIAS)
+                columns = [field.get_col(model._meta.db_table) for field in fields]
+                found.append(compiler.get_converters(columns))
+            self._converters[vendor] = found
+        return self._converters[vendor]
+
+    def one(self, sql: str, params: list) -> tuple | None:
+        """Run `sql` (at most one row expected) and return (instance, …, extra, …), or None without a row."""
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        result, start = [], 0
+        for (model, fields), converters in zip(self.parts, self._converters_for(), strict=True):
+            values = list(row[start : start + len(fields)])
+            for index, (functions, expression) in converters.items():
+                for function in functions:
+                    values[index] = function(values[index], expression, connection)
+            result.append(model.from_db(DEFAULT_DB_ALIAS, [field.attname for field in fields], values))
+            start += len(fields)
+        return (*result, *row[start : start + self.extra])

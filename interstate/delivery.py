@@ -27,13 +27,15 @@ from datetime import timedelta
 
 import httpx
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Q
 from django.utils import timezone
 
+from cad.db import RowShape
 from cad.events import record_event
 from interstate import outbox, signing
-from interstate.models import Escalation, OutboxMessage, OutboxStream, Peer, PeerRequestLog
+from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
 from interstate.selectors import escalation_summary
 from interstate.services import lock_escalation
 
@@ -160,52 +162,79 @@ def _send(message: OutboxMessage) -> dict:
 
 
 # --- Lease ------------------------------------------------------------------------------------
+# Plain SQL: these run two or three times per message on the delivery path, where the ORM's query building
+# cost several times the statement itself (docs/benchmarks.md, escalation). Tables: OutboxStream, OutboxMessage.
+
+
+def _execute(sql: str, params: list) -> CursorWrapper:
+    cursor = connection.cursor()
+    cursor.execute(sql, params)
+    return cursor
+
+
+def _lease_until() -> object:
+    expiry = timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S)
+    return connection.ops.adapt_datetimefield_value(expiry)
+
+
 def _acquire(stream_id: int, owner: str) -> bool:
-    now = timezone.now()
-    return bool(
-        OutboxStream.objects.filter(pk=stream_id)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
-        .update(lease_until=now + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S), lease_owner=owner)
-    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with _execute(
+        "UPDATE interstate_outboxstream SET lease_until = %s, lease_owner = %s"
+        " WHERE id = %s AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s)",
+        [_lease_until(), owner, stream_id, now, owner],
+    ) as cursor:
+        return cursor.rowcount == 1
 
 
 def _release(stream_id: int, owner: str) -> bool:
     """Give the lease up; False if it was not ours (any more)."""
-    return bool(
-        OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(lease_until=None, lease_owner="")
-    )
+    with _execute(
+        "UPDATE interstate_outboxstream SET lease_until = NULL, lease_owner = '' WHERE id = %s AND lease_owner = %s",
+        [stream_id, owner],
+    ) as cursor:
+        return cursor.rowcount == 1
+
+
+def _release_and_check(stream_id: int, owner: str) -> tuple[bool, bool]:
+    """_release, and in the same statement whether the stream still has a pending message: (released, more)."""
+    with _execute(
+        "UPDATE interstate_outboxstream SET lease_until = NULL, lease_owner = '' WHERE id = %s AND lease_owner = %s"
+        " RETURNING EXISTS (SELECT 1 FROM interstate_outboxmessage WHERE stream_id = %s AND state = %s)",
+        [stream_id, owner, stream_id, OutboxMessage.State.PENDING],
+    ) as cursor:
+        row = cursor.fetchone()
+    return (row is not None, bool(row and row[0]))
 
 
 def _renew(stream_id: int, owner: str) -> bool:
     """Extend our lease in the caller's transaction (no extra commit per message); False if it is not ours."""
-    return bool(
-        OutboxStream.objects.filter(pk=stream_id, lease_owner=owner).update(
-            lease_until=timezone.now() + timedelta(seconds=settings.CAD_INTERSTATE_LEASE_S)
-        )
-    )
+    with _execute(
+        "UPDATE interstate_outboxstream SET lease_until = %s WHERE id = %s AND lease_owner = %s",
+        [_lease_until(), stream_id, owner],
+    ) as cursor:
+        return cursor.rowcount == 1
 
 
-def _next_pending_id(stream_id: int) -> int | None:
-    """The id of the stream's next pending message (an index lookup; most drains end on None)."""
-    return (
-        OutboxMessage.objects.filter(stream_id=stream_id, state=OutboxMessage.State.PENDING)
-        .order_by("id")
-        .values_list("id", flat=True)
-        .first()
-    )
+_PENDING = RowShape((OutboxMessage, ()), (Peer, ("service_area",)), extra=1)
+_PENDING_SQL = (
+    f"SELECT {_PENDING.columns('m', OutboxMessage)}, {_PENDING.columns('p', Peer)}, i.folio"  # noqa: S608 - model columns
+    " FROM interstate_outboxmessage m JOIN interstate_peer p ON p.id = m.peer_id"
+    " LEFT JOIN interstate_escalation e ON e.id = m.escalation_id"
+    " LEFT JOIN incidents_incident i ON i.id = e.incident_id"
+    " WHERE m.stream_id = %s AND m.state = %s ORDER BY m.id LIMIT 1"
+)
 
 
 def _next_pending(stream_id: int) -> OutboxMessage | None:
-    """The stream's next pending message with its peer and its incident's folio (for the audit), in one
-    statement: the incident's own columns are not needed to send."""
-    return (
-        OutboxMessage.objects.filter(stream_id=stream_id, state=OutboxMessage.State.PENDING)
-        .select_related("peer")
-        .defer("peer__service_area")
-        .annotate(incident_folio=F("escalation__incident__folio"))
-        .order_by("id")
-        .first()
-    )
+    """The stream's next pending message with its peer (not its service area) and its incident's folio (for
+    the audit; `incident_folio`), in one statement: the incident's own columns are not needed to send."""
+    found = _PENDING.one(_PENDING_SQL, [stream_id, OutboxMessage.State.PENDING])
+    if found is None:
+        return None
+    message, peer, message.incident_folio = found
+    message.peer = peer
+    return message
 
 
 # --- Circuit breaker --------------------------------------------------------------------------
@@ -264,9 +293,9 @@ def drain_stream(*, stream_id: int, owner: str | None = None) -> int:
     message = _next_pending(stream_id)
     while True:
         if message is None or not message.peer.enabled or not _may_send(message.peer):
-            _release(stream_id, owner)
+            _released, more = _release_and_check(stream_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
-            if message is None and _next_pending_id(stream_id) is not None and _acquire(stream_id, owner):
+            if message is None and more and _acquire(stream_id, owner):
                 message = _next_pending(stream_id)
                 continue
             return delivered
@@ -326,9 +355,8 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
         if fields:
             # Drains go in order and stop at a failure, so a message after this one was never tried.
             _escalation_changed(escalation, fields, attempts=0)
-    if not _release(message.stream_id, owner):
-        return False
-    return _next_pending_id(message.stream_id) is not None and _acquire(message.stream_id, owner)
+    released, more = _release_and_check(message.stream_id, owner)
+    return released and more and _acquire(message.stream_id, owner)
 
 
 @transaction.atomic
@@ -359,9 +387,9 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
 
 
 def _lock_escalation_of(message: OutboxMessage) -> Escalation | None:
-    """The message's escalation, locked, with its incident and the message's peer (loaded with the message,
-    fresh: no second read of the peer and its service user)."""
-    escalation = lock_escalation(pk=message.escalation_id, related=("incident",))
+    """The message's escalation, locked, with its incident's folio and centre (lock_escalation's light
+    incident) and the message's peer (loaded with the message, fresh: no second read of the peer)."""
+    escalation = lock_escalation(pk=message.escalation_id, related=())
     if escalation is not None:
         escalation.peer = message.peer
     return escalation
