@@ -19,8 +19,11 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from accounts.permissions import IsPeer
 from cad.api import ErrorOutput
+from cad.db import RowShape
+from cad.models import Center
 from geo.models import Jurisdiction
 from interstate import eido, services, signing
 from interstate.models import Escalation, Peer, PeerNonce, PeerRequestLog
@@ -51,12 +54,7 @@ class PeerSignatureAuthentication(BaseAuthentication):
         well_formed = bool(signing.KEY_ID_RE.match(key_id))
         peer = None
         if well_formed:
-            peer = (
-                Peer.objects.select_related("service_user__center")
-                .defer("service_area")
-                .filter(inbound_key_id=key_id)
-                .first()
-            )
+            peer = _peer_by_key(key_id)
             request._request.interstate_peer = peer  # the audit names the peer even when refused below
         if not (well_formed and timestamp.isdigit() and signing.NONCE_RE.match(nonce) and presented):
             raise exceptions.AuthenticationFailed(
@@ -90,6 +88,26 @@ class PeerSignatureAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'CAD-HMAC realm="interstate"'
+
+
+_PEER = RowShape((Peer, ("service_area",)), (User, ()), (Center, ()))
+_PEER_SQL = (
+    f"SELECT {_PEER.columns('p', Peer)}, {_PEER.columns('u', User)}, {_PEER.columns('c', Center)}"  # noqa: S608 - model columns
+    " FROM interstate_peer p JOIN accounts_user u ON u.id = p.service_user_id"
+    " LEFT JOIN cad_center c ON c.id = u.center_id WHERE p.inbound_key_id = %s"
+)
+
+
+def _peer_by_key(key_id: str) -> Peer | None:
+    """The peer that signs with `key_id`, with its service user and the user's centre (not its service area),
+    in one hand-written statement: every peer request starts here (cad.db.RowShape)."""
+    found = _PEER.one(_PEER_SQL, [key_id])
+    if found is None:
+        return None
+    peer, user, center = found
+    user.center = center if center.pk is not None else None
+    peer.service_user = user
+    return peer
 
 
 def _first_use(key_id: str, nonce: str) -> bool:
