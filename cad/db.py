@@ -56,7 +56,7 @@ class RowShape:
     For a hot path where the ORM's query building costs several times the statement itself (delivery of the
     interstate outbox: docs/benchmarks.md, escalation). The values go through the same converters as an ORM
     query (Django's compiler), so what comes back is what `.get()` would give, on PostgreSQL and SQLite.
-    `columns(alias, model)` spells the select list for one model."""
+    `columns(alias, part)` spells the select list of one of them."""
 
     def __init__(self, *models: tuple[type[Model], tuple[str, ...]], extra: int = 0):
         self.parts = []
@@ -66,8 +66,9 @@ class RowShape:
         self.extra = extra
         self._converters: dict[str, list] = {}
 
-    def columns(self, alias: str, model: type[Model]) -> str:
-        fields = next(fields for part_model, fields in self.parts if part_model is model)
+    def columns(self, alias: str, part: int) -> str:
+        """The select list of the `part`-th model (0-based), its table aliased `alias` in the statement."""
+        _model, fields = self.parts[part]
         return ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in fields)
 
     def _converters_for(self) -> list:

@@ -218,7 +218,7 @@ def _renew(stream_id: int, owner: str) -> bool:
 
 _PENDING = RowShape((OutboxMessage, ()), (Peer, ("service_area",)), extra=1)
 _PENDING_SQL = (
-    f"SELECT {_PENDING.columns('m', OutboxMessage)}, {_PENDING.columns('p', Peer)}, i.folio"  # noqa: S608 - model columns
+    f"SELECT {_PENDING.columns('m', 0)}, {_PENDING.columns('p', 1)}, i.folio"  # noqa: S608 - model columns
     " FROM interstate_outboxmessage m JOIN interstate_peer p ON p.id = m.peer_id"
     " LEFT JOIN interstate_escalation e ON e.id = m.escalation_id"
     " LEFT JOIN incidents_incident i ON i.id = e.incident_id"

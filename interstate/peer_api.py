@@ -92,7 +92,7 @@ class PeerSignatureAuthentication(BaseAuthentication):
 
 _PEER = RowShape((Peer, ("service_area",)), (User, ()), (Center, ()))
 _PEER_SQL = (
-    f"SELECT {_PEER.columns('p', Peer)}, {_PEER.columns('u', User)}, {_PEER.columns('c', Center)}"  # noqa: S608 - model columns
+    f"SELECT {_PEER.columns('p', 0)}, {_PEER.columns('u', 1)}, {_PEER.columns('c', 2)}"  # noqa: S608 - model columns
     " FROM interstate_peer p JOIN accounts_user u ON u.id = p.service_user_id"
     " LEFT JOIN cad_center c ON c.id = u.center_id WHERE p.inbound_key_id = %s"
 )

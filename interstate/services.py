@@ -21,9 +21,11 @@ from shapely.errors import ShapelyError
 from shapely.geometry import shape
 
 from accounts.models import Role, User
+from cad.db import RowShape
 from cad.errors import Conflict, DomainError, InvalidTransition, NotFound
 from cad.events import deferred_events, record_event
 from cad.models import Center
+from geo.models import Jurisdiction
 from incidents import services as incident_services
 from incidents.models import CallDisposition, Channel, Incident, IncidentStatus, IncidentType, Line
 from interstate import eido, outbox, secrets
@@ -394,8 +396,13 @@ def write_update(*, escalation_id: int, peer_id: int) -> OutboxMessage | None:
 
 
 # --- Escalating (sender side) -----------------------------------------------------------------
+_PEER = RowShape((Peer, ("service_area",)))
+_PEER_SQL = f"SELECT {_PEER.columns('p', 0)} FROM interstate_peer p WHERE p.code = %s"  # noqa: S608 - model columns
+
+
 def _enabled_peer(code: str) -> Peer:
-    peer = Peer.objects.filter(code=str(code).strip().upper()).defer("service_area").first()
+    found = _PEER.one(_PEER_SQL, [str(code).strip().upper()])
+    peer = found[0] if found else None
     if peer is None or not peer.enabled:
         raise DomainError(
             _("El centro par %(code)s no existe o está deshabilitado.") % {"code": code},
@@ -419,18 +426,39 @@ def escalate_incident(
         return _escalate(peer, folio=folio, center_id=center_id, kind=kind, reason=reason, by=by)
 
 
+# The incident as eido.build_eido reads it (`loaded`): with its centre and places, not their boundaries.
+_SNAPSHOT = RowShape(
+    (Incident, ()), (Center, ()), (Jurisdiction, ("geometry",)), (Jurisdiction, ("geometry",))
+)
+_SNAPSHOT_SQL = (
+    f"SELECT {_SNAPSHOT.columns('i', 0)}, {_SNAPSHOT.columns('c', 1)}, {_SNAPSHOT.columns('s', 2)},"  # noqa: S608 - model columns
+    f" {_SNAPSHOT.columns('m', 3)} FROM incidents_incident i JOIN cad_center c ON c.id = i.center_id"
+    " LEFT JOIN geo_jurisdiction s ON s.id = i.state_id LEFT JOIN geo_jurisdiction m ON m.id = i.municipality_id"
+    " WHERE i.folio = %s AND i.center_id = %s"
+)
+
+
+def _lock_for_snapshot(*, folio: str, center_id: int) -> Incident | None:
+    """The incident locked, with its centre and places: `select_for_update(of=("self",))
+    .select_related("center").with_places()` in one hand-written statement (every escalation starts here;
+    cad.db.RowShape)."""
+    lock = " FOR UPDATE OF i" if connection.features.has_select_for_update_of else ""
+    found = _SNAPSHOT.one(_SNAPSHOT_SQL + lock, [folio, center_id])
+    if found is None:
+        return None
+    incident, center, state, municipality = found
+    incident.center = center
+    incident.state = state if state.pk is not None else None
+    incident.municipality = municipality if municipality.pk is not None else None
+    return incident
+
+
 def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str, by) -> Escalation:
     if kind not in EscalationKind.values:
         raise DomainError(_("Tipo de escalamiento inválido."), fields={"kind": [kind]})
-    try:
-        incident = (
-            Incident.objects.select_for_update(of=("self",))
-            .select_related("center")
-            .with_places()
-            .get(folio=folio, center_id=center_id)
-        )
-    except Incident.DoesNotExist:
-        raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio}) from None
+    incident = _lock_for_snapshot(folio=folio, center_id=center_id)
+    if incident is None:
+        raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio})
     if incident.status == IncidentStatus.CLOSED:
         raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
     live = Escalation.objects.filter(incident=incident, peer=peer).exclude(

@@ -5,6 +5,7 @@ edge, replaced by httpx.MockTransport here (tests/test_interstate_worker.py uses
 
 import io
 import json
+import re
 
 import httpx
 import pytest
@@ -138,7 +139,10 @@ def test_the_snapshot_is_built_from_the_incident_the_writer_locked(cdmx, center,
     from django.test.utils import CaptureQueriesContext
 
     def incident_reads(queries) -> int:
-        return sum(q["sql"].startswith('SELECT "incidents_incident".') for q in queries.captured_queries)
+        return sum(
+            q["sql"].startswith("SELECT") and re.search(r'FROM "?incidents_incident"? ', q["sql"]) is not None
+            for q in queries.captured_queries
+        )
 
     incident = _inside(center, dispatcher, accident_type)
     with CaptureQueriesContext(connection) as escalating:
