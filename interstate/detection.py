@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 
 import shapely
-from django.db.models import Count, Max
+from django.db import connection
 from shapely import ops
 from shapely.geometry import Point, shape
 
@@ -38,8 +38,11 @@ def enabled_areas() -> tuple[_Area, ...]:
     """The enabled peers' prepared service areas (one query to check the cached copy is current)."""
     global _snapshot
     enabled = Peer.objects.filter(enabled=True, service_area__isnull=False)
-    row = enabled.aggregate(count=Count("id"), last=Max("updated_at"))
-    fingerprint = (row["count"], row["last"])
+    with connection.cursor() as cursor:  # plain SQL: this runs for every incident created or moved
+        cursor.execute(
+            "SELECT count(*), max(updated_at) FROM interstate_peer WHERE enabled AND service_area IS NOT NULL"
+        )
+        fingerprint = tuple(cursor.fetchone())
     snapshot = _snapshot
     if snapshot is not None and snapshot[0] == fingerprint:
         return snapshot[1]

@@ -7,6 +7,7 @@ Cheap for everything else: events that are not `incident.*` return at once; an u
 indexed lookup (plus the detection check when it is created or moved).
 """
 
+from django.db import connection
 from django.utils.translation import gettext as _
 
 from cad.events import record_event
@@ -14,6 +15,15 @@ from cad.models import Event, EventStream
 from incidents.models import Incident
 from interstate import detection, services
 from interstate.models import AutoEscalationPolicy, Escalation, Peer
+
+# The shares of an incident, in plain SQL: this runs for every incident event of the centre (the ORM's query
+# building cost several times the lookup; docs/benchmarks.md, escalation).
+_STATES = ", ".join(["%s"] * len(Escalation.SHARED_STATES))
+_SHARED_SQL = (
+    "SELECT e.id, e.peer_id FROM interstate_escalation e"  # noqa: S608 - placeholders only
+    " JOIN incidents_incident i ON i.id = e.incident_id"
+    f" WHERE i.folio = %s AND i.center_id = %s AND e.state IN ({_STATES})"
+)
 
 
 def on_event(event: Event) -> None:
@@ -31,9 +41,9 @@ def on_event(event: Event) -> None:
         _detect(event, folio)
     if event.type == "incident.created":
         return  # nothing can be shared yet (escalations are made after the incident exists)
-    shared = Escalation.objects.filter(
-        incident__folio=folio, incident__center_id=event.center_id, state__in=Escalation.SHARED_STATES
-    ).values_list("pk", "peer_id")  # ids only: write_update loads (and locks) what it sends
+    with connection.cursor() as cursor:  # ids only: write_update loads (and locks) what it sends
+        cursor.execute(_SHARED_SQL, [folio, event.center_id, *Escalation.SHARED_STATES])
+        shared = cursor.fetchall()
     for escalation_id, peer_id in shared:
         services.write_update(escalation_id=escalation_id, peer_id=peer_id)
 
