@@ -27,17 +27,17 @@ from datetime import timedelta
 
 import httpx
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
 from cad.db import RowShape
 from cad.events import record_event
+from incidents.models import Incident
 from interstate import outbox, signing
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
 from interstate.selectors import escalation_summary
-from interstate.services import lock_escalation
 
 logger = logging.getLogger(__name__)
 MESSAGES_PATH = "/api/v1/interstate/messages"
@@ -386,12 +386,28 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
     return _renew(message.stream_id, owner)
 
 
+_ESCALATION = RowShape((Escalation, ()))
+_ESCALATION_SQL = f"SELECT {_ESCALATION.columns('e', 0)} FROM interstate_escalation e WHERE e.id = %s"  # noqa: S608 - model columns
+_ITS_INCIDENT_SQL = (
+    "SELECT id, folio, center_id FROM incidents_incident"
+    " WHERE id = (SELECT incident_id FROM interstate_escalation WHERE id = %s)"
+)
+LIGHT_INCIDENT = ("id", "folio", "center_id")
+
+
 def _lock_escalation_of(message: OutboxMessage) -> Escalation | None:
-    """The message's escalation, locked, with its incident's folio and centre (lock_escalation's light
-    incident) and the message's peer (loaded with the message, fresh: no second read of the peer)."""
-    escalation = lock_escalation(pk=message.escalation_id, related=())
-    if escalation is not None:
-        escalation.peer = message.peer
+    """The message's escalation locked as services.lock_escalation locks it (its incident first: the product's
+    lock order), in plain SQL: with the message's peer and only its incident's folio and centre, which the
+    summary and the event name it by (the other columns deferred)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with _execute(_ITS_INCIDENT_SQL + lock, [message.escalation_id]) as cursor:
+        incident = cursor.fetchone()
+    found = _ESCALATION.one(_ESCALATION_SQL + lock, [message.escalation_id]) if incident else None
+    if found is None:
+        return None
+    escalation = found[0]
+    escalation.incident = Incident.from_db(DEFAULT_DB_ALIAS, LIGHT_INCIDENT, incident)
+    escalation.peer = message.peer
     return escalation
 
 

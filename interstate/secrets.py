@@ -6,6 +6,7 @@ it is encrypted, and the admin and the management command never show it back aft
 """
 
 import base64
+import functools
 import hashlib
 import secrets as random_source
 
@@ -16,19 +17,29 @@ from django.core.exceptions import ImproperlyConfigured
 SECRET_BYTES = 32
 
 
-def _fernet() -> Fernet:
-    material = settings.CAD_INTERSTATE_KEY or f"derived-from-secret-key:{settings.SECRET_KEY}"
-    key = base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest())
-    return Fernet(key)
+def _material() -> str:
+    return settings.CAD_INTERSTATE_KEY or f"derived-from-secret-key:{settings.SECRET_KEY}"
+
+
+@functools.lru_cache(maxsize=8)
+def _fernet(material: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest()))
 
 
 def encrypt(plaintext: str) -> str:
-    return _fernet().encrypt(plaintext.encode()).decode()
+    return _fernet(_material()).encrypt(plaintext.encode()).decode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _decrypt(material: str, token: str) -> str:
+    # Every signed request, sent or received, needs its peer's secret: decrypted once per process (for the
+    # key in force: a changed key is a different entry), not per request.
+    return _fernet(material).decrypt(token.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     try:
-        return _fernet().decrypt(token.encode()).decode()
+        return _decrypt(_material(), token)
     except InvalidToken:
         raise ImproperlyConfigured(
             "A peer secret cannot be decrypted: CAD_INTERSTATE_KEY (or SECRET_KEY) changed since it was "

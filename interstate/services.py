@@ -494,9 +494,6 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     return escalation
 
 
-LIGHT_INCIDENT = ("id", "folio", "center_id")
-
-
 def lock_escalation(
     *, related: tuple[str, ...] = ("peer__service_user", "incident"), **lookup
 ) -> Escalation | None:
@@ -510,21 +507,12 @@ def lock_escalation(
     request and a delivery queue on the incident instead of each holding what the other waits for."""
     # One statement finds the escalation's incident and locks it (an escalation never changes incident).
     its_incident = Escalation.objects.filter(**lookup).values("incident_id")[:1]
-    locked = Incident.objects.select_for_update().filter(pk=Subquery(its_incident))
-    incident_row = locked.values_list(*LIGHT_INCIDENT).first()
-    if incident_row is None:
+    if not list(Incident.objects.select_for_update().filter(pk=Subquery(its_incident)).values_list("pk")):
         return None
-    escalations = Escalation.objects.select_for_update(of=("self",))
-    if related:  # (select_related() with no argument would follow every foreign key)
-        escalations = escalations.select_related(*related)
+    escalations = Escalation.objects.select_for_update(of=("self",)).select_related(*related)
     if any(path.startswith("peer") for path in related):
         escalations = escalations.defer("peer__service_area")
-    escalation = escalations.filter(**lookup).first()
-    if escalation is not None and "incident" not in related:
-        # What the summary and the events name an escalation's incident by, read with the lock; the other
-        # columns are deferred (loaded if something reads them).
-        escalation.incident = Incident.from_db(connection.alias, LIGHT_INCIDENT, incident_row)
-    return escalation
+    return escalations.filter(**lookup).first()
 
 
 def _escalation_for_update(*, escalation_id: int, center_id: int) -> Escalation:
