@@ -336,9 +336,16 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
     escalation = None
     if message.escalation_id:  # its incident first, then the escalation: the product's lock order
         escalation = _lock_escalation_of(message)
-    OutboxMessage.objects.filter(pk=message.pk).update(
-        state=OutboxMessage.State.DELIVERED, delivered_at=now, attempts=message.attempts + 1, last_error=""
-    )
+    _execute(
+        "UPDATE interstate_outboxmessage SET state = %s, delivered_at = %s, attempts = %s, last_error = ''"
+        " WHERE id = %s",
+        [
+            OutboxMessage.State.DELIVERED,
+            connection.ops.adapt_datetimefield_value(now),
+            message.attempts + 1,
+            message.pk,
+        ],
+    ).close()
     if escalation is not None:
         fields = []
         if escalation.last_error:

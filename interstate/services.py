@@ -781,13 +781,22 @@ def prune_audit_and_nonces(*, now=None, chunk: int = 10_000) -> dict:
     return {"audit": audit, "nonces": nonces}
 
 
+_TYPE = RowShape((IncidentType, ()))
+_TYPE_SQL = f"SELECT {_TYPE.columns('t', 0)} FROM incidents_incidenttype t WHERE t.code = %s AND t.active"  # noqa: S608 - model columns
+
+
+def _active_type(code: str) -> IncidentType | None:
+    found = _TYPE.one(_TYPE_SQL, [code])  # every request for service (cad.db.RowShape)
+    return found[0] if found else None
+
+
 def _incident_type_for(facts: eido.EidoFacts) -> IncidentType:
-    found = IncidentType.objects.filter(code=facts.type_code, active=True).first()
+    found = _active_type(facts.type_code)
     if found is None or found.is_improcedente:
         fallback = eido.FALLBACK_CNIE.get(facts.common_type.split(".")[0]) or eido.FALLBACK_CNIE.get(
             facts.common_type
         )
-        found = IncidentType.objects.filter(code=fallback or eido.FALLBACK_CNIE["Other"], active=True).first()
+        found = _active_type(fallback or eido.FALLBACK_CNIE["Other"])
     if found is None:
         raise MessageRefused(
             _("Tipo de incidente desconocido: %(code)s.") % {"code": facts.type_code or facts.common_type},
