@@ -38,10 +38,10 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".cad-install-stamp"
 DEMO_PASSWORD = "c4-demo-2026"  # noqa: S105 - the documented demo password printed by seed_demo
 MIN_PYTHON = (3, 11)
-# Celery pool children per worker on the production path. An interstate delivery mostly waits for the peer's
-# answer: at 50 escalations/s on 2 cores, 4 children delivered 24.2/s against 21.8/s with 2 (p99 7.7 s against
-# 11.2 s; medians of 3, interleaved, docs/benchmarks.md 2026-11-28), and drained the outbox as fast after a
-# worker kill during a peer outage.
+# Celery worker concurrency on the production path (threads: settings.CELERY_WORKER_POOL). An interstate
+# delivery mostly waits for the peer's answer: at 50 escalations/s on 2 cores, 4 (then prefork children)
+# delivered 24.2/s against 21.8/s with 2 (p99 7.7 s against 11.2 s; medians of 3, interleaved,
+# docs/benchmarks.md 2026-11-28), and drained the outbox as fast after a worker kill during a peer outage.
 WORKER_CONCURRENCY = 4
 
 

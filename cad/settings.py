@@ -195,6 +195,13 @@ else:
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker runs its tasks on threads (`--concurrency` of them), not on forked children: the product's tasks
+# mostly wait (an interstate delivery waits for the peer's answer), and prefork's hand-off of every task to
+# a child and its result back cost a quarter of the worker's CPU per delivery (6.6 → 4.9 ms per escalation
+# at 50/s, docs/benchmarks.md 2026-11-28). A worker is then one process on one core: run more workers to
+# scale (docs/operations.md). CELERY_POOL=prefork restores children (`-P prefork` alone does not: Celery takes
+# it for its default and lets this setting win).
+CELERY_WORKER_POOL = env.str("CELERY_POOL", default="threads")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -186,7 +186,10 @@ class Centre:
             serve = ["-m", "cad.serve", "--host", "127.0.0.1", "--port", str(self.port)]
             return [python, *serve, "--procs", str(self.web_procs)]
         if name == "worker":
-            pool = ["-P", "prefork", "--concurrency", str(self.concurrency)]
+            pool = [
+                "--concurrency",
+                str(self.concurrency),
+            ]  # the pool of settings.CELERY_WORKER_POOL, as run.py
             return [
                 python,
                 *("-m", "celery", "-A", "cad", "worker", *pool, "-n", f"{self.tag}@%h"),

@@ -137,10 +137,13 @@ def test_a_prefork_worker_keeps_its_database_connection_across_tasks(tmp_path):
 
 
 @contextmanager
-def _worker(queue: str, log_path: Path, *, pool: str = "prefork", children: int = 1):
-    """A real worker on `queue` over the test database, its output in `log_path`; stopped at the end."""
+def _worker(queue: str, log_path: Path, *, pool: str | None = "prefork", children: int = 1):
+    """A real worker on `queue` over the test database, its output in `log_path`; stopped at the end. `pool`
+    None: the configured one (settings.CELERY_WORKER_POOL), as run.py and compose start it."""
     env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL}
-    celery = [sys.executable, "-m", "celery", "-A", "cad", "worker", "-P", pool, "-c", str(children)]
+    if pool:
+        env["CELERY_POOL"] = pool  # Celery takes `-P prefork` for its default and lets the setting win
+    celery = [sys.executable, "-m", "celery", "-A", "cad", "worker", "-c", str(children)]
     quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     with ExitStack() as stack:
         yield start_logged(stack, [*celery, "-Q", queue, *quiet, "-l", "info"], env, log_path)
@@ -160,3 +163,25 @@ def test_a_prefork_child_warms_up_on_its_own_database_connection(tmp_path):
             assert worker.poll() is None and time.monotonic() < deadline, text[-3000:]
             time.sleep(0.2)
         assert "warm-up failed" not in text, text[-3000:]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_default_worker_runs_its_tasks_on_threads_warmed_up_once(tmp_path):
+    """The configured pool (threads: an interstate delivery mostly waits for the peer) warms up in the worker's
+    own process, once, and runs tasks."""
+    _require_services()
+    from cad.tasks import prune_events
+
+    queue = f"test-threads-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "worker.log"
+    with _worker(queue, log_path, pool=None, children=2) as worker:
+        prune_events.apply_async(queue=queue)
+        deadline = time.monotonic() + 60
+        while "succeeded" not in (text := log_path.read_text()) or "warm-up done" not in text:
+            assert worker.poll() is None and time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.2)
+        time.sleep(1)
+        text = log_path.read_text()
+        assert "(thread)" in text, text[-3000:]  # the banner's "concurrency: 2 (thread)"
+        assert text.count("warm-up done") == 1 and "warm-up failed" not in text, text[-3000:]
