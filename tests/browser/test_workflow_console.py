@@ -196,3 +196,28 @@ def test_intake_refuses_a_bad_coordinate_and_never_duplicates(login, api_session
     expect(page.locator("#narrative")).to_have_value("")  # the form is cleared
     _shots(page, screenshot_dir, "intake-registered")
     assert _open_count(api_session("despachador")) == before + 1
+
+
+def test_a_live_update_keeps_the_focus_on_the_unit_the_dispatcher_is_on(login, api_session):
+    """An event that re-renders the incident (a colleague's note here) does not take the focus off the
+    assigned unit: the dispatcher's next key still acts on it (it fell to the page, and the key was lost)."""
+    taker = api_session("operador")
+    dispatcher = api_session("despachador")
+    folio = _new_incident(taker, lat=19.2826, lon=-99.6557, address="Centro de Toluca")
+    units = dispatcher.get("/api/v1/units/?limit=500").json()
+    unit = next(
+        u for u in (units["results"] if isinstance(units, dict) else units) if u["status"] == "available"
+    )
+    assigned = dispatcher.post(f"/api/v1/incidents/{folio}/assignments", json={"unit_id": unit["id"]})
+    assert assigned.status_code == 201, assigned.text
+    page = login("despachador")
+    _open_console(page)
+    _open_incident(page, folio)
+    item = page.locator(f'#d-assigned li.unit[data-unit="{unit["id"]}"]')
+    item.focus()
+    note = taker.post(f"/api/v1/incidents/{folio}/notes", json={"text": "Reporta más lesionados"})
+    assert note.status_code == 201, note.text
+    expect(page.locator("#d-timeline")).to_contain_text("Reporta más lesionados", timeout=5_000)
+    assert page.evaluate("document.activeElement.dataset.unit") == str(unit["id"])
+    page.keyboard.press("e")
+    expect(item).to_have_attribute("data-status", "en_route", timeout=5_000)

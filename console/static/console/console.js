@@ -360,9 +360,18 @@ function renderDetail() {
       el("li", { class: `tl-${entry.kind}` }, el("time", {}, clock(entry.at)), " ", el("strong", {}, entry.by || "—"), " ", entry.text)),
   );
   const active = d.assignments.filter((a) => a.active);
-  document.getElementById("d-assigned").replaceChildren(
+  // A live update re-renders the list: the unit the dispatcher is on keeps the focus (its next key is not lost).
+  const focusedItem = document.activeElement && document.activeElement.closest
+    ? document.activeElement.closest("#d-assigned li.unit") : null;
+  const focusedUnit = focusedItem ? focusedItem.dataset.unit : null;
+  const assigned = document.getElementById("d-assigned");
+  assigned.replaceChildren(
     ...(active.length ? active.map((a) => assignedUnit(state.units.get(a.unit_id) || { id: a.unit_id, callsign: a.callsign, status: a.unit_status })) : [el("li", { class: "muted" }, t("no_units"))]),
   );
+  if (focusedUnit) {
+    const again = assigned.querySelector(`li.unit[data-unit="${focusedUnit}"]`);
+    if (again) again.focus();
+  }
   const dispatchArea = document.getElementById("dispatch-area");
   if (dispatchArea) dispatchArea.hidden = closed;
   const closedNote = document.getElementById("closed-note");
