@@ -607,3 +607,25 @@ def test_supervisors_page_shows_shares_in_trouble_peers_and_the_audit_with_secon
     assert ">Solicitud de servicio</td>" in html  # the protocol's "requestForService", as a person reads it
     for garbage in ("²", "-1", "abc", "9" * 30):  # "²".isdigit() is True, and int() refuses it: it was a 500
         assert client.get("/dashboard/interstate/", {"before": garbage}).status_code == 200, garbage
+
+
+def test_a_hand_written_row_loads_what_the_orm_would(cdmx, center, dispatcher, accident_type):
+    """cad.db.RowShape (the delivery path's next message, the peer by key): every field equal to the ORM's
+    instance, JSON, times and UUIDs converted alike, the excluded field deferred."""
+    from interstate.peer_api import _peer_by_key
+
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    message = delivery._next_pending(escalation.stream_id)
+    expected = OutboxMessage.objects.get(pk=message.pk)
+    for field in OutboxMessage._meta.concrete_fields:
+        assert getattr(message, field.attname) == getattr(expected, field.attname), field.name
+    assert isinstance(message.body, dict) and message.incident_folio == escalation.incident.folio
+    assert message.peer.code == "CDMX" and "service_area" in message.peer.get_deferred_fields()
+    peer = _peer_by_key(cdmx.inbound_key_id)
+    orm = Peer.objects.select_related("service_user__center").get(pk=cdmx.pk)
+    for field in Peer._meta.concrete_fields:
+        if field.name != "service_area":
+            assert getattr(peer, field.attname) == getattr(orm, field.attname), field.name
+    assert peer.service_user.username == orm.service_user.username
+    assert peer.service_user.center == orm.service_user.center
+    assert _peer_by_key("no-such-key") is None
