@@ -27,5 +27,5 @@ class CenterModelBackend(ModelBackend):
         if found is None:
             return None
         user, center = found
-        user.center = center if center.pk is not None else None
+        user.center = center
         return user if self.user_can_authenticate(user) else None

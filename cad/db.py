@@ -62,20 +62,21 @@ class RowShape:
         self.parts = []
         for model, exclude in models:
             fields = [field for field in model._meta.concrete_fields if field.name not in exclude]
-            self.parts.append((model, fields))
+            primary_key = next((i for i, field in enumerate(fields) if field.primary_key), None)
+            self.parts.append((model, fields, primary_key))
         self.extra = extra
         self._converters: dict[str, list] = {}
 
     def columns(self, alias: str, part: int) -> str:
         """The select list of the `part`-th model (0-based), its table aliased `alias` in the statement."""
-        _model, fields = self.parts[part]
+        _model, fields, _primary_key = self.parts[part]
         return ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in fields)
 
     def _converters_for(self) -> list:
         vendor = connection.vendor
         if vendor not in self._converters:
             found = []
-            for model, fields in self.parts:
+            for model, fields, _primary_key in self.parts:
                 compiler = connection.ops.compiler("SQLCompiler")(Query(model), connection, DEFAULT_DB_ALIAS)
                 columns = [field.get_col(model._meta.db_table) for field in fields]
                 found.append(compiler.get_converters(columns))
@@ -83,18 +84,22 @@ class RowShape:
         return self._converters[vendor]
 
     def one(self, sql: str, params: list) -> tuple | None:
-        """Run `sql` (at most one row expected) and return (instance, …, extra, …), or None without a row."""
+        """Run `sql` (at most one row expected) and return (instance, …, extra, …), or None without a row; a
+        model whose primary key came back NULL (a LEFT JOIN that matched nothing) is None."""
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
             return None
         result, start = [], 0
-        for (model, fields), converters in zip(self.parts, self._converters_for(), strict=True):
+        for (model, fields, primary_key), converters in zip(self.parts, self._converters_for(), strict=True):
             values = list(row[start : start + len(fields)])
             for index, (functions, expression) in converters.items():
                 for function in functions:
                     values[index] = function(values[index], expression, connection)
-            result.append(model.from_db(DEFAULT_DB_ALIAS, [field.attname for field in fields], values))
+            if primary_key is not None and values[primary_key] is None:
+                result.append(None)  # a LEFT JOIN that found no row, as select_related gives None
+            else:
+                result.append(model.from_db(DEFAULT_DB_ALIAS, [field.attname for field in fields], values))
             start += len(fields)
         return (*result, *row[start : start + self.extra])

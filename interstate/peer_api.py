@@ -106,7 +106,7 @@ def _peer_by_key(key_id: str) -> Peer | None:
     if found is None:
         return None
     peer, user, center = found
-    user.center = center if center.pk is not None else None
+    user.center = center
     peer.service_user = user
     return peer
 

@@ -448,8 +448,7 @@ def _lock_for_snapshot(*, folio: str, center_id: int) -> Incident | None:
         return None
     incident, center, state, municipality = found
     incident.center = center
-    incident.state = state if state.pk is not None else None
-    incident.municipality = municipality if municipality.pk is not None else None
+    incident.state, incident.municipality = state, municipality
     return incident
 
 

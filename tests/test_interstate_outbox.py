@@ -629,3 +629,10 @@ def test_a_hand_written_row_loads_what_the_orm_would(cdmx, center, dispatcher, a
     assert peer.service_user.username == orm.service_user.username
     assert peer.service_user.center == orm.service_user.center
     assert _peer_by_key("no-such-key") is None
+    from cad.db import RowShape
+    from cad.models import Center
+
+    shape = RowShape((Peer, ("service_area",)), (Center, ()))
+    sql = f"SELECT {shape.columns('p', 0)}, {shape.columns('c', 1)} FROM interstate_peer p"  # noqa: S608
+    found, nothing = shape.one(sql + " LEFT JOIN cad_center c ON 1 = 0 WHERE p.id = %s", [cdmx.pk])
+    assert found.code == "CDMX" and nothing is None  # a LEFT JOIN that matched no row, as select_related
