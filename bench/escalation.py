@@ -20,6 +20,9 @@ through the REST API (request for service):
 * In the same run, the baseline: the same number of requests for service signed and POSTed straight to CDMX at
   the same rate, no outbox, no worker (`direct_p99_ms`: request → 202, CDMX committed), and
   `escalation_vs_direct_p99` = escalation_p99 / direct_p99.
+* And the physical limit, the raw stack without the product at the same rate (bench/raw_stack.py: commit →
+  Celery on threads → a bare Django view under Daphne commits the peer's row): `raw_p50_ms`, `raw_p99_ms`,
+  `raw_per_s` and `escalation_vs_raw_p99`. A slow host moves both; `--no-raw` skips it.
 
 `--kill-worker`: SIGKILLs MEX's Celery worker (with its pool) halfway through and starts it again (as a
 supervisor would), then waits for everything: `escalations_lost` (committed in MEX, never in CDMX) and
@@ -49,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import run  # noqa: E402
+from bench import raw_stack  # noqa: E402
 from bench.common import percentile, progress, report  # noqa: E402
 from tests.interstate_harness import TwoCentres, peer_headers, wait_until  # noqa: E402
 
@@ -225,6 +229,7 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=run.WORKER_CONCURRENCY, help="Celery pool per centre (as run.py)"
     )
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw stack's run (bench/raw_stack.py)")
     args = parser.parse_args()
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not database_url.startswith("postgres") or not redis_url:
@@ -247,6 +252,14 @@ def main() -> None:
         results = measure(pair, folios, args)
     finally:
         pair.teardown()
+    if not args.no_raw:
+        results.update(
+            raw_stack.measure(database_url, redis_url, rate=args.rate, count=count, workdir=pair.workdir)
+        )
+        results["escalation_vs_raw_p99"] = round(
+            results["escalation_p99_ms"] / max(results["raw_p99_ms"], 1e-3), 2
+        )
+    results["floors"] = results.pop("floors")  # last, after the raw stack's numbers
     report(
         "escalation",
         {
