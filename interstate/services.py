@@ -939,8 +939,34 @@ def _receive_update(escalation: Escalation, message: dict) -> tuple[int, dict]:
                 "disposition": facts.disposition or "—",
             },
         )
+        _close_handed_over(escalation, facts)
     _changed(escalation, *fields)
     return 200, _answer(escalation, ACCEPTED, "applied")
+
+
+def _close_handed_over(escalation: Escalation, facts: eido.EidoFacts) -> None:
+    """The peer that took our incident over (it accepted our request for service) closed its own: ours closes
+    too, with the peer's disposition, and leaves our queue. Not while a unit of ours is still on it (it was
+    helping): then our dispatcher closes it, as before. A supervisor can reopen it."""
+    incident = escalation.incident
+    if (
+        escalation.direction != Escalation.Direction.OUTBOUND
+        or incident.handled_by_center != escalation.peer.code
+        or incident.status == IncidentStatus.CLOSED
+        or incident.assignments.filter(active=True).exists()
+    ):
+        return
+    disposition = _("Atendido por %(peer)s (folio %(folio)s): %(disposition)s") % {
+        "peer": escalation.peer.name,
+        "folio": escalation.remote_folio,
+        "disposition": facts.disposition or "—",
+    }
+    escalation.incident = incident_services.close_incident(
+        folio=incident.folio,
+        center_id=incident.center_id,
+        disposition=disposition[:200],
+        by=escalation.peer.service_user,
+    )
 
 
 def _follow_relocation(escalation: Escalation, facts: eido.EidoFacts) -> None:

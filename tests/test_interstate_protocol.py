@@ -226,8 +226,41 @@ def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dis
     assert escalation.state == "closed" and escalation.remote_status == "closed"
     texts = list(ours.timeline.filter(kind="note").values_list("text", flat=True))
     assert any("aceptó" in text for text in texts) and any("Atendido" in text for text in texts)
+    # CDMX had taken it over and no unit of ours is on it: ours closes with CDMX's disposition, by CDMX.
+    ours.refresh_from_db()
+    assert ours.status == "closed"
+    assert ours.disposition == f"Atendido por C5 Ciudad de México (folio {theirs.folio}): Atendido"
+    assert ours.timeline.get(kind="closed").by == peer.service_user
     # what we applied from CDMX is not sent back to CDMX
     assert list(escalation.outbox.values_list("kind", flat=True)) == ["requestForService"]
+
+
+def test_a_handed_over_incident_stays_open_while_a_unit_of_ours_is_on_it(
+    client, cdmx, center, dispatcher, accident_type
+):
+    """CDMX took our incident over, but one of our units was helping: CDMX's closure is noted, and closing
+    ours is left to our dispatcher."""
+    from interstate import services
+    from tests.factories import UnitFactory, open_incident
+
+    peer, secret = cdmx
+    ours = open_incident(center=center, by=dispatcher, incident_type=accident_type, lat=19.43, lon=-99.13)
+    unit = UnitFactory(center=center)
+    incident_services.assign_unit(folio=ours.folio, center_id=center.id, unit_id=unit.id, by=dispatcher)
+    escalation = services.escalate_incident(
+        folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
+    )
+    theirs, cdmx_user = cdmx_incident(accident_type)
+    accepted = message("response", escalation.request_id, code=200, text="accepted", incident=theirs.folio)
+    assert post_message(client, peer, secret, accepted).status_code == 200
+    incident_services.close_incident(
+        folio=theirs.folio, center_id=theirs.center_id, disposition="Atendido", by=cdmx_user
+    )
+    post_message(client, peer, secret, message("update", escalation.request_id, source=theirs, sequence=1))
+    escalation.refresh_from_db()
+    ours.refresh_from_db()
+    assert escalation.state == "closed"
+    assert ours.status != "closed" and ours.assignments.filter(active=True).count() == 1
 
 
 def test_an_invalid_eido_is_refused_with_the_schemas_reasons_and_nothing_written(client, cdmx, remote):

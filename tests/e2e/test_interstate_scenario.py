@@ -152,6 +152,12 @@ def test_escalation_scenario_between_two_real_centres(two_centres):
         assert response.status_code == 200, response.text
         closed = mex_console.wait_for(is_escalation(folio, remote_status="closed"), timeout=20)
         assert closed["payload"]["escalation"]["state"] in ("accepted", "closed")
+        # CDMX had taken it over and no MEX unit is on it: MEX's incident closes too, leaving MEX's queue.
+        mex_console.wait_for(
+            lambda m: m.get("type") == "incident.closed" and m["payload"]["folio"] == folio, timeout=20
+        )
+        ours = mex.session("despachador").get(f"/api/v1/incidents/{folio}/").json()
+        assert ours["status"] == "closed" and "Atendido por SSC y ERUM" in ours["disposition"], ours
 
     # Every peer request, both ways, is in both audits.
     for centre, peer in ((mex, "CDMX"), (cdmx, "MEX")):
