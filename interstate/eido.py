@@ -605,6 +605,67 @@ def read_pidf_lo(text: str) -> tuple[float | None, float | None, str]:
 
 
 # --- Reading ----------------------------------------------------------------------------------
+FOLIO_MAX = 64
+# Components whose lastUpdateTimeStamp a receiver reads (as times: a note's, a unit's status).
+_TIMED = ("incidentComponent", "notesComponent", "emergencyResourceComponent", "locationComponent")
+
+
+def content_errors(document: dict) -> dict[str, list[str]]:
+    """What a receiver needs of an incident's EIDO beyond NENA's schema, which leaves almost everything
+    optional and does not check formats: the sender's folio, locations it can read, times it can read. Field
+    paths -> reasons; empty when the document can be applied as it is (never half of it, silently)."""
+    problems: dict[str, list[str]] = {}
+    component = document.get("incidentComponent")
+    folio = component.get("internalIncidentId") if isinstance(component, dict) else None
+    if not isinstance(folio, str) or not 0 < len(folio.strip()) <= FOLIO_MAX:
+        problems["eido.incidentComponent.internalIncidentId"] = [
+            _("El folio del incidente en el centro de origen: requerido, hasta %(n)s caracteres.")
+            % {"n": FOLIO_MAX}
+        ]
+    for index, location in enumerate(document.get("locationComponent") or []):
+        if isinstance(location, dict) and location.get("locationByValue"):
+            problem = _pidf_problem(location["locationByValue"])
+            if problem:
+                problems[f"eido.locationComponent[{index}].locationByValue"] = [problem]
+    for key in _TIMED:
+        items = document.get(key) or []
+        for index, item in enumerate([items] if isinstance(items, dict) else items):
+            stamp = item.get("lastUpdateTimeStamp") if isinstance(item, dict) else None
+            if stamp is not None and not _is_instant(stamp):
+                where = key if key == "incidentComponent" else f"{key}[{index}]"
+                problems[f"eido.{where}.lastUpdateTimeStamp"] = [
+                    _("Fecha y hora ISO 8601 con zona horaria, p. ej. 2026-11-28T13:11:28-06:00.")
+                ]
+    return problems
+
+
+def _is_instant(value) -> bool:
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return False
+    return parsed is not None and parsed.tzinfo is not None
+
+
+def _pidf_problem(text) -> str | None:
+    """Why a locationByValue cannot be read (None when it can): not PIDF-LO XML, or a gml:pos that is not
+    «lat lon» in WGS84. A civic address without a point is fine."""
+    if not isinstance(text, str):
+        return _("Se espera un documento PIDF-LO (XML).")
+    try:
+        root = SafeET.fromstring(text)
+    except (SafeET.ParseError, ValueError):
+        return _("No es un documento PIDF-LO (XML) legible.")
+    pos = root.find(f".//{{{GML}}}pos")
+    if pos is not None:
+        lat, lon, _address = read_pidf_lo(text)
+        if lat is None:
+            return _("gml:pos debe ser «latitud longitud» en WGS84 (−90…90, −180…180).")
+    return None
+
+
 def _by_id(document: dict, key: str) -> dict[str, dict]:
     return {c["$id"]: c for c in document.get(key, []) if isinstance(c, dict) and "$id" in c}
 

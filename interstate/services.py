@@ -739,6 +739,8 @@ def check_envelope(wire_key: str, message: dict) -> None:
         needs_eido = (message.get("vehicleAlert") or {}).get("action") == "publish"
     if needs_eido and not isinstance(message.get("eido"), dict):
         problems["eido"] = [_("Requerido en solicitudes, actualizaciones, avistamientos y publicaciones.")]
+    elif kind in (*REQUEST_KIND.values(), OutboxMessage.Kind.UPDATE):
+        problems.update(eido.content_errors(message["eido"]))
     sequence = message.get("sequence")
     if kind in (OutboxMessage.Kind.UPDATE, OutboxMessage.Kind.VEHICLE_ALERT) and (
         not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1

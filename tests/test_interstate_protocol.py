@@ -287,6 +287,51 @@ def test_an_invalid_eido_is_refused_with_the_schemas_reasons_and_nothing_written
     assert _last_audit().result == "invalid_message"
 
 
+def _break_location(eido, value):
+    eido["locationComponent"][0]["locationByValue"] = value
+
+
+@pytest.mark.parametrize(
+    ("breaking", "field"),
+    [
+        (lambda e: e.pop("incidentComponent"), "eido.incidentComponent.internalIncidentId"),
+        (
+            lambda e: e["incidentComponent"].update(internalIncidentId="F" * 5000),
+            "eido.incidentComponent.internalIncidentId",
+        ),
+        (lambda e: _break_location(e, "garbage <"), "eido.locationComponent[0].locationByValue"),
+        (
+            lambda e: _break_location(
+                e, e["locationComponent"][0]["locationByValue"].replace("<gml:pos>", "<gml:pos>999 abc ")
+            ),
+            "eido.locationComponent[0].locationByValue",
+        ),
+        (
+            lambda e: e["incidentComponent"].update(lastUpdateTimeStamp="yesterday"),
+            "eido.incidentComponent.lastUpdateTimeStamp",
+        ),
+    ],
+    ids=["no-incident-component", "huge-folio", "not-xml", "bad-coordinates", "bad-time"],
+)
+def test_an_eido_the_schema_lets_through_but_we_cannot_read_is_refused_naming_the_field(
+    client, cdmx, remote, breaking, field
+):
+    """NENA's schema leaves nearly everything optional and checks no formats: a request whose folio,
+    location or times we could not read was taken as an incident with that part missing (202). It is a 400
+    naming the field, and nothing is written."""
+    peer, secret = cdmx
+    bad = message("requestForService", "urn:uuid:broken", source=remote)
+    assert "<gml:pos>" in bad["eido"]["locationComponent"][0]["locationByValue"]
+    breaking(bad["eido"])
+    incidents_before = Incident.objects.count()
+    response = post_message(client, peer, secret, bad)
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert body["code"] == "invalid_message" and field in body["fields"], body
+    assert Incident.objects.count() == incidents_before and not Escalation.objects.exists()
+    assert _last_audit().result == "invalid_message"
+
+
 def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remote):
     peer, secret = cdmx
     response = post_message(
