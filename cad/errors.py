@@ -9,6 +9,7 @@ from django.db import OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import bad_request as html_bad_request
+from django.views.defaults import page_not_found as html_page_not_found
 from django.views.defaults import server_error as html_server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -115,6 +116,15 @@ def bad_request(request, exception, *args, **kwargs):
         return JsonResponse(body, status=413)
     body = {"message": str(_("Solicitud inválida.")), "code": "bad_request", "fields": {}}
     return JsonResponse(body, status=400)
+
+
+def not_found(request, exception, *args, **kwargs):
+    """handler404: an API path that matches no route (`/api/v1/escalations/abc/accept`, an id that is not a
+    number) is answered in the API's JSON shape, as the views' own 404s are; pages keep Django's HTML."""
+    if not request.path.startswith("/api/"):
+        return html_page_not_found(request, exception, *args, **kwargs)
+    body = {"message": str(_("No existe el recurso solicitado.")), "code": "not_found", "fields": {}}
+    return JsonResponse(body, status=404)
 
 
 def server_error(request, *args, **kwargs):

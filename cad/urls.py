@@ -37,4 +37,5 @@ urlpatterns = [
 ]
 
 handler400 = "cad.errors.bad_request"
+handler404 = "cad.errors.not_found"
 handler500 = "cad.errors.server_error"

@@ -74,6 +74,26 @@ def test_a_session_request_over_the_body_limit_gets_the_json_error(call_taker, s
     assert response.json()["code"] == "request_too_large"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/escalations/abc/accept", "/api/v1/no-such-thing/"])
+def test_an_api_path_that_matches_no_route_is_a_json_404(supervisor, api_client_for, path):
+    """Not Django's HTML page: a client of the API reads the same JSON shape as every other error."""
+    response = api_client_for(supervisor).post(path, {}, format="json")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {
+        "message": "No existe el recurso solicitado.",
+        "code": "not_found",
+        "fields": {},
+    }
+
+
+def test_a_page_that_does_not_exist_is_still_an_html_404(supervisor):
+    client = Client()
+    client.force_login(supervisor)
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
 def test_the_incident_export_neutralises_spreadsheet_formulas(
     center, supervisor, api_client_for, accident_type
 ):
