@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.permissions import SUPERVISION_ROLES
 from cad.db import replica_reads
@@ -24,6 +25,55 @@ from interstate.selectors import AUDIT_ACTIONS, audit_entries, peer_list_for_adm
 from units.models import Agency, UnitStatus
 
 AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antiguas" link)
+
+# The audit's result codes (PeerRequestLog.result: "ok", "network_error" or the refusal's code, ours or the
+# peer's) as a supervisor reads them; the page keeps the code beside the label (support staff, the filter).
+AUDIT_RESULTS = {
+    "ok": gettext_lazy("Aceptada"),
+    "error": gettext_lazy("Error"),
+    "network_error": gettext_lazy("Sin respuesta (red)"),
+    "not_signed": gettext_lazy("Sin firma"),
+    "unknown_key": gettext_lazy("Clave desconocida"),
+    "peer_disabled": gettext_lazy("Enlace deshabilitado"),
+    "stale_timestamp": gettext_lazy("Hora fuera de la ventana"),
+    "bad_signature": gettext_lazy("Firma inválida"),
+    "replayed": gettext_lazy("Mensaje repetido"),
+    "duplicate_request": gettext_lazy("Solicitud duplicada"),
+    "idempotency_key_required": gettext_lazy("Falta la clave de idempotencia"),
+    "invalid_message": gettext_lazy("Mensaje inválido"),
+    "unknown_kind": gettext_lazy("Clase de mensaje desconocida"),
+    "unsupported_kind": gettext_lazy("Clase de mensaje no admitida"),
+    "unknown_incident_type": gettext_lazy("Tipo de incidente desconocido"),
+    "not_shared": gettext_lazy("No compartido"),
+    "not_found": gettext_lazy("No existe"),
+    "permission_denied": gettext_lazy("Sin permiso"),
+    "not_authenticated": gettext_lazy("Sin autenticar"),
+    "authentication_failed": gettext_lazy("Autenticación fallida"),
+    "throttled": gettext_lazy("Demasiadas peticiones"),
+}
+# The protocol's answers (responseText: ours and a peer running this product, which answers in these
+# words whatever its language), as a supervisor reads them. Outbound entries add " · <the peer's folio>".
+AUDIT_DETAILS = {
+    "queued for a dispatcher": gettext_lazy("En espera de un despachador"),
+    "awareness recorded": gettext_lazy("Aviso registrado"),
+    "applied": gettext_lazy("Aplicada"),
+    "stale": gettext_lazy("Ignorada: ya tenía una más reciente"),
+    "ignored: share ended": gettext_lazy("Ignorada: ya no se comparte"),
+    "cancelled": gettext_lazy("Cancelación registrada"),
+    "response recorded": gettext_lazy("Respuesta registrada"),
+    "published": gettext_lazy("Alerta publicada"),
+    "withdraw": gettext_lazy("Alerta retirada"),
+    "expire": gettext_lazy("Alerta vencida"),
+    "ignored: alert ended": gettext_lazy("Ignorado: la alerta ya terminó"),
+    "sighting recorded": gettext_lazy("Avistamiento registrado"),
+}
+
+
+def audit_detail_label(detail: str) -> str | None:
+    """A known detail as a supervisor reads it (the folio after " · " kept), else None (shown as it is)."""
+    text, separator, folio = detail.partition(" · ")
+    label = AUDIT_DETAILS.get(text)
+    return None if label is None else f"{label}{separator}{folio}"
 
 
 def _require_supervisor(request) -> None:
@@ -219,6 +269,8 @@ def interstate_page(request):
     older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
     for entry in entries:
         entry.action_label = AUDIT_ACTIONS.get(entry.action, entry.action)
+        entry.result_label = AUDIT_RESULTS.get(entry.result)
+        entry.detail_label = audit_detail_label(entry.detail)
     return render(
         request,
         "dashboard/interstate.html",

@@ -17,8 +17,12 @@ under a lease, behind a per-peer circuit breaker.
   UPDATE, so a peer that is down costs one request per interval whatever is queued for it. The first success
   closes the circuit and enqueues every stream with a pending message: everything goes, once, in order.
 * Every request is audited (PeerRequestLog, direction outbound), failures included.
+* A request that got no HTTP answer (timeout, refused connection…) is said in the centre's language, as a
+  dispatcher reads it ("CDMX no respondió a tiempo (5 s)"): the text is stored (the share's `last_error`, the
+  audit's detail) and written by a worker, or by whichever request's thread ran the drain.
 """
 
+import errno
 import json
 import logging
 import random
@@ -30,7 +34,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from cad.db import RowShape
 from cad.events import record_event
@@ -97,8 +102,12 @@ def signed_request(
             method, peer.base_url + path, content=body or None, headers=all_headers
         )
     except httpx.HTTPError as exc:
-        _audit(**audit, status_code=None, result="network_error", detail=f"{type(exc).__name__}: {exc}")
-        raise PeerUnavailable(f"{peer.code}: {type(exc).__name__}: {exc}") from exc
+        said = transport_error(peer.code, exc)
+        # The exception's class stays in the audit, for support staff: short, after the readable text.
+        _audit(
+            **audit, status_code=None, result="network_error", detail=f"{said} [{type(exc).__name__}]"[:500]
+        )
+        raise PeerUnavailable(said) from exc
     _audit(
         **audit,
         status_code=response.status_code,
@@ -106,6 +115,42 @@ def signed_request(
         detail=_peer_said(response)[:500],
     )
     return response
+
+
+TECHNICAL_DETAIL_MAX = 120
+
+
+def transport_error(peer_code: str, exc: httpx.HTTPError) -> str:
+    """A request that got no HTTP answer, as a dispatcher reads it, in the centre's language (LANGUAGE_CODE),
+    not the active one: it is stored, and a drain may run in an English-speaking user's request."""
+    detail = str(exc).strip() or type(exc).__name__
+    if len(detail) > TECHNICAL_DETAIL_MAX:
+        detail = detail[: TECHNICAL_DETAIL_MAX - 1] + "…"
+    with translation.override(settings.LANGUAGE_CODE):
+        if isinstance(exc, httpx.TimeoutException):
+            seconds = f"{settings.CAD_INTERSTATE_HTTP_TIMEOUT_S:g}"
+            return _("%(peer)s no respondió a tiempo (%(seconds)s s)") % {
+                "peer": peer_code,
+                "seconds": seconds,
+            }
+        if isinstance(exc, httpx.ConnectError) and _connection_refused(exc):
+            return _("%(peer)s no acepta conexiones (¿caído?)") % {"peer": peer_code}
+        if isinstance(exc, httpx.ConnectError):
+            return _("no se pudo conectar con %(peer)s: %(detail)s") % {"peer": peer_code, "detail": detail}
+        return _("se cortó la comunicación con %(peer)s: %(detail)s") % {"peer": peer_code, "detail": detail}
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """Whether the connection was refused (nothing listens there: the peer's server is down), by the socket's
+    error among the exception's causes, else by httpx's text ("[Errno 111] Connection refused")."""
+    seen: BaseException | None = exc
+    for _depth in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == errno.ECONNREFUSED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "refused" in str(exc).lower()
 
 
 def _peer_said(response: httpx.Response) -> str:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -290,12 +290,27 @@ class PeerMessageApi(PeerApiView):
         try:
             validate_message(wire_key, message)
         except SchemaErrors as errors:
-            raise services.refuse_invalid(errors) from None
+            raise schema_refusal(errors) from None
         services.check_envelope(wire_key, message)
         status, answer = services.receive_message(
             peer=request.auth, idempotency_key=key, wire_key=wire_key, message=message
         )
         return Response(answer, status=status)
+
+
+def schema_refusal(errors: SchemaErrors) -> services.MessageRefused:
+    """A message failing NENA's schema: its reasons (jsonschema's own words) in `fields.schema`."""
+    count = len(errors.errors)
+    return services.MessageRefused(
+        ngettext(
+            "El mensaje no cumple el esquema NENA (%(n)s error).",
+            "El mensaje no cumple el esquema NENA (%(n)s errores).",
+            count,
+        )
+        % {"n": count},
+        code="invalid_message",
+        fields={"schema": errors.errors},
+    )
 
 
 class PeerIncidentApi(PeerApiView):
