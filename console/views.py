@@ -140,6 +140,9 @@ def _interstate_strings() -> dict:
         "origin_label": _("Recibido de otro centro:"),
         "origin_text": _("%(peer)s (%(code)s), folio %(folio)s"),
         "is_origin_title": _("Escalado por %(peer)s, folio %(folio)s"),
+        # The origin centre cancelled its request (queue tag "← MEX MEX-… · cancelada", and the detail).
+        "origin_cancelled": _("cancelada"),
+        "origin_cancelled_text": _("%(peer)s canceló la solicitud"),
         "handled_by": _("Lo atiende %(peer)s"),
         "flag_inside": _("Ubicado en el área de %(peer)s."),
         "flag_near": _("A %(km)s km del área de %(peer)s."),

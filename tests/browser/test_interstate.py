@@ -230,3 +230,67 @@ def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with
         e for e in timeline if e["text"] == "Escalamiento a Ciudad de México C5 cancelado: Ya no hace falta"
     ]
     assert [e["by"] for e in cancelled] == ["supervisor"]
+
+
+def test_the_request_banner_goes_once_answered_and_a_request_the_origin_cancels_is_said_on_its_row(
+    two_centres, console_of, screenshot_dir
+):
+    """CDMX's banner announcing MEX's request for service goes once the request is accepted, by a colleague
+    (the live event) or by this dispatcher's Y; it used to stay (only a reject seemed to clear it). When MEX
+    then cancels its request, CDMX's row and detail say so, live and after a reload; the incident stays open
+    for CDMX's dispatcher to decide (it used to read "← MEX MEX-…" as if the request still stood)."""
+    mex, cdmx = two_centres.mex, two_centres.cdmx
+    page = console_of(cdmx)
+    banner = page.locator("#banner")
+
+    def request_for_service() -> tuple[str, str]:
+        folio = open_call(mex)
+        created = mex.session("despachador").post(
+            f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
+        )
+        assert created.status_code == 201, created.text
+        expect(banner).to_contain_text(f"escala su incidente {folio}", timeout=15_000)
+        remote = wait_until(
+            lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio"
+        )
+        return folio, remote
+
+    # A colleague accepts the first: the banner goes, live (the banner times out on its own after 8 s).
+    first, first_remote = request_for_service()
+    (inbound,) = interstate_of(cdmx, first_remote)["escalations"]
+    assert cdmx.session("despachador").post(f"/api/v1/escalations/{inbound['id']}/accept").status_code == 200
+    expect(banner).to_be_hidden(timeout=3_000)
+
+    # This dispatcher accepts the second with Y: its banner goes too.
+    folio, remote = request_for_service()
+    row = page.locator(f'#queue-body tr[data-folio="{remote}"]')
+    row.click()
+    expect(page.locator("#d-interstate .esc-answer")).to_contain_text(folio)
+    page.locator("#detail").focus()
+    page.keyboard.press("y")
+    expect(page.locator('#d-interstate .esc-inbound [data-state="accepted"]')).to_be_visible(timeout=5_000)
+    expect(banner).to_be_hidden(timeout=3_000)
+    origin = row.locator(".tag-origin")
+    expect(origin).to_have_text(f"← MEX {folio}")
+    expect(page.locator("#esc-origin-cancelled")).to_have_count(0)
+
+    # MEX's supervisor cancels the request: CDMX's row and detail say so, live; the incident stays open.
+    share = escalation_of(mex, folio)
+    cancelled = mex.session("supervisor").post(
+        f"/api/v1/escalations/{share['id']}/cancel", json={"reason": "Ya no hace falta"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    expect(origin).to_have_text(f"← MEX {folio} · cancelada", timeout=15_000)
+    expect(origin).to_have_attribute("data-state", "cancelled")
+    expect(page.locator("#esc-origin-cancelled")).to_contain_text("canceló la solicitud")
+    expect(page.locator('#d-interstate .esc-inbound [data-state="cancelled"]')).to_be_visible()
+    expect(row).not_to_have_attribute("data-status", "closed")
+    page.screenshot(path=str(screenshot_dir / "interstate-cdmx-request-cancelled.png"))
+
+    # A reload (or a new login) reads it with the queue, not only live.
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
+    expect(origin).to_have_text(f"← MEX {folio} · cancelada", timeout=10_000)
+    expect(page.locator(f'#queue-body tr[data-folio="{first_remote}"] .tag-origin')).to_have_text(
+        f"← MEX {first}"
+    )

@@ -178,7 +178,10 @@ export function refuseBlank(input) {
   input.focus();
   return true;
 }
-export function hideBanner() {
+/** Hide the banner; with `message`, only while it still says that (a newer banner stays). */
+export function hideBanner(message) {
+  if (message !== undefined && banner.textContent !== message) return;
+  clearTimeout(bannerTimer);
   banner.hidden = true;
 }
 

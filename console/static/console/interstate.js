@@ -6,36 +6,47 @@
 // (/api/v1/…/interstate, /escalations); the page's websocket brings `interstate.flagged` and
 // `interstate.escalation` events, handed to `applyEvent`.
 
-import { api, bannerError, clock, config, el, refuseBlank, showBanner, t } from "./common.js";
+import { api, bannerError, clock, config, el, hideBanner, refuseBlank, showBanner, t } from "./common.js";
 
 const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
 const ENDED = new Set(["rejected", "cancelled"]); // the only shares the server lets a new one replace (closed is not)
 const ANSWERABLE = new Set(["pending"]); // an inbound request no dispatcher has answered yet
 
 /** Per-folio interstate facts the queue shows without loading each incident: origin, flags, states. */
-export const queueFacts = new Map(); // folio -> {flags: [...], states: {peer: state}}
-const announced = new Set(); // inbound requests already announced on this page
+export const queueFacts = new Map(); // folio -> {flags: [...], states: {peer: {state, direction}}, inbound: {peer: state}}
+const announced = new Map(); // inbound request id -> the banner that announced it on this page
 
-export function rememberFlags(folio, flags) {
-  const facts = queueFacts.get(folio) || { flags: [], states: {} };
-  facts.flags = flags || [];
-  queueFacts.set(folio, facts);
+function factsOf(folio) {
+  if (!queueFacts.has(folio)) queueFacts.set(folio, { flags: [], states: {}, inbound: {} });
+  return queueFacts.get(folio);
 }
 
+export function rememberFlags(folio, flags) {
+  factsOf(folio).flags = flags || [];
+}
+
+/** Outbound shares by peer (the queue's "→ CDMX · Aceptado"); inbound ones apart, by the peer that sent them
+ * (the origin tag says when that peer cancelled its request). */
 export function rememberEscalation(folio, escalation) {
-  const facts = queueFacts.get(folio) || { flags: [], states: {} };
-  facts.states[escalation.peer.code] = { state: escalation.state, direction: escalation.direction };
-  queueFacts.set(folio, facts);
+  const facts = factsOf(folio);
+  if (escalation.direction === "inbound") facts.inbound[escalation.peer.code] = escalation.state;
+  else facts.states[escalation.peer.code] = { state: escalation.state, direction: escalation.direction };
 }
 
 /** Small badges for a queue row: where an inbound incident came from, which peer a flag or share names. */
 export function queueBadges(incident) {
   const badges = [];
-  if (incident.origin_center) {
-    badges.push(el("span", { class: "tag tag-origin", title: t("is_origin_title", { peer: incident.origin_center, folio: incident.origin_folio }) },
-      `← ${incident.origin_center} ${incident.origin_folio || ""}`.trim()));
-  }
   const facts = queueFacts.get(incident.folio);
+  if (incident.origin_center) {
+    // The origin's request cancelled: said on the row (the incident stays open; its dispatcher decides).
+    const cancelled = Boolean(facts && facts.inbound[incident.origin_center] === "cancelled");
+    const origin = `← ${incident.origin_center} ${incident.origin_folio || ""}`.trim();
+    badges.push(el("span", {
+      class: cancelled ? "tag tag-origin tag-origin-cancelled" : "tag tag-origin",
+      "data-state": cancelled ? "cancelled" : undefined,
+      title: t("is_origin_title", { peer: incident.origin_center, folio: incident.origin_folio }),
+    }, cancelled ? `${origin} · ${t("origin_cancelled")}` : origin));
+  }
   if (facts) {
     const shared = new Set();
     for (const [peer, { state, direction }] of Object.entries(facts.states)) {
@@ -64,12 +75,20 @@ export async function loadQueueFacts() {
   }
 }
 
-/** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). */
+/** A request for service from a peer just arrived: tell this centre's dispatchers (banner, keys). Once it is
+ * answered (here or by a colleague) or cancelled by the peer, its banner goes (a newer banner stays). */
 function announceInbound(folio, escalation) {
-  if (escalation.direction !== "inbound" || escalation.state !== "pending" || announced.has(escalation.id)) return;
-  announced.add(escalation.id);
+  if (escalation.direction !== "inbound") return;
+  if (escalation.state !== "pending") {
+    if (announced.get(escalation.id)) hideBanner(announced.get(escalation.id));
+    return;
+  }
+  if (announced.has(escalation.id)) return;
+  announced.set(escalation.id, null);
   if (escalation.kind === "request_for_service" && config.can_dispatch) {
-    showBanner(t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio }), "alert");
+    const text = t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio });
+    announced.set(escalation.id, text);
+    showBanner(text, "alert");
   }
 }
 
@@ -260,6 +279,11 @@ export class InterstatePanel {
       parts.push(el("p", { class: "esc-origin", id: "esc-origin" },
         el("strong", {}, t("origin_label")), " ",
         t("origin_text", { peer: inbound ? inbound.peer.name : d.origin_center, code: d.origin_center, folio: d.origin_folio })));
+      // The origin withdrew its request: said, not acted on (the incident stays open; its dispatcher decides).
+      if (inbound && inbound.state === "cancelled") {
+        parts.push(el("p", { class: "esc-origin-cancelled", id: "esc-origin-cancelled", role: "status" },
+          t("origin_cancelled_text", { peer: inbound.peer.name })));
+      }
     }
     const offers = this.offers();
     for (const [index, flag] of offers.entries()) parts.push(this.flagBox(flag, index === 0));
