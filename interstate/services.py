@@ -38,9 +38,9 @@ from interstate.models import (
     Peer,
     PeerNonce,
     PeerRequestLog,
+    new_request_id,
 )
 from interstate.selectors import escalation_summary
-from interstate.validation import SchemaErrors
 
 # The peer that already has the changes being made (see _no_echo): they are not sent to it as updates.
 _no_echo_to: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -460,10 +460,13 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio})
     if incident.status == IncidentStatus.CLOSED:
         raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
-    live = Escalation.objects.filter(incident=incident, peer=peer).exclude(
-        state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED]
+    shared = (
+        Escalation.objects.select_for_update(of=("self",))
+        .filter(incident=incident, peer=peer)
+        .exclude(state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED])
+        .first()
     )
-    if live.exists():
+    if shared is not None and shared.state != Escalation.State.CLOSED:
         raise Conflict(
             _("El incidente %(folio)s ya se compartió con %(code)s.") % {"folio": folio, "code": peer.code},
             code="already_shared",
@@ -478,18 +481,35 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         data={"peer": peer.code, "interstate": "escalated"},
         locked=incident,
     )
-    escalation = Escalation(
-        incident=incident,
-        peer=peer,
-        direction=Escalation.Direction.OUTBOUND,
-        kind=kind,
-        reason=reason,
-        created_by=by,
-    )
-    escalation.stream = _new_stream(escalation)  # its request goes out at once: saved with its stream
-    escalation.save()
+    if shared is not None:
+        escalation = _renew(shared, kind=kind, reason=reason, by=by)
+    else:
+        escalation = Escalation(
+            incident=incident,
+            peer=peer,
+            direction=Escalation.Direction.OUTBOUND,
+            kind=kind,
+            reason=reason,
+            created_by=by,
+        )
+        escalation.stream = _new_stream(escalation)  # its request goes out at once: saved with its stream
+        escalation.save()
     _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
     _announce(escalation, attempts=0)
+    return escalation
+
+
+def _renew(escalation: Escalation, *, kind: str, reason: str, by) -> Escalation:
+    """The peer closed its incident while ours went on (a unit of ours was on it, or it was reopened), and
+    we escalate to that peer again: a new request on the same share, under a new request id, so the peer
+    opens a new incident. What it said of the old one stays in our timeline; messages still queued for the
+    old one go first, on the same stream."""
+    escalation.request_id = new_request_id()
+    escalation.kind, escalation.reason, escalation.created_by = kind, reason, by
+    escalation.state, escalation.last_error, escalation.in_seq = Escalation.State.PENDING, "", 0
+    escalation.remote_incident_id = escalation.remote_folio = escalation.remote_status = ""
+    escalation.remote_resources = []
+    escalation.save()
     return escalation
 
 
@@ -662,14 +682,6 @@ def message_kind(message) -> str:
             code="unknown_kind",
         )
     return keys[0]
-
-
-def refuse_invalid(errors: SchemaErrors) -> MessageRefused:
-    return MessageRefused(
-        _("El mensaje no cumple el esquema NENA (%(n)s errores).") % {"n": len(errors.errors)},
-        code="invalid_message",
-        fields={"schema": errors.errors},
-    )
 
 
 def receive_message(*, peer: Peer, idempotency_key: str, wire_key: str, message: dict) -> tuple[int, dict]:
@@ -949,14 +961,23 @@ def _receive_update(escalation: Escalation, message: dict) -> tuple[int, dict]:
 def _close_handed_over(escalation: Escalation, facts: eido.EidoFacts) -> None:
     """The peer that took our incident over (it accepted our request for service) closed its own: ours closes
     too, with the peer's disposition, and leaves our queue. Not while a unit of ours is still on it (it was
-    helping): then our dispatcher closes it, as before. A supervisor can reopen it."""
+    helping): then it is ours alone again (the dispatch clock runs) and our dispatcher closes it. A
+    supervisor can reopen a closed one; either can be escalated to the peer again (_renew)."""
     incident = escalation.incident
     if (
         escalation.direction != Escalation.Direction.OUTBOUND
         or incident.handled_by_center != escalation.peer.code
         or incident.status == IncidentStatus.CLOSED
-        or incident.assignments.filter(active=True).exists()
     ):
+        return
+    if incident.assignments.filter(active=True).exists():
+        incident_services.set_handled_by(
+            incident=incident,
+            center_code="",
+            text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
+            % {"peer": escalation.peer.name},
+            by=escalation.peer.service_user,
+        )
         return
     disposition = _("Atendido por %(peer)s (folio %(folio)s): %(disposition)s") % {
         "peer": escalation.peer.name,

@@ -238,8 +238,8 @@ def test_closure_and_resources_flow_back_to_the_sender(client, cdmx, center, dis
 def test_a_handed_over_incident_stays_open_while_a_unit_of_ours_is_on_it(
     client, cdmx, center, dispatcher, accident_type
 ):
-    """CDMX took our incident over, but one of our units was helping: CDMX's closure is noted, and closing
-    ours is left to our dispatcher."""
+    """CDMX took our incident over, but one of our units was helping: CDMX's closure is noted, ours is ours
+    alone again and closing it is left to our dispatcher, who can also escalate it to CDMX again."""
     from interstate import services
     from tests.factories import UnitFactory, open_incident
 
@@ -261,6 +261,25 @@ def test_a_handed_over_incident_stays_open_while_a_unit_of_ours_is_on_it(
     ours.refresh_from_db()
     assert escalation.state == "closed"
     assert ours.status != "closed" and ours.assignments.filter(active=True).count() == 1
+    # It is ours alone again: not handled by CDMX, so our dispatch clock runs.
+    assert ours.handled_by_center == ""
+    # And it can go to CDMX again (it flared up): a new request on the same share, under a new request id.
+    old_request = escalation.request_id
+    again = services.escalate_incident(
+        folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
+    )
+    assert again.pk == escalation.pk and again.request_id != old_request
+    assert again.state == "pending" and again.remote_folio == "" and again.remote_resources == []
+    sent = list(again.outbox.order_by("id").values_list("kind", "body__requestId"))
+    assert sent[0] == ("requestForService", old_request) and sent[-1] == (
+        "requestForService",
+        again.request_id,
+    )
+    # While that share is live, a third escalation is refused as before.
+    with pytest.raises(services.Conflict):
+        services.escalate_incident(
+            folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_awareness", by=dispatcher
+        )
 
 
 def test_an_invalid_eido_is_refused_with_the_schemas_reasons_and_nothing_written(client, cdmx, remote):
