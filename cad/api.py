@@ -4,7 +4,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework import parsers, serializers
+from rest_framework import pagination, parsers, serializers
 from rest_framework.exceptions import ParseError, ValidationError
 
 
@@ -30,6 +30,31 @@ def errors(*statuses: int, **described: str) -> dict:
         status: OpenApiResponse(ErrorOutput, description=described.get(f"e{status}", texts.get(status, "")))
         for status in (401, 403, *statuses)
     }
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """DRF's, except that a `limit` or `offset` that is not a whole number (≥ 1, ≥ 0) is a 400 naming it,
+    where DRF silently uses its default. A limit over `max_limit` is still capped (documented)."""
+
+    def get_limit(self, request):
+        self._check(request, self.limit_query_param, minimum=1)
+        return super().get_limit(request)
+
+    def get_offset(self, request):
+        self._check(request, self.offset_query_param, minimum=0)
+        return super().get_offset(request)
+
+    @staticmethod
+    def _check(request, name: str, *, minimum: int) -> None:
+        raw = request.query_params.get(name)
+        if raw in (None, ""):
+            return
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise ValidationError({name: [_("Número entero mayor o igual que %(n)s.") % {"n": minimum}]})
 
 
 IF_MATCH = OpenApiParameter(

@@ -16,12 +16,11 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher
-from cad.api import IDEMPOTENCY_KEY, IF_MATCH, FloatField, errors, expected_version
+from cad.api import IDEMPOTENCY_KEY, IF_MATCH, FloatField, LimitOffsetPagination, errors, expected_version
 from cad.errors import NotFound
 from cad.idempotency import idempotent
 from incidents import services

@@ -5,12 +5,11 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsConsoleUser, IsDispatcher, IsSupervisor
-from cad.api import FloatField, errors
+from cad.api import FloatField, LimitOffsetPagination, errors
 from incidents.api import FOLIO_PARAM, folio_of
 from incidents.selectors import incident_get
 from interstate import detection, services

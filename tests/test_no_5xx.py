@@ -94,6 +94,21 @@ def test_a_page_that_does_not_exist_is_still_an_html_404(supervisor):
     assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/incidents/", "/api/v1/interstate/audit"])
+@pytest.mark.parametrize(
+    ("query", "field"), [("limit=abc", "limit"), ("limit=0", "limit"), ("offset=-1", "offset")]
+)
+def test_a_page_limit_or_offset_that_is_not_a_whole_number_is_a_400_naming_it(
+    supervisor, api_client_for, path, query, field
+):
+    """DRF silently falls back to its defaults; a client that asked for something else should know."""
+    response = api_client_for(supervisor).get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    minimum = 0 if field == "offset" else 1
+    assert response.json()["fields"] == {field: [f"Número entero mayor o igual que {minimum}."]}
+    assert api_client_for(supervisor).get(f"{path}?limit=2&offset=0").status_code == 200
+
+
 def test_the_incident_export_neutralises_spreadsheet_formulas(
     center, supervisor, api_client_for, accident_type
 ):
