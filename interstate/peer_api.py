@@ -284,8 +284,11 @@ class PeerMessageApi(PeerApiView):
         key = request.headers.get(signing.IDEMPOTENCY_KEY, "")
         if not key or len(key) > 80:
             raise services.MessageRefused(
-                _("Falta el encabezado Idempotency-Key (máximo 80 caracteres)."),
+                _("Falta el encabezado Idempotency-Key (máximo 80 caracteres).")
+                if not key
+                else _("El encabezado Idempotency-Key pasa de 80 caracteres (%(n)s).") % {"n": len(key)},
                 code="idempotency_key_required",
+                fields={"Idempotency-Key": [_("Requerido, de 1 a 80 caracteres.")]},
             )
         try:
             validate_message(wire_key, message)

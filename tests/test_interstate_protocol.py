@@ -565,3 +565,15 @@ def test_a_peer_account_made_beforehand_signs_with_the_peers_name(db, center):
     User.objects.create(username="peer-cdmx", role=Role.PEER, center=center)
     peer, _secret = register_cdmx()
     assert peer.service_user.signature == "C5 Ciudad de México"
+
+
+def test_an_idempotency_key_over_80_characters_is_told_apart_from_a_missing_one(client, cdmx, remote):
+    peer, secret = cdmx
+    request = message("requestForService", "urn:uuid:long-key", source=remote)
+    response = post_message(client, peer, secret, request, key="k" * 81)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "idempotency_key_required"
+    assert body["message"] == "El encabezado Idempotency-Key pasa de 80 caracteres (81)."
+    assert body["fields"] == {"Idempotency-Key": ["Requerido, de 1 a 80 caracteres."]}
+    assert not Incident.objects.filter(origin_folio=remote.folio).exists()
