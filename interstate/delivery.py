@@ -503,7 +503,7 @@ def fetch_peer_document(peer: Peer) -> dict:
     try:
         document = response.json()
     except ValueError:
-        raise PeerRefused("the well-known document is not JSON") from None
+        raise PeerRefused(_("el documento /.well-known/cad-peer del centro par no es JSON")) from None
     if not isinstance(document, dict):
-        raise PeerRefused("the well-known document is not a JSON object")
+        raise PeerRefused(_("el documento /.well-known/cad-peer del centro par no es un objeto JSON"))
     return document

@@ -2,7 +2,7 @@
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from cad.errors import NotFound
 from incidents.models import Incident, IncidentStatus
@@ -90,7 +90,11 @@ def escalation_shared_with(*, peer: Peer, request_id: str) -> Escalation:
         .first()
     )
     if escalation is None:
-        raise NotFound(f"Nothing is shared with {peer.code} under {request_id}.", code="not_shared")
+        raise NotFound(
+            gettext("No hay nada compartido con %(peer)s bajo %(id)s.")
+            % {"peer": peer.code, "id": request_id},
+            code="not_shared",
+        )
     return escalation
 
 
