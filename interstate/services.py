@@ -460,13 +460,14 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         raise NotFound(_("No existe el incidente %(folio)s.") % {"folio": folio})
     if incident.status == IncidentStatus.CLOSED:
         raise InvalidTransition(_("El incidente %(folio)s está cerrado.") % {"folio": folio})
+    # The incident's lock (held) orders every writer of its shares: the id and state suffice here.
     shared = (
-        Escalation.objects.select_for_update(of=("self",))
-        .filter(incident=incident, peer=peer)
+        Escalation.objects.filter(incident=incident, peer=peer)
         .exclude(state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED])
+        .values_list("pk", "state")
         .first()
     )
-    if shared is not None and shared.state != Escalation.State.CLOSED:
+    if shared is not None and shared[1] != Escalation.State.CLOSED:
         raise Conflict(
             _("El incidente %(folio)s ya se compartió con %(code)s.") % {"folio": folio, "code": peer.code},
             code="already_shared",
@@ -482,7 +483,9 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         locked=incident,
     )
     if shared is not None:
-        escalation = _renew(shared, kind=kind, reason=reason, by=by)
+        renewed = Escalation.objects.select_for_update().get(pk=shared[0])
+        renewed.incident, renewed.peer = incident, peer  # the locked snapshot's incident, the enabled peer
+        escalation = _renew(renewed, kind=kind, reason=reason, by=by)
     else:
         escalation = Escalation(
             incident=incident,
