@@ -222,6 +222,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def production_urls(benchmark: str) -> tuple[str, str]:
+    """(DATABASE_URL, REDIS_URL) of the production path, or exit saying what to set."""
+    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not database_url.startswith("postgres") or not redis_url:
+        sys.exit(f"{benchmark} needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    return database_url, redis_url
+
+
 def progress(message: str) -> None:
     print(f"[{datetime.now(tz=UTC).strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

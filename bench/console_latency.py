@@ -45,6 +45,7 @@ from bench.common import (  # noqa: E402
     bench_database,
     drop_bench_database,
     percentile,
+    production_urls,
     progress,
     report,
     session_cookie,
@@ -410,9 +411,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not database_url.startswith("postgres") or not redis_url:
-        sys.exit("console_latency needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    database_url, redis_url = production_urls("console_latency")
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("benchmark hard limit")))
     signal.alarm(HARD_LIMIT_S)
 

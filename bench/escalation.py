@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import run  # noqa: E402
 from bench import raw_stack  # noqa: E402
-from bench.common import percentile, progress, report  # noqa: E402
+from bench.common import percentile, production_urls, progress, report  # noqa: E402
 from tests.interstate_harness import TwoCentres, peer_headers, wait_until  # noqa: E402
 
 MESSAGES = "/api/v1/interstate/messages"
@@ -231,9 +231,7 @@ def main() -> None:
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw stack's run (bench/raw_stack.py)")
     args = parser.parse_args()
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not database_url.startswith("postgres") or not redis_url:
-        sys.exit("escalation needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    database_url, redis_url = production_urls("escalation")
     count = int(args.rate * args.seconds)
     pair = TwoCentres(
         database_url,

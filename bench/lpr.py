@@ -38,6 +38,7 @@ from bench.common import (  # noqa: E402
     drop_bench_database,
     median,
     percentile,
+    production_urls,
     progress,
     report,
 )
@@ -205,9 +206,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=400, help="request bodies prepared in advance")
     parser.add_argument("--procs", type=int, default=max(1, os.cpu_count() or 1))
     args = parser.parse_args()
-    base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not base_db.startswith("postgres") or not redis_url:
-        sys.exit("lpr needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    base_db, redis_url = production_urls("lpr")
     url = bench_database("lpr")
     progress(f"fresh database {urlsplit(url).path.lstrip('/')}")
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECURE_COOKIES": "false", "LOG_LEVEL": "WARNING"}

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import Server, median, percentile, progress, report  # noqa: E402
+from bench.common import Server, median, percentile, production_urls, progress, report  # noqa: E402
 
 PASSWORD = "bench-map-2026"
 SEED = """
@@ -161,10 +161,7 @@ def main() -> None:
     )
     parser.add_argument("--db", default="cad_bench_map")
     args = parser.parse_args()
-    base_db = os.environ.get("DATABASE_URL", "")
-    redis_url = os.environ.get("REDIS_URL", "")
-    if not base_db.startswith("postgres") or not redis_url:
-        sys.exit("map_feed needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    base_db, redis_url = production_urls("map_feed")
     url = urlunsplit(urlsplit(base_db)._replace(path=f"/{args.db}"))
     progress(f"recreating database {args.db}")
     _recreate(url)

@@ -37,6 +37,7 @@ from bench.common import (  # noqa: E402
     console_socket,
     drop_bench_database,
     percentile,
+    production_urls,
     progress,
     report,
 )
@@ -118,9 +119,7 @@ def main() -> None:
     parser.add_argument("--encrypted", type=float, default=0.5, help="share of AES-encrypted accounts")
     parser.add_argument("--procs", type=int, default=max(1, os.cpu_count() or 1))
     args = parser.parse_args()
-    base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not base_db.startswith("postgres") or not redis_url:
-        sys.exit("panic needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    base_db, redis_url = production_urls("panic")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cad.settings")
     url = bench_database("panic")
     progress(f"fresh database {urlsplit(url).path.lstrip('/')}")

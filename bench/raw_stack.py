@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import percentile, progress, report  # noqa: E402
+from bench.common import percentile, production_urls, progress, report  # noqa: E402
 
 QUEUE, OUT_TABLE, IN_TABLE = "bench-raw", "bench_raw_out", "bench_raw_in"
 START_TIMEOUT_S, DRAIN_TIMEOUT_S = 60, 120
@@ -167,9 +167,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="rows per second (50)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the run (20)")
     args = parser.parse_args()
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not database_url.startswith("postgres") or not redis_url:
-        sys.exit("raw_stack needs the production path: set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    database_url, redis_url = production_urls("raw_stack")
     count = int(args.rate * args.seconds)
     results = measure(
         database_url,
