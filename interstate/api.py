@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsConsoleUser, IsDispatcher, IsSupervisor
 from cad.api import FloatField, LimitOffsetPagination, errors
 from incidents.api import FOLIO_PARAM, folio_of
+from incidents.models import IncidentStatus
 from incidents.selectors import incident_get
 from interstate import detection, services
 from interstate.models import EscalationKind, Peer, PeerRequestLog
@@ -114,7 +115,10 @@ class IncidentInterstateApi(APIView):
             "origin_center": incident.origin_center,
             "origin_folio": incident.origin_folio,
             "escalations": escalations_for_incident(incident_id=incident.id),
-            "flags": detection.flags_for(incident.lat, incident.lon, exclude_codes=(incident.origin_center,)),
+            # A closed incident cannot be escalated (the service refuses it): no peer is offered.
+            "flags": []
+            if incident.status == IncidentStatus.CLOSED
+            else detection.flags_for(incident.lat, incident.lon, exclude_codes=(incident.origin_center,)),
         }
         return Response(IncidentInterstateOutput(data).data)
 

@@ -29,6 +29,7 @@ from typing import TypedDict
 from defusedxml import ElementTree as SafeET
 from django.conf import settings
 from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
@@ -579,10 +580,18 @@ def pidf_lo(*, entity: str, lat, lon, state: str, municipality: str, address: st
 
 def read_pidf_lo(text: str) -> tuple[float | None, float | None, str]:
     """(lat, lon, address text) from a PIDF-LO: the first gml:pos, and the civic address as one line."""
+    root = _parse_pidf(text)
+    return (None, None, "") if root is None else _read_pidf_root(root)
+
+
+def _parse_pidf(text: str):
     try:
-        root = SafeET.fromstring(text)
+        return SafeET.fromstring(text)
     except (SafeET.ParseError, ValueError):  # defusedxml's refusals (entities, DTDs) are ValueErrors
-        return None, None, ""
+        return None
+
+
+def _read_pidf_root(root) -> tuple[float | None, float | None, str]:
     lat = lon = None
     pos = root.find(f".//{{{GML}}}pos")
     if pos is not None and pos.text:
@@ -640,8 +649,6 @@ def content_errors(document: dict) -> dict[str, list[str]]:
 
 
 def _is_instant(value) -> bool:
-    from django.utils.dateparse import parse_datetime
-
     try:
         parsed = parse_datetime(value) if isinstance(value, str) else None
     except ValueError:
@@ -654,15 +661,11 @@ def _pidf_problem(text) -> str | None:
     «lat lon» in WGS84. A civic address without a point is fine."""
     if not isinstance(text, str):
         return _("Se espera un documento PIDF-LO (XML).")
-    try:
-        root = SafeET.fromstring(text)
-    except (SafeET.ParseError, ValueError):
+    root = _parse_pidf(text)
+    if root is None:
         return _("No es un documento PIDF-LO (XML) legible.")
-    pos = root.find(f".//{{{GML}}}pos")
-    if pos is not None:
-        lat, lon, _address = read_pidf_lo(text)
-        if lat is None:
-            return _("gml:pos debe ser «latitud longitud» en WGS84 (−90…90, −180…180).")
+    if root.find(f".//{{{GML}}}pos") is not None and _read_pidf_root(root)[0] is None:
+        return _("gml:pos debe ser «latitud longitud» en WGS84 (−90…90, −180…180).")
     return None
 
 

@@ -575,14 +575,20 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
         by=by,
     )
     if escalation.incident.handled_by_center == escalation.peer.code:
-        incident_services.set_handled_by(
-            incident=escalation.incident,
-            center_code="",
-            text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
-            % {"peer": escalation.peer.name},
-            by=by,
-        )
+        _hand_back(escalation, by=by)
     return escalation
+
+
+def _hand_back(escalation: Escalation, *, by) -> None:
+    """The peer no longer handles our incident (the share was cancelled, or the peer closed its own while a
+    unit of ours stays on it): it is ours alone again, and our dispatch clock runs."""
+    incident_services.set_handled_by(
+        incident=escalation.incident,
+        center_code="",
+        text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
+        % {"peer": escalation.peer.name},
+        by=by,
+    )
 
 
 @transaction.atomic
@@ -974,13 +980,7 @@ def _close_handed_over(escalation: Escalation, facts: eido.EidoFacts) -> None:
     ):
         return
     if incident.assignments.filter(active=True).exists():
-        incident_services.set_handled_by(
-            incident=incident,
-            center_code="",
-            text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
-            % {"peer": escalation.peer.name},
-            by=escalation.peer.service_user,
-        )
+        _hand_back(escalation, by=escalation.peer.service_user)
         return
     disposition = _("Atendido por %(peer)s (folio %(folio)s): %(disposition)s") % {
         "peer": escalation.peer.name,

@@ -119,8 +119,8 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     assert released.status_code == 200, released.text
     expect(remote).to_have_text("Liberada", timeout=15_000)
 
-    # CDMX closes its incident: MEX shows the share closed and does not offer to escalate it again (the
-    # server would refuse a second share with CDMX; it used to offer X and answer 409).
+    # CDMX closes its incident: MEX shows the share closed and does not offer to escalate it again (MEX's
+    # incident closes with it; it used to offer X and answer 409).
     etag = cdmx_api.get(f"/api/v1/incidents/{cdmx_folio}/").headers["ETag"]
     closed = cdmx_api.post(
         f"/api/v1/incidents/{cdmx_folio}/close", json={"disposition": "Atendido"}, headers={"If-Match": etag}

@@ -9,7 +9,7 @@
 import { api, bannerError, clock, config, el, hideBanner, refuseBlank, showBanner, t } from "./common.js";
 
 const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
-const ENDED = new Set(["rejected", "cancelled"]); // the only shares the server lets a new one replace (closed is not)
+const ENDED = new Set(["rejected", "cancelled"]); // shares whose peer the flag keys offer again
 const ANSWERABLE = new Set(["pending"]); // an inbound request no dispatcher has answered yet
 
 /** Per-folio interstate facts the queue shows without loading each incident: origin, flags, states. */
@@ -182,7 +182,8 @@ export class InterstatePanel {
 
   // --- What can be done now -------------------------------------------------------------------
   /** Flagged peers this incident is not shared with (or whose share was rejected or cancelled): the X / V keys
-   * act on the first. A share the peer closed is not offered again: the server would refuse it. */
+   * act on the first. A share the peer closed is not offered: its incident usually closed with it; while
+   * ours stays open, the escalate-anywhere menu (or the API) sends that peer a new request on it. */
   offers() {
     if (!this.data) return [];
     const shared = new Set(this.data.escalations.filter((e) => e.direction === "outbound" && !ENDED.has(e.state)).map((e) => e.peer.code));
