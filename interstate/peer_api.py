@@ -8,6 +8,7 @@ import time
 from contextlib import nullcontext
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -38,6 +39,20 @@ class Replayed(exceptions.APIException):
     status_code = 409
     default_detail = gettext_lazy("Mensaje repetido: esa combinación de clave y nonce ya se recibió.")
     default_code = "replayed"
+
+
+class TooLarge(exceptions.APIException):
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE: refused here, inside the view, so that it is audited and answered
+    like every other refusal (Django would answer it before any view, unaudited, and log it at ERROR)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+    def __init__(self):
+        super().__init__(
+            _("Mensaje demasiado grande: el máximo es %(limit)s bytes.")
+            % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
+        )
 
 
 class PeerSignatureAuthentication(BaseAuthentication):
@@ -74,12 +89,16 @@ class PeerSignatureAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 _("Marca de tiempo fuera de la ventana de ±%(s)s s.") % {"s": skew}, code="stale_timestamp"
             )
+        try:
+            body = request._request.body
+        except RequestDataTooBig:
+            raise TooLarge() from None
         message = signing.canonical(
             method=request.method,
             path=request._request.get_full_path(),
             timestamp=timestamp,
             nonce=nonce,
-            body=request._request.body,
+            body=body,
         )
         if not signing.matches(peer.inbound_secret, message, presented):
             raise exceptions.AuthenticationFailed(_("Firma inválida."), code="bad_signature")

@@ -577,3 +577,30 @@ def test_an_idempotency_key_over_80_characters_is_told_apart_from_a_missing_one(
     assert body["message"] == "El encabezado Idempotency-Key pasa de 80 caracteres (81)."
     assert body["fields"] == {"Idempotency-Key": ["Requerido, de 1 a 80 caracteres."]}
     assert not Incident.objects.filter(origin_folio=remote.folio).exists()
+
+
+def test_a_message_over_the_body_limit_is_413_audited_and_writes_nothing(
+    client, cdmx, remote, settings, caplog
+):
+    """Refused inside the view like every other refusal: the peer is named in the audit, and the log has a
+    warning, not an ERROR with a traceback (Django's own answer to an oversized body, before any view)."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+    peer, secret = cdmx
+    request_id = f"urn:uuid:{uuid.uuid4()}"
+    document = message("requestForService", request_id, source=remote)
+    document["padding"] = "x" * 3000
+    incidents = Incident.objects.count()
+    response = post_message(client, peer, secret, document)
+    assert response.status_code == 413, response.content
+    assert response.json()["code"] == "request_too_large"
+    assert "2000 bytes" in response.json()["message"]
+    audit = _last_audit()
+    assert (audit.peer_id, audit.direction, audit.status_code, audit.result) == (
+        peer.id,
+        "inbound",
+        413,
+        "request_too_large",
+    )
+    assert Incident.objects.count() == incidents
+    assert not InboundMessage.objects.exists()
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
