@@ -72,6 +72,9 @@ def _ui_strings() -> dict:
         "recs_no_location": _(
             "El incidente no tiene ubicación; capture coordenadas para recomendar unidades."
         ),
+        "recs_handled_by": _(
+            "Lo atiende %(peer)s con sus unidades: no se sugiere ninguna propia; asigne (1–5) solo si envía apoyo."
+        ),
         "suggested": _("sugerida"),
         "assign": _("Asignar"),
         "assign_suggested": _("Asignar la sugerida"),

@@ -548,6 +548,9 @@ class RecommendationsOutput(serializers.Serializer):
     suggested_unit_ids = serializers.ListField(child=serializers.IntegerField())
     limits = LimitsOutput()
     incident_jurisdiction = PlaceOutput()
+    handled_by_center = serializers.CharField(
+        help_text="The centre that took the incident over ('' when none): then nothing is suggested."
+    )
 
 
 class IncidentRecommendationsApi(APIView):

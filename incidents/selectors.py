@@ -81,6 +81,7 @@ _FOR_RECOMMENDATION = (
     "center_id",
     "lat",
     "lon",
+    "handled_by_center",
     "incident_type",
     "incident_type__code",
     "incident_type__tipo_code",

@@ -119,6 +119,31 @@ def test_recommendation_completes_the_plan_less_assigned_units(center, dispatche
     assert by_capability["patrol"]["assigned"] == 1 and by_capability["patrol"]["suggested"] == []
 
 
+def test_an_incident_another_centre_handles_suggests_none_of_ours_but_lists_them(
+    center, dispatcher, accident_type, api_client_for
+):
+    """CDMX accepted our request for service: its units cover the plan. Ours are listed (support), none is
+    suggested, and the answer says who handles it (the console says so above the list)."""
+    from units.selectors import recommend_units
+
+    incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
+    patrol = UnitFactory(center=center, capabilities=["patrol"], lat=19.291, lon=-99.651)
+    with transaction.atomic():
+        services.set_handled_by(incident=incident, center_code="CDMX", text="Lo atiende CDMX", by=dispatcher)
+    answer = api_client_for(dispatcher).get(f"/api/v1/incidents/{incident.folio}/recommendations").json()
+    assert answer["handled_by_center"] == "CDMX"
+    assert answer["suggested_unit_ids"] == []
+    assert all(r["suggested"] == [] for r in answer["requirements"])
+    listed = {c["unit_id"] for r in answer["requirements"] for c in r["candidates"]}
+    assert patrol.id in listed
+
+    with transaction.atomic():
+        services.set_handled_by(incident=incident, center_code="", text="Lo atendemos", by=dispatcher)
+    incident.refresh_from_db()
+    again = recommend_units(incident=incident)
+    assert again["handled_by_center"] == "" and again["suggested_unit_ids"] == [patrol.id]
+
+
 def test_closing_frees_units_without_tying_them_to_the_closed_incident(center, dispatcher, accident_type):
     incident = open_incident(center=center, by=dispatcher, incident_type=accident_type)
     unit = UnitFactory(center=center)

@@ -295,7 +295,9 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
     suggested set that completes the plan (less the units already assigned) without using a unit twice.
 
     A unit beyond CAD_RECOMMEND_MAX_ETA_S or CAD_RECOMMEND_MAX_DISTANCE_KM is listed flagged (with the
-    reason) and never suggested. Every candidate carries its jurisdiction, to compare with the incident's.
+    reason) and never suggested. Nor is any unit while another centre handles the incident (it accepted our
+    request for service: `handled_by_center`): its units cover the plan; ours are listed for a dispatcher who
+    sends support. Every candidate carries its jurisdiction, to compare with the incident's.
 
     The answer is plain JSON types, exactly what RecommendationsOutput renders (the API returns it as is).
     An incident read by incident_get_for_recommendation carries its subtipo's plan and whether units work
@@ -313,6 +315,7 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             _("Los improcedentes no se despachan."), code="improcedente_not_dispatchable", status=409
         )
     limit = limit or settings.CAD["RECOMMEND_LIMIT"]
+    handled_by = incident.handled_by_center
     subtype_plan = getattr(incident, "subtype_response_plan", NOT_READ)
     plan = response_plan_for(incident.incident_type, subtype_plan=subtype_plan) or {"": 1}
     # Units already working the incident count toward the plan (each unit toward one capability).
@@ -365,7 +368,8 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
             estimator=estimator,
             now=now,
         )
-        picked = [c for c in candidates if c["unit_id"] not in suggested and not c["beyond_limit"]][
+        eligible = [] if handled_by else candidates
+        picked = [c for c in eligible if c["unit_id"] not in suggested and not c["beyond_limit"]][
             :outstanding
         ]
         suggested.extend(c["unit_id"] for c in picked)
@@ -393,6 +397,7 @@ def recommend_units(*, incident, limit: int | None = None, now=None) -> dict:
         "suggested_unit_ids": suggested,
         "limits": _limits(),
         "incident_jurisdiction": incident_place,
+        "handled_by_center": handled_by,
     }
 
 

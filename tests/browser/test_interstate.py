@@ -96,6 +96,11 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     expect(row.locator(".handled-by")).to_have_text("Lo atiende CDMX", timeout=10_000)
     expect(row.locator("time.timer")).to_have_class("timer neutral")
     expect(mex_page.locator("#d-status")).to_contain_text("Lo atiende CDMX")
+    # Nor does MEX's panel suggest MEX units for it any more: CDMX's cover the plan.
+    expect(mex_page.locator("#d-recs .recs-handled-by")).to_contain_text(
+        "Lo atiende CDMX con sus unidades", timeout=10_000
+    )
+    expect(mex_page.locator("#d-recs .suggested")).to_have_count(0)
     # The call-taker's intake page, still showing the saved call, follows the share live too (it had no
     # socket: the escalation stayed as it was when X was pressed).
     expect(intake.locator("#conn")).to_have_attribute("data-state", "open")

@@ -440,8 +440,12 @@ function renderRecommendations() {
   for (let i = 0; i < depth; i++) {
     for (const requirement of recs.requirements) if (requirement.candidates[i]) add(requirement.candidates[i], requirement.capability);
   }
+  // Another centre took the incident over: nothing is suggested (its units cover the plan); say why.
+  const handled = recs.handled_by_center
+    ? el("p", { class: "muted recs-handled-by", role: "note" }, t("recs_handled_by", { peer: recs.handled_by_center }))
+    : null;
   if (!state.recList.length) {
-    box.replaceChildren(el("p", { class: "muted" }, t("no_recommendations")));
+    box.replaceChildren(...[handled, el("p", { class: "muted" }, t("no_recommendations"))].filter(Boolean));
     return;
   }
   const incidentPlace = recs.incident_jurisdiction && recs.incident_jurisdiction.municipality_cvegeo;
@@ -466,6 +470,7 @@ function renderRecommendations() {
       el("thead", {}, el("tr", {}, ["#", t("unit"), t("capability"), `${t("distance")} / ${t("eta")}`, t("jurisdiction"), ""].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows)),
   ];
+  if (handled) parts.splice(1, 0, handled);
   if (noneInLimit.length) {
     parts.splice(1, 0, el("p", { class: "warn-text", role: "note" },
       t("none_within_limit", { caps: noneInLimit.join(", "), min: Math.round(recs.limits.max_eta_s / 60), km: recs.limits.max_distance_km })));
