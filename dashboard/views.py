@@ -20,8 +20,14 @@ from dashboard.kpis import METRIC_LABELS, METRICS, rollup_kpis
 from dashboard.rollups import rollup_status
 from dashboard.targets import kpi_targets
 from incidents.models import IncidentStatus, Priority
-from interstate.models import PeerRequestLog
-from interstate.selectors import AUDIT_ACTIONS, audit_entries, peer_list_for_admin, shares_in_trouble
+from interstate.models import Escalation, PeerRequestLog
+from interstate.selectors import (
+    AUDIT_ACTIONS,
+    audit_entries,
+    peer_list_for_admin,
+    response_times,
+    shares_in_trouble,
+)
 from units.models import Agency, UnitStatus
 
 AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antiguas" link)
@@ -266,6 +272,9 @@ def interstate_page(request):
             )[: AUDIT_PAGE + 1]
         )
         trouble = list(shares_in_trouble(center_id=request.user.center_id))
+        times = response_times(center_id=request.user.center_id, since=_last_24h()[0])
+    for row in times:
+        row["direction_label"] = Escalation.Direction(row["direction"]).label
     older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
     for entry in entries:
         entry.action_label = AUDIT_ACTIONS.get(entry.action, entry.action)
@@ -278,6 +287,7 @@ def interstate_page(request):
             "peers": peers,
             "entries": entries[:AUDIT_PAGE],
             "trouble": trouble,
+            "times": times,
             "directions": PeerRequestLog.Direction.choices,
             "filters": {"peer": peer, "direction": direction, "result": result},
             "older": older,

@@ -1,6 +1,9 @@
 """Interstate for this centre's consoles (session or token; role-checked). Thin: parse, call a service or a
 selector, serialize. Peer-facing endpoints are in interstate.peer_api."""
 
+from datetime import timedelta
+
+from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,13 +17,14 @@ from incidents.api import FOLIO_PARAM, folio_of
 from incidents.models import IncidentStatus
 from incidents.selectors import incident_get
 from interstate import detection, services
-from interstate.models import EscalationKind, Peer, PeerRequestLog
+from interstate.models import Escalation, EscalationKind, Peer, PeerRequestLog
 from interstate.selectors import (
     audit_entries,
     escalation_summary,
     escalations_for_incident,
     peers_for_console,
     queue_facts,
+    response_times,
 )
 
 
@@ -289,3 +293,40 @@ class AuditListApi(APIView):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(audit_entries(**query.validated_data), request, view=self)
         return paginator.get_paginated_response(AuditEntryOutput(page, many=True).data)
+
+
+class ResponseTimesOutput(serializers.Serializer):
+    peer = serializers.CharField()
+    peer_name = serializers.CharField()
+    direction = serializers.ChoiceField(choices=Escalation.Direction.choices)
+    escalations = serializers.IntegerField(help_text="Escalations requested in the window (both kinds).")
+    requests = serializers.IntegerField(help_text="Of them, requests for service (they get an answer).")
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    unanswered = serializers.IntegerField(help_text="Requests for service still waiting for an answer.")
+    delivery_p50_s = FloatField(allow_null=True, help_text="Request → the peer took it (outbound only).")
+    delivery_p90_s = FloatField(allow_null=True)
+    answer_p50_s = FloatField(
+        allow_null=True, help_text="Request → accepted or rejected (outbound: by the peer; inbound: by us)."
+    )
+    answer_p90_s = FloatField(allow_null=True)
+
+
+class ResponseTimesApi(APIView):
+    permission_classes = [IsSupervisor]
+
+    class Query(serializers.Serializer):
+        hours = serializers.IntegerField(min_value=1, max_value=24 * 31, default=24)
+
+    @extend_schema(
+        operation_id="interstate_response_times",
+        parameters=[Query],
+        responses={200: ResponseTimesOutput(many=True), **errors(400)},
+        summary=gettext_lazy("Tiempos de respuesta entre centros, por centro y sentido"),
+    )
+    def get(self, request):
+        query = self.Query(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        since = timezone.now() - timedelta(hours=query.validated_data["hours"])
+        rows = response_times(center_id=request.user.center_id, since=since)
+        return Response(ResponseTimesOutput(rows, many=True).data)

@@ -397,6 +397,9 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
             escalation.last_error = ""
             fields.append("last_error")
         request_kinds = (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS)
+        if message.kind in request_kinds and escalation.delivered_at is None:
+            escalation.delivered_at = now  # even when the peer's answer got here first (response times)
+            fields.append("delivered_at")
         if message.kind in request_kinds and escalation.state in (
             Escalation.State.PENDING,
             Escalation.State.FAILED,

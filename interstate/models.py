@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from interstate import secrets
@@ -210,6 +211,13 @@ class Escalation(models.Model):
         blank=True,
         related_name="+",
     )
+    # Response times between centres (dashboard "Tiempos entre centros"): when the request was made (sent from
+    # here, or received here; a renewal starts again), when the peer took it (outbound: it answered 2xx to the
+    # request message) and when the request for service was answered (accepted or rejected: by the peer for an
+    # outbound one, by our dispatcher for an inbound one).
+    requested_at = models.DateTimeField(verbose_name=_("solicitado"), default=timezone.now, db_index=True)
+    delivered_at = models.DateTimeField(verbose_name=_("entregado"), null=True, blank=True)
+    answered_at = models.DateTimeField(verbose_name=_("respondido"), null=True, blank=True)
     created_at = models.DateTimeField(verbose_name=_("creado"), auto_now_add=True)
     updated_at = models.DateTimeField(verbose_name=_("actualizado"), auto_now=True)
 

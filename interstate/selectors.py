@@ -1,5 +1,7 @@
 """Interstate reads: what the consoles and the peer endpoints show."""
 
+import math
+
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext, gettext_lazy
@@ -7,7 +9,7 @@ from django.utils.translation import gettext, gettext_lazy
 from cad.errors import NotFound
 from incidents.models import Incident, IncidentStatus
 from interstate import detection
-from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
+from interstate.models import Escalation, EscalationKind, OutboxMessage, Peer, PeerRequestLog
 
 
 def with_attempts(escalations: QuerySet[Escalation]) -> QuerySet[Escalation]:
@@ -163,3 +165,60 @@ def audit_entries(
     if result:
         entries = entries.filter(result=result)
     return entries.order_by("-at", "-id")
+
+
+def _nearest_rank(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1)
+
+
+def response_times(*, center_id: int, since) -> list[dict]:
+    """Response times between centres since `since`, per peer and direction, of escalations requested since
+    then: how many; of the requests for service, how many were accepted, rejected or not answered yet; and in
+    seconds (median and p90, nearest rank), from the request to its delivery (outbound: the peer took it) and
+    to its answer (outbound: the peer's dispatcher; inbound: ours)."""
+    rows = (
+        Escalation.objects.filter(incident__center_id=center_id, requested_at__gte=since)
+        .order_by("peer__code", "direction")
+        .values_list(
+            "peer__code",
+            "peer__name",
+            "direction",
+            "kind",
+            "state",
+            "requested_at",
+            "delivered_at",
+            "answered_at",
+        )
+    )
+    groups: dict[tuple, dict] = {}
+    for code, name, direction, kind, state, requested, delivered, answered in rows:
+        group = groups.setdefault(
+            (code, direction),
+            {"peer": code, "peer_name": name, "direction": direction, "escalations": 0, "requests": 0,
+             "accepted": 0, "rejected": 0, "unanswered": 0, "_delivery": [], "_answer": []},
+        )  # fmt: skip
+        group["escalations"] += 1
+        if delivered:
+            group["_delivery"].append((delivered - requested).total_seconds())
+        if kind != EscalationKind.REQUEST_FOR_SERVICE:
+            continue
+        group["requests"] += 1
+        if answered is None:
+            group["unanswered"] += state not in (Escalation.State.CANCELLED, Escalation.State.FAILED)
+            continue
+        group["rejected" if state == Escalation.State.REJECTED else "accepted"] += 1
+        group["_answer"].append((answered - requested).total_seconds())
+    result = []
+    for group in groups.values():
+        delivery, answer = group.pop("_delivery"), group.pop("_answer")
+        group.update(
+            delivery_p50_s=_nearest_rank(delivery, 0.5),
+            delivery_p90_s=_nearest_rank(delivery, 0.9),
+            answer_p50_s=_nearest_rank(answer, 0.5),
+            answer_p90_s=_nearest_rank(answer, 0.9),
+        )
+        result.append(group)
+    return result

@@ -510,6 +510,7 @@ def _renew(escalation: Escalation, *, kind: str, reason: str, by) -> Escalation:
     escalation.request_id = new_request_id()
     escalation.kind, escalation.reason, escalation.created_by = kind, reason, by
     escalation.state, escalation.last_error, escalation.in_seq = Escalation.State.PENDING, "", 0
+    escalation.requested_at, escalation.delivered_at, escalation.answered_at = timezone.now(), None, None
     escalation.remote_incident_id = escalation.remote_folio = escalation.remote_status = ""
     escalation.remote_resources = []
     escalation.save()
@@ -637,7 +638,7 @@ def _pending_inbound_request(escalation: Escalation) -> None:
 def escalation_accept(*, escalation_id: int, center_id: int, by) -> Escalation:
     escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
     _pending_inbound_request(escalation)
-    escalation.state = Escalation.State.ACCEPTED
+    escalation.state, escalation.answered_at = Escalation.State.ACCEPTED, timezone.now()
     _outbox_append(
         escalation,
         OutboxMessage.Kind.RESPONSE,
@@ -645,7 +646,7 @@ def escalation_accept(*, escalation_id: int, center_id: int, by) -> Escalation:
         text="accepted",
         incident=escalation.incident.folio,
     )
-    _changed(escalation, "state")
+    _changed(escalation, "state", "answered_at")
     _note(
         escalation,
         _("Solicitud de %(peer)s aceptada: este centro lo atiende") % {"peer": escalation.peer.name},
@@ -659,8 +660,11 @@ def escalation_reject(*, escalation_id: int, center_id: int, reason: str, by) ->
     """Decline a request for service: the requester is told why, and our linked copy is closed."""
     escalation = _escalation_for_update(escalation_id=escalation_id, center_id=center_id)
     _pending_inbound_request(escalation)
-    escalation.state = Escalation.State.REJECTED
-    escalation.reason = reason
+    escalation.state, escalation.reason, escalation.answered_at = (
+        Escalation.State.REJECTED,
+        reason,
+        timezone.now(),
+    )
     _outbox_append(
         escalation,
         OutboxMessage.Kind.RESPONSE,
@@ -668,7 +672,7 @@ def escalation_reject(*, escalation_id: int, center_id: int, reason: str, by) ->
         text=reason,
         incident=escalation.incident.folio,
     )
-    _changed(escalation, "state", "reason")
+    _changed(escalation, "state", "reason", "answered_at")
     if escalation.incident.status != IncidentStatus.CLOSED:
         incident_services.close_incident(
             folio=escalation.incident.folio,
@@ -1047,6 +1051,7 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
     code, text = response.get("responseCode"), str(response.get("responseText") or "")[:500]
     if escalation.state in (Escalation.State.PENDING, Escalation.State.SENT, Escalation.State.FAILED):
         escalation.remote_folio = str(message.get("incident") or escalation.remote_folio)[:64]
+        escalation.answered_at = timezone.now()
         if code == ACCEPTED:
             escalation.state = Escalation.State.ACCEPTED
             note = _("%(peer)s aceptó la solicitud (folio %(folio)s)")
@@ -1054,7 +1059,7 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
             escalation.state = Escalation.State.REJECTED
             escalation.reason = text
             note = _("%(peer)s rechazó la solicitud: %(reason)s")
-        _changed(escalation, "state", "reason", "remote_folio")
+        _changed(escalation, "state", "reason", "remote_folio", "answered_at")
         _note(
             escalation,
             note % {"peer": escalation.peer.name, "folio": escalation.remote_folio, "reason": text},

@@ -14,6 +14,7 @@ urlpatterns = [
     path("interstate/peers", api.PeerListApi.as_view(), name="interstate-peers"),
     path("interstate/queue", api.QueueFactsApi.as_view(), name="interstate-queue"),
     path("interstate/audit", api.AuditListApi.as_view(), name="interstate-audit"),
+    path("interstate/response-times", api.ResponseTimesApi.as_view(), name="interstate-response-times"),
     path("incidents/<str:folio>/interstate", api.IncidentInterstateApi.as_view(), name="incident-interstate"),
     path("incidents/<str:folio>/escalations", api.EscalationCreateApi.as_view(), name="incident-escalations"),
     path(

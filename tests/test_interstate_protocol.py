@@ -3,11 +3,13 @@ a linked local incident, dedupe by idempotency key, sequence-ordered updates, no
 EIDO refused with the schema's reasons and nothing written, reading only what is shared, the well-known
 document, and the OpenAPI description of all of it."""
 
+import re
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -270,6 +272,8 @@ def test_a_handed_over_incident_stays_open_while_a_unit_of_ours_is_on_it(
     )
     assert again.pk == escalation.pk and again.request_id != old_request
     assert again.state == "pending" and again.remote_folio == "" and again.remote_resources == []
+    # Its response times start again: the old request's answer is not this one's.
+    assert again.answered_at is None and again.requested_at > escalation.answered_at
     sent = list(again.outbox.order_by("id").values_list("kind", "body__requestId"))
     assert sent[0] == ("requestForService", old_request) and sent[-1] == (
         "requestForService",
@@ -604,3 +608,79 @@ def test_a_message_over_the_body_limit_is_413_audited_and_writes_nothing(
     assert Incident.objects.count() == incidents
     assert not InboundMessage.objects.exists()
     assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_response_times_between_centres_per_peer_and_direction(
+    client, cdmx, remote, center, dispatcher, supervisor, accident_type, api_client_for, monkeypatch
+):
+    """The issue's "response times measured" between centres: ours to CDMX (delivery, then CDMX's answer) and
+    CDMX's to us (our answer), for supervisors (API and the Otros centros page)."""
+    import httpx
+
+    from interstate import delivery, services
+    from tests.factories import open_incident
+
+    peer, secret = cdmx
+    taken = {"requestId": "", "responseCode": 182, "responseText": "queued", "incident": "CDMX-2026-000009"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(202, json=taken))  # the edge: CDMX's HTTP
+    monkeypatch.setattr(delivery, "_http_client", httpx.Client(transport=transport))
+    ours = open_incident(center=center, by=dispatcher, incident_type=accident_type, lat=19.43, lon=-99.13)
+    outbound = services.escalate_incident(
+        folio=ours.folio, center_id=center.id, peer_code="CDMX", kind="request_for_service", by=dispatcher
+    )
+    delivery.drain_escalation(escalation_id=outbound.id)
+    accepted = message(
+        "response", outbound.request_id, code=200, text="accepted", incident="CDMX-2026-000009"
+    )
+    assert post_message(client, peer, secret, accepted).status_code == 200
+    outbound.refresh_from_db()
+    assert outbound.requested_at <= outbound.delivered_at <= outbound.answered_at
+
+    _request_id, response = _rfs(client, cdmx, remote)
+    inbound = Escalation.objects.get(direction="inbound")
+    assert inbound.delivered_at is None and inbound.answered_at is None
+    services.escalation_accept(escalation_id=inbound.id, center_id=center.id, by=dispatcher)
+    inbound.refresh_from_db()
+    assert inbound.answered_at >= inbound.requested_at
+
+    # Known intervals: CDMX took ours in 2 s and accepted it 30 s after the request; we answered theirs in 45 s.
+    start = timezone.now() - timedelta(minutes=10)
+    Escalation.objects.filter(pk=outbound.pk).update(
+        requested_at=start,
+        delivered_at=start + timedelta(seconds=2),
+        answered_at=start + timedelta(seconds=30),
+    )
+    Escalation.objects.filter(pk=inbound.pk).update(
+        requested_at=start, answered_at=start + timedelta(seconds=45)
+    )
+    supervisors = api_client_for(supervisor)
+    rows = {row["direction"]: row for row in supervisors.get("/api/v1/interstate/response-times").json()}
+    assert rows["outbound"] == {
+        "peer": "CDMX",
+        "peer_name": peer.name,
+        "direction": "outbound",
+        "escalations": 1,
+        "requests": 1,
+        "accepted": 1,
+        "rejected": 0,
+        "unanswered": 0,
+        "delivery_p50_s": 2.0,
+        "delivery_p90_s": 2.0,
+        "answer_p50_s": 30.0,
+        "answer_p90_s": 30.0,
+    }
+    assert (rows["inbound"]["delivery_p50_s"], rows["inbound"]["answer_p50_s"]) == (None, 45.0)
+    # Outside the window, nothing; a window that is not a number of hours is a 400 naming it.
+    Escalation.objects.update(requested_at=timezone.now() - timedelta(hours=30))
+    assert supervisors.get("/api/v1/interstate/response-times").json() == []
+    assert len(supervisors.get("/api/v1/interstate/response-times", {"hours": 48}).json()) == 2
+    refused = supervisors.get("/api/v1/interstate/response-times", {"hours": "0"})
+    assert refused.status_code == 400 and "hours" in refused.json()["fields"]
+    assert api_client_for(dispatcher).get("/api/v1/interstate/response-times").status_code == 403
+
+    Escalation.objects.filter(pk=outbound.pk).update(requested_at=start)
+    page = Client()
+    page.force_login(supervisor)
+    html = page.get("/dashboard/interstate/").content.decode()
+    row = re.search(r'<tr data-peer="CDMX" data-direction="outbound">(.*?)</tr>', html, re.S).group(1)
+    assert "Enviado" in row and "2 s · 2 s" in row and "30 s · 30 s" in row
