@@ -34,13 +34,28 @@ def _run_locally(task, kwargs: dict) -> None:
 
 
 def enqueue(task, **kwargs) -> None:
-    """Run `task(**kwargs)` in the background once the current transaction commits."""
+    """Run `task(**kwargs)` in the background once the current transaction commits.
+
+    With the broker down the commit stands and the request succeeds: the task is not sent, and a warning says
+    so. What must happen anyway is written down before the commit and swept again (the interstate outbox's
+    sweeper re-sends every undelivered message) — a request that answered 500 after committing would be sent
+    again by its user, twice."""
 
     def send():
-        if settings.CELERY_BROKER_URL:
-            task.apply_async(kwargs=kwargs)
-        else:
+        if not settings.CELERY_BROKER_URL:
             _pool().submit(_run_locally, task, kwargs)
+            return
+        try:
+            task.apply_async(kwargs=kwargs)
+        except Exception as exc:  # noqa: BLE001 - kombu's and redis-py's connection errors alike
+            logger.warning(
+                "task not sent: the broker is unavailable; the commit stands",
+                extra={
+                    "task": task.name,
+                    "task_kwargs": kwargs,
+                    "error": f"{type(exc).__name__}: {exc}"[:300],
+                },
+            )
 
     transaction.on_commit(send)
 

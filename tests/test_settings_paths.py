@@ -201,3 +201,28 @@ def test_enqueue_outside_a_transaction_runs_immediately_on_the_pool(settings):
     assert _events[key].wait(10)
     assert _runs[key]["thread"].startswith("cad-task")
     assert _runs[key]["saw_committed_row"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_with_the_broker_down_keeps_the_commit_and_warns(settings, caplog):
+    """Redis down: the note or escalation is committed, so the request must not answer 500 (its user would
+    send it again); the interstate sweeper re-sends what was not enqueued. A real broker address nobody
+    listens on, no mock."""
+    from celery import Celery
+
+    dead = "redis://127.0.0.1:1/0"
+    app = Celery("dead-broker", broker=dead, set_as_current=False)
+    app.conf.update(broker_connection_timeout=0.5, task_publish_retry=False)
+
+    @app.task(name="tests.dead_broker_task")
+    def task(key):
+        return key
+
+    settings.CELERY_BROKER_URL = dead
+    with transaction.atomic():
+        Center.objects.create(code="DWN", name="Centro sin broker")
+        enqueue(task, key="k")
+    assert Center.objects.filter(code="DWN").exists()
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("task not sent")]
+    assert warning.levelname == "WARNING" and warning.task == "tests.dead_broker_task"
+    assert "Error" in warning.error or "refused" in warning.error.lower()
