@@ -48,6 +48,9 @@ def _require_roles(user, roles) -> None:
 def _ui_strings() -> dict:
     """Strings the ES modules show, translated here through gettext (msgids in Spanish)."""
     return {
+        "server_error": _(
+            "Error del servidor (HTTP %(status)s). Revise si se guardó antes de repetir; si persiste, avise a soporte."
+        ),
         "conn_connecting": _("Conectando…"),
         "conn_open": _("En línea"),
         "conn_degraded": _("En línea, sin tiempo real"),

@@ -1,13 +1,16 @@
 """The live console in a real Chromium against a real Daphne: two operators, live updates, one-key
 dispatch, socket drop and recovery, refused sockets, and screenshots of every view."""
 
+import os
 import re
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, daphne_server, login_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -152,9 +155,22 @@ def test_call_taker_creates_dispatcher_sees_it_live_assigns_with_one_key_and_dri
     expect(dispatcher.locator("#banner")).to_contain_text("4000 caracteres")
     expect(dispatcher.locator("#banner")).not_to_contain_text("campos marcados")  # no field is marked here
     expect(dispatcher.locator("#note-text")).to_have_value("Larga. " * 600)
+    # A server error answered with an HTML page (ours, or a proxy's) is said in words, not as the page's source;
+    # the text stays in the field.
+    page_500 = "<!DOCTYPE html><html><head><title>Error del servidor</title></head><body>500</body></html>"
+    notes = re.compile(r".*/api/v1/incidents/[^/]+/notes$")
+    dispatcher.route(notes, lambda route: route.fulfill(status=500, body=page_500, content_type="text/html"))
     dispatcher.locator("#note-text").focus()
     dispatcher.keyboard.press("Control+a")
     dispatcher.keyboard.type("Se requiere grúa")
+    dispatcher.keyboard.press("Enter")
+    expect(dispatcher.locator("#banner")).to_contain_text(
+        "Error del servidor (HTTP 500). Revise si se guardó"
+    )
+    expect(dispatcher.locator("#banner")).not_to_contain_text("DOCTYPE")
+    expect(dispatcher.locator("#note-text")).to_have_value("Se requiere grúa")
+    dispatcher.unroute(notes)
+    dispatcher.locator("#note-text").focus()
     dispatcher.keyboard.press("Enter")
     expect(dispatcher.locator("#d-timeline")).to_contain_text("Se requiere grúa", timeout=3_000)
 
@@ -319,3 +335,34 @@ def test_an_intake_keeps_the_call_being_typed_when_the_session_ends_and_is_live_
     other.click("form[action='/login/'] button[type=submit]")
     expect(taker.locator("#conn")).to_have_attribute("data-state", "open", timeout=20_000)
     expect(taker.locator("#banner")).to_be_hidden()
+
+
+def _daphne_pid(base_url: str) -> int:
+    port = base_url.rsplit(":", 1)[1].encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"daphne" in argv and port in argv:
+            return int(entry.name)
+    raise LookupError(f"no Daphne process on port {port.decode()}")
+
+
+def test_a_frozen_server_is_said_within_seconds_and_the_console_comes_back(browser, cad_server_env):
+    """SIGSTOP the web server (a wedged process, a dropped link): the socket stays half-open and its close
+    event waits for TCP, so the console used to say «En línea» as long as the server stayed frozen. Now the
+    silence (4 heartbeats) is said and a reconnect tried; SIGCONT, and it is live again."""
+    with daphne_server({**cad_server_env, "CAD_HEARTBEAT_S": "1"}) as base:
+        pid = _daphne_pid(base)
+        context, page = login_page(browser, base, "despachador")
+        try:
+            _open_console(page)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                expect(page.locator("#conn")).not_to_have_attribute("data-state", "open", timeout=12_000)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=30_000)
+        finally:
+            context.close()

@@ -63,7 +63,8 @@ export async function api(path, { method = "GET", body, signal, headers: extra =
     try {
       data = JSON.parse(text);
     } catch {
-      data = { message: text.slice(0, 200) };
+      // Not our JSON: a server error page or a proxy's (HTML) is no message for a dispatcher.
+      data = { message: response.ok ? text.slice(0, 200) : t("server_error", { status: response.status }) };
     }
   }
   if (!response.ok) throw new ApiError(response.status, data);

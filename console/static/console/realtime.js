@@ -42,10 +42,28 @@ export class RealtimeClient {
     this.connect();
     this.watchdog = setInterval(() => {
       const socket = this.socket;
-      if (socket && socket.readyState === WebSocket.OPEN && Date.now() - this.lastMessageAt > this.silenceMs) {
-        socket.close(); // half-open or wedged: the close handler reconnects and resumes
-      }
+      if (!socket) return;
+      const silent = socket.readyState === WebSocket.OPEN && Date.now() - this.lastMessageAt > this.silenceMs;
+      const stuck = socket.readyState === WebSocket.CONNECTING && Date.now() - this.connectingSince > this.silenceMs;
+      if (silent || stuck) this.abandon(socket);
     }, 2000);
+  }
+
+  /** A half-open or wedged socket (a frozen server, a dropped link): close() alone leaves it CLOSING, and its
+   * close event waits for the TCP connection — as long as the server stays frozen, the console would say
+   * "online" and show nothing new. Stop listening to it, say so, and reconnect (resuming from the last seq). */
+  abandon(socket) {
+    this.socket = null;
+    socket.close();
+    this.onState("closed");
+    this.reconnectLater();
+  }
+
+  reconnectLater() {
+    if (this.stopped) return;
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt += 1;
+    setTimeout(() => this.connect(), delay * (0.75 + Math.random() * 0.5));
   }
 
   stop() {
@@ -58,6 +76,7 @@ export class RealtimeClient {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}${this.path}`);
     this.socket = socket;
+    this.connectingSince = Date.now();
     window.cadSocket = socket;
     this.onState("connecting");
     socket.addEventListener("open", () => {
@@ -97,11 +116,7 @@ export class RealtimeClient {
         return; // not allowed (or the session expired): do not hammer the server
       }
       this.onState("closed");
-      if (!this.stopped) {
-        const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
-        this.attempt += 1;
-        setTimeout(() => this.connect(), delay * (0.75 + Math.random() * 0.5));
-      }
+      this.reconnectLater();
     });
   }
 
