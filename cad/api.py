@@ -34,7 +34,10 @@ def errors(*statuses: int, **described: str) -> dict:
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
     """DRF's, except that a `limit` or `offset` that is not a whole number (≥ 1, ≥ 0) is a 400 naming it,
-    where DRF silently uses its default. A limit over `max_limit` is still capped (documented)."""
+    where DRF silently uses its default. A limit over `max_limit` is capped (documented): uncapped, a huge one
+    reached the database (PostgreSQL: bigint out of range, a 500)."""
+
+    max_limit = 1000
 
     def get_limit(self, request):
         self._check(request, self.limit_query_param, minimum=1)

@@ -109,6 +109,16 @@ def test_a_page_limit_or_offset_that_is_not_a_whole_number_is_a_400_naming_it(
     assert api_client_for(supervisor).get(f"{path}?limit=2&offset=0").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/api/v1/incidents/", "/api/v1/interstate/audit", "/api/v1/units/"])
+def test_a_huge_page_limit_is_capped_not_a_database_error(supervisor, api_client_for, path):
+    """`limit=10**20` reached PostgreSQL's LIMIT (bigint out of range: a 500) where no cap was set."""
+    from interstate.models import PeerRequestLog
+
+    PeerRequestLog.objects.create(peer_code="X", direction="inbound", method="GET", path="/", result="x")
+    response = api_client_for(supervisor).get(f"{path}?limit={10**20}")
+    assert response.status_code == 200, response.content
+
+
 def test_the_incident_export_neutralises_spreadsheet_formulas(
     center, supervisor, api_client_for, accident_type
 ):
