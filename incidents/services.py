@@ -101,12 +101,7 @@ def take_call(
     coordinates).
     """
     now = timezone.now()
-    if line == Line.ANONYMOUS and call_fields.get("location_source") in CALLER_DEVICE_SOURCES:
-        raise DomainError(
-            _("Las denuncias 089 son anónimas: no se usa la ubicación del teléfono de quien denuncia."),
-            code="anonymous_line",
-            fields={"location_source": [_("No permitido en la línea 089.")]},
-        )
+    _refuse_handset_on_089(line, call_fields.get("location_source"))
     location = check_point(
         lat=call_fields.get("lat"),
         lon=call_fields.get("lon"),
@@ -397,8 +392,20 @@ def set_incident_location(
     return incident
 
 
+def _refuse_handset_on_089(line: str, source) -> None:
+    """The tipster's handset position (AML, carrier) would locate an anonymous caller: never on 089, neither
+    when the tip is taken nor when its incident is placed again later."""
+    if line == Line.ANONYMOUS and source in CALLER_DEVICE_SOURCES:
+        raise DomainError(
+            _("Las denuncias 089 son anónimas: no se usa la ubicación del teléfono de quien denuncia."),
+            code="anonymous_line",
+            fields={"location_source": [_("No permitido en la línea 089.")]},
+        )
+
+
 def _apply_location(incident, *, lat, lon, source: str, confirm_outside_area: bool, by, place: str = ""):
     """Check and set the point of a locked incident; returns the changed fields (caller saves them)."""
+    _refuse_handset_on_089(incident.line, source)
     check = check_point(
         lat=lat, lon=lon, cve_ent=incident.center.cve_ent, confirm_outside_area=confirm_outside_area
     )

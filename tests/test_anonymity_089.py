@@ -10,7 +10,7 @@ from django.utils import timezone
 from cad.errors import DomainError
 from cad.logging import JsonFormatter
 from incidents import services
-from incidents.models import Call, CallDisposition, Line
+from incidents.models import Call, CallDisposition, Incident, Line
 
 
 @pytest.mark.parametrize("source", ["device", "carrier"])
@@ -28,6 +28,31 @@ def test_089_refuses_the_tipsters_handset_location(call_taker, api_client_for, a
     assert response.status_code == 400
     assert "location_source" in response.json()["fields"]
     assert not Call.objects.exists()
+
+
+@pytest.mark.parametrize("source", ["device", "carrier"])
+def test_an_089_incident_is_not_placed_again_by_the_tipsters_handset(
+    call_taker, dispatcher, api_client_for, accident_type, source
+):
+    """Placing the incident later (the location endpoint) is the same handset: refused, nothing changed."""
+    body = {
+        "line": "089",
+        "disposition": "new_incident",
+        "incident_type_code": "10104",
+        "lat": 19.3,
+        "lon": -99.6,
+    }
+    folio = api_client_for(call_taker).post("/api/v1/calls/", body).json()["call"]["incident"]
+    moved = {"lat": 19.31, "lon": -99.61, "source": source}
+    response = api_client_for(dispatcher).post(f"/api/v1/incidents/{folio}/location", moved)
+    assert response.status_code == 400, response.content
+    assert "location_source" in response.json()["fields"]
+    incident = Incident.objects.get(folio=folio)
+    assert (incident.lat, incident.location_source) == (19.3, "")
+    manual = api_client_for(dispatcher).post(
+        f"/api/v1/incidents/{folio}/location", {**moved, "source": "caller"}
+    )
+    assert manual.status_code == 200, manual.content
 
 
 def test_the_service_refuses_it_too(center, call_taker, accident_type):
