@@ -432,8 +432,8 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
         if dead and escalation.state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
             escalation.state = Escalation.State.FAILED
             fields.append("state")
-        if fields:
-            _escalation_changed(escalation, fields)
+        # Every failed attempt, even with the same error: the console shows the attempt count live.
+        _escalation_changed(escalation, fields, attempts=None if dead else message.attempts + 1)
     logger.warning(
         "interstate delivery failed",
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},

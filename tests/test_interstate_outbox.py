@@ -260,15 +260,23 @@ def test_delivery_sends_in_order_and_a_failure_stops_the_drain(
     assert (pending.seq, pending.attempts) == (2, 1)
     assert escalation.stream.lease_until is None  # released: the embedded sweeper may retry it
     assert delivery.drain_escalation(escalation_id=escalation.id) == 0  # the peer's circuit is open
+    # The same error again: the console still hears of the attempt (its count), not only of a new error.
+    Peer.objects.update(probe_after="2000-01-01T00:00Z")
+    peer_http.answers = [503]
+    with pytest.raises(delivery.PeerUnavailable):
+        delivery.drain_escalation(escalation_id=escalation.id)
+    told = Event.objects.filter(type="interstate.escalation").order_by("-id").first()
+    assert told.payload["escalation"]["attempts"] == 2
+    assert "HTTP 503" in told.payload["escalation"]["last_error"]
     Peer.objects.update(probe_after="2000-01-01T00:00Z")  # the backoff passed: this drain is the probe
     assert delivery.drain_escalation(escalation_id=escalation.id) == 1
     sent = [(r["body"].get("sequence"), r["headers"]["idempotency-key"]) for r in peer_http.requests]
-    assert [seq for seq, _ in sent] == [None, 1, 2, 2]
-    assert sent[2][1] == sent[3][1]  # the retry reuses the message's idempotency key
+    assert [seq for seq, _ in sent] == [None, 1, 2, 2, 2]
+    assert sent[2][1] == sent[3][1] == sent[4][1]  # a retry reuses the message's idempotency key
     escalation.refresh_from_db()
     assert escalation.last_error == "" and not escalation.outbox.filter(state="pending").exists()
     outbound = PeerRequestLog.objects.filter(direction="outbound")
-    assert outbound.count() == 4 and outbound.filter(result="refused", status_code=503).count() == 1
+    assert outbound.count() == 5 and outbound.filter(result="refused", status_code=503).count() == 2
     assert set(outbound.values_list("incident_folio", flat=True)) == {incident.folio}
 
 
