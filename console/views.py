@@ -171,6 +171,7 @@ def _interstate_strings() -> dict:
         "rejected_reason": _("Motivo: %(reason)s"),
         "remote_units": _("Unidades de %(peer)s"),
         "esc_retry": _("Reintentar"),
+        "esc_retry_sent": _("Reintento enviado a %(peer)s; el estado cambia cuando responda."),
         "esc_cancel": _("Cancelar escalamiento"),
         "esc_cancel_confirm": _(
             "¿Cancelar el escalamiento a %(peer)s? Si ese centro ya lo atiende, el incidente vuelve a este. "

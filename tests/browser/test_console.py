@@ -205,6 +205,17 @@ def test_dropped_socket_reconnects_and_gets_every_missed_event_in_order_once(log
 
     page.evaluate("window.cadRealtime.stop()")  # the socket drops and stays down
     expect(page.locator("#conn")).to_have_attribute("data-state", "closed")
+    # The lost connection is said until it is over: a passing banner (a blank note refused) goes after 8 s and
+    # gives the place back to it; it used to leave no banner at all.
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Se perdió la conexión")
+    page.locator(f'#queue-body tr[data-folio="{folio}"]').click()
+    page.locator("#detail").focus()
+    page.keyboard.press("n")
+    page.keyboard.press("Enter")
+    expect(banner).to_have_text("Escriba el texto antes de enviar.")
+    expect(banner).to_contain_text("Se perdió la conexión", timeout=12_000)
+    page.keyboard.press("Escape")
     missed = api.post(
         "/api/v1/calls/",
         json={

@@ -123,14 +123,22 @@ export function el(tag, attrs = {}, ...children) {
 
 const banner = document.getElementById("banner");
 let bannerTimer = null;
+let standing = null; // the sticky banner (a lost or degraded connection) while its condition lasts
 
-/** Show a banner (role=alert). level: info | warning | error | alert. */
+/** Show a banner (role=alert). level: info | warning | error | alert. A passing one (not sticky) goes after
+ * 8 s and gives the place back to the standing sticky one, which only hideBanner() ends. */
 export function showBanner(message, level = "warning", { sticky = false } = {}) {
+  if (sticky) standing = { message, level };
   banner.textContent = message;
   banner.className = `banner banner-${level}`;
   banner.hidden = false;
   clearTimeout(bannerTimer);
-  if (!sticky) bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
+  if (!sticky) {
+    bannerTimer = setTimeout(() => {
+      if (standing) showBanner(standing.message, standing.level, { sticky: true });
+      else banner.hidden = true;
+    }, 8000);
+  }
 }
 /** A failed command, said in a banner: an ApiError's fields' messages (see `summary`), else its message. */
 export function bannerError(error) {
@@ -182,8 +190,10 @@ export function refuseBlank(input) {
 /** Hide the banner; with `message`, only while it still says that (a newer banner stays). */
 export function hideBanner(message) {
   if (message !== undefined && banner.textContent !== message) return;
+  if (standing && (message === undefined || standing.message === message)) standing = null;
   clearTimeout(bannerTimer);
-  banner.hidden = true;
+  if (standing) showBanner(standing.message, standing.level, { sticky: true });
+  else banner.hidden = true;
 }
 
 let audio = null;

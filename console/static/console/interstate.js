@@ -223,7 +223,9 @@ export class InterstatePanel {
   }
 
   act(escalation, action, body) {
-    return this.run(() => api(`escalations/${escalation.id}/${action}`, { method: "POST", body }));
+    // A retry is sent at once: say so (the state may not change until the peer answers).
+    const success = action === "retry" ? t("esc_retry_sent", { peer: escalation.peer.name }) : undefined;
+    return this.run(() => api(`escalations/${escalation.id}/${action}`, { method: "POST", body }), success);
   }
 
   /** Ending a share is asked first (one stray click handed an accepted incident back), with an optional
