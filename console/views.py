@@ -171,6 +171,8 @@ def _interstate_strings() -> dict:
         "rejected_reason": _("Motivo: %(reason)s"),
         "remote_units": _("Unidades de %(peer)s"),
         "esc_retry": _("Reintentar"),
+        "esc_notice_received": _("Aviso recibido"),
+        "esc_upgrade": _("Pedir a %(peer)s que lo atienda"),
         "esc_retry_sent": _("Reintento enviado a %(peer)s; el estado cambia cuando responda."),
         "esc_cancel": _("Cancelar escalamiento"),
         "esc_cancel_confirm": _(

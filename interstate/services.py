@@ -464,10 +464,11 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
     shared = (
         Escalation.objects.filter(incident=incident, peer=peer)
         .exclude(state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED])
-        .values_list("pk", "state")
+        .values_list("pk", "state", "direction", "kind")
         .first()
     )
-    if shared is not None and shared[1] != Escalation.State.CLOSED:
+    upgrade = shared is not None and _upgradable(*shared[1:], kind=kind)
+    if shared is not None and shared[1] != Escalation.State.CLOSED and not upgrade:
         raise Conflict(
             _("El incidente %(folio)s ya se compartió con %(code)s.") % {"folio": folio, "code": peer.code},
             code="already_shared",
@@ -483,9 +484,9 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         locked=incident,
     )
     if shared is not None:
-        renewed = Escalation.objects.select_for_update().get(pk=shared[0])
-        renewed.incident, renewed.peer = incident, peer  # the locked snapshot's incident, the enabled peer
-        escalation = _renew(renewed, kind=kind, reason=reason, by=by)
+        existing = Escalation.objects.select_for_update().get(pk=shared[0])
+        existing.incident, existing.peer = incident, peer  # the locked snapshot's incident, the enabled peer
+        escalation = (_upgrade if upgrade else _renew)(existing, kind=kind, reason=reason, by=by)
     else:
         escalation = Escalation(
             incident=incident,
@@ -499,6 +500,31 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         escalation.save()
     _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
     _announce(escalation, attempts=0)
+    return escalation
+
+
+# A notice (request for awareness) the peer has or is about to have, which may become a request for service.
+UPGRADABLE_STATES = (Escalation.State.PENDING, Escalation.State.SENT, Escalation.State.ACCEPTED)
+
+
+def _upgradable(state: str, direction: str, shared_kind: str, *, kind: str) -> bool:
+    return (
+        kind == EscalationKind.REQUEST_FOR_SERVICE
+        and shared_kind == EscalationKind.REQUEST_AWARENESS
+        and direction == Escalation.Direction.OUTBOUND
+        and state in UPGRADABLE_STATES
+    )
+
+
+def _upgrade(escalation: Escalation, *, kind: str, reason: str, by) -> Escalation:
+    """We notified the peer, and now ask it to take the incident: a request for service under the same
+    request id, so the peer turns the copy it has into a request its dispatchers answer (one incident there,
+    not two). Its response times start now."""
+    escalation.kind, escalation.created_by = kind, by
+    escalation.reason = reason or escalation.reason
+    escalation.state, escalation.last_error = Escalation.State.PENDING, ""
+    escalation.requested_at, escalation.delivered_at, escalation.answered_at = timezone.now(), None, None
+    escalation.save()
     return escalation
 
 
@@ -833,7 +859,15 @@ def _incident_type_for(facts: eido.EidoFacts) -> IncidentType:
 
 
 def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> tuple[int, dict]:
-    if Escalation.objects.filter(peer=peer, request_id=request_id).exists():
+    used = (
+        Escalation.objects.filter(peer=peer, request_id=request_id)
+        .values_list("pk", "state", "direction", "kind")
+        .first()
+    )
+    if used is not None:
+        upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and used[2] == Escalation.Direction.INBOUND
+        if upgrade and used[3] == EscalationKind.REQUEST_AWARENESS and used[1] == Escalation.State.ACCEPTED:
+            return _receive_upgrade(lock_escalation(pk=used[0]), document)
         raise MessageRefused(
             _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
         )
@@ -872,6 +906,34 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
     return 202, _answer(escalation, ACCEPTED, "awareness recorded")
+
+
+def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]:
+    """The peer notified us of this incident and now asks us to take it (docs/interstate.md §3): the copy we
+    have becomes a request for service, waiting for a dispatcher's answer as a new one would."""
+    facts = eido.read_eido(document)
+    escalation.kind, escalation.state = EscalationKind.REQUEST_FOR_SERVICE, Escalation.State.PENDING
+    escalation.requested_at, escalation.answered_at = timezone.now(), None
+    escalation.remote_status, escalation.remote_resources = facts.status[:32], facts.resources
+    escalation.save(
+        update_fields=[
+            "kind",
+            "state",
+            "requested_at",
+            "answered_at",
+            "remote_status",
+            "remote_resources",
+            "updated_at",
+        ]
+    )
+    _merge_notes(escalation, facts)
+    _note(
+        escalation,
+        _("%(peer)s pide ahora que este centro lo atienda (solicitud de servicio)")
+        % {"peer": escalation.peer.name},
+    )
+    _announce(escalation)
+    return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
 
 
 def _merge_notes(escalation: Escalation, facts: eido.EidoFacts, *, fresh: bool = False) -> int:

@@ -243,6 +243,39 @@ def test_policies_escalate_flagged_incidents_of_their_type(cdmx, center, call_ta
     assert not Escalation.objects.filter(incident=far).exists()
 
 
+def test_a_notice_becomes_a_request_for_service_on_the_same_share(
+    cdmx, center, dispatcher, accident_type, peer_http
+):
+    """Notify first (V), then ask CDMX to take it (X): it was a 409 already_shared, and only a supervisor's
+    cancel got round it. Now the share becomes a request for service under the same request id (CDMX turns
+    its copy into a request: one incident there), sent after the notice on the same stream."""
+    incident = _inside(center, dispatcher, accident_type)
+    notice = _escalate(incident, dispatcher, kind="request_awareness")
+    delivery.drain_escalation(escalation_id=notice.id)
+    notice.refresh_from_db()
+    request = _escalate(incident, dispatcher)
+    assert (request.pk, request.request_id) == (notice.pk, notice.request_id)
+    assert (request.kind, request.state, request.delivered_at, request.answered_at) == (
+        "request_for_service",
+        "pending",
+        None,
+        None,
+    )
+    assert request.requested_at > notice.requested_at
+    sent = list(request.outbox.order_by("seq", "id").values_list("kind", "body__requestId", "state"))
+    assert sent == [
+        ("requestAwareness", notice.request_id, "delivered"),
+        ("requestForService", notice.request_id, "pending"),
+    ]
+    validate_message("requestForService", request.outbox.get(kind="requestForService").body)
+    delivery.drain_escalation(escalation_id=request.id)
+    request.refresh_from_db()
+    assert request.state == "sent" and request.delivered_at is not None
+    # A request for service is not asked twice.
+    with pytest.raises(services.Conflict):
+        _escalate(incident, dispatcher)
+
+
 def test_delivery_sends_in_order_and_a_failure_stops_the_drain(
     cdmx, center, dispatcher, accident_type, peer_http
 ):

@@ -684,3 +684,37 @@ def test_response_times_between_centres_per_peer_and_direction(
     html = page.get("/dashboard/interstate/").content.decode()
     row = re.search(r'<tr data-peer="CDMX" data-direction="outbound">(.*?)</tr>', html, re.S).group(1)
     assert "Enviado" in row and "2 s · 2 s" in row and "30 s · 30 s" in row
+
+
+def test_a_notice_the_sender_turns_into_a_request_for_service_waits_for_our_answer(
+    client, cdmx, remote, center, dispatcher
+):
+    """requestForService under the requestId of a notice we hold: the same incident becomes a request our
+    dispatchers answer (docs/interstate.md §3), not a second copy; a second one is a duplicate as before."""
+    from interstate import services
+
+    peer, secret = cdmx
+    request_id = f"urn:uuid:{uuid.uuid4()}"
+    notice = post_message(client, peer, secret, message("requestAwareness", request_id, source=remote))
+    assert notice.status_code == 202, notice.content
+    escalation = Escalation.objects.get(request_id=request_id)
+    assert (escalation.kind, escalation.state) == ("request_awareness", "accepted")
+    incidents = Incident.objects.count()
+
+    upgraded = post_message(client, peer, secret, message("requestForService", request_id, source=remote))
+    assert upgraded.status_code == 202, upgraded.content
+    assert upgraded.json()["incident"] == escalation.incident.folio
+    assert Incident.objects.count() == incidents
+    escalation.refresh_from_db()
+    assert (escalation.kind, escalation.state, escalation.answered_at) == (
+        "request_for_service",
+        "pending",
+        None,
+    )
+    assert escalation.incident.timeline.filter(
+        text__contains="pide ahora que este centro lo atienda"
+    ).exists()
+    services.escalation_accept(escalation_id=escalation.id, center_id=center.id, by=dispatcher)
+
+    again = post_message(client, peer, secret, message("requestForService", request_id, source=remote))
+    assert again.status_code == 409 and again.json()["code"] == "duplicate_request"

@@ -170,6 +170,22 @@ def test_a_flagged_incident_escalates_from_the_console_and_the_menu_reaches_any_
     expect(shared).to_contain_text("Aviso", timeout=10_000)
     expect(shared.locator('[data-state="sent"], [data-state="accepted"]').first).to_be_visible(timeout=15_000)
 
+    # Then MEX asks CDMX to take it (X on the notice): the same share becomes a request for service, and CDMX's
+    # copy a request its dispatcher answers with Y (it was a 409 "ya se compartió").
+    expect(shared.locator("button[data-action=upgrade]")).to_contain_text("Pedir a CDMX que lo atienda")
+    page.locator("#detail").focus()
+    page.keyboard.press("x")
+    expect(shared).to_contain_text("Solicitud de servicio", timeout=10_000)
+    expect(page.locator('#d-interstate .esc-outbound[data-peer="CDMX"]')).to_have_count(1)
+    cdmx_page = console_of(two_centres.cdmx)
+    copy = cdmx_page.locator("#queue-body tr", has=cdmx_page.locator(".tag-origin", has_text=toluca))
+    expect(copy).to_have_count(1, timeout=15_000)
+    copy.click()
+    expect(cdmx_page.locator("#d-interstate .esc-answer")).to_contain_text(toluca, timeout=10_000)
+    cdmx_page.locator("#detail").focus()
+    cdmx_page.keyboard.press("y")
+    expect(shared.locator('[data-state="accepted"]')).to_contain_text("Aceptado", timeout=15_000)
+
     # A reload keeps the queue's tags: flags and shares are read with the queue, not only received live.
     page.reload()
     expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)

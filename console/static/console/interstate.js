@@ -10,6 +10,7 @@ import { api, bannerError, clock, config, el, hideBanner, refuseBlank, showBanne
 
 const LIVE = new Set(["pending", "sent", "accepted", "failed"]); // a share a supervisor may still retry or cancel
 const ENDED = new Set(["rejected", "cancelled"]); // shares whose peer the flag keys offer again
+const UPGRADABLE = new Set(["pending", "sent", "accepted"]); // a notice that may become a request for service
 const ANSWERABLE = new Set(["pending"]); // an inbound request no dispatcher has answered yet
 
 /** Per-folio interstate facts the queue shows without loading each incident: origin, flags, states. */
@@ -83,8 +84,8 @@ function announceInbound(folio, escalation) {
     if (announced.get(escalation.id)) hideBanner(announced.get(escalation.id));
     return;
   }
-  if (announced.has(escalation.id)) return;
-  announced.set(escalation.id, null);
+  if (announced.get(escalation.id)) return;
+  // A notice is not announced; a notice its sender turns into a request for service is, as a new request.
   if (escalation.kind === "request_for_service" && config.can_dispatch) {
     const text = t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio });
     announced.set(escalation.id, text);
@@ -190,6 +191,13 @@ export class InterstatePanel {
     return this.data.flags.filter((flag) => !shared.has(flag.peer));
   }
 
+  /** Our notice to a peer that may still become a request for service (X: the peer turns its copy into a
+   * request its dispatchers answer; the same share, not a second one). */
+  upgradable() {
+    if (!this.data) return null;
+    return this.data.escalations.find((e) => e.direction === "outbound" && e.kind === "request_awareness" && UPGRADABLE.has(e.state)) || null;
+  }
+
   /** The inbound request for service waiting for this centre's answer. */
   pendingInbound() {
     if (!this.data || !config.can_dispatch) return null;
@@ -242,6 +250,8 @@ export class InterstatePanel {
     if (!this.data || this.busy) return false;
     const offer = this.offers()[0];
     if (key === "x" && offer) { this.escalate(offer.peer, "request_for_service"); return true; }
+    const notice = this.compact ? null : this.upgradable();
+    if (key === "x" && notice && config.can_dispatch) { this.escalate(notice.peer.code, "request_for_service"); return true; }
     if (key === "v" && offer) { this.escalate(offer.peer, "request_awareness"); return true; }
     if (this.compact) return false;
     const inbound = this.pendingInbound();
@@ -329,7 +339,9 @@ export class InterstatePanel {
     const direction = e.direction === "outbound" ? t("esc_outbound", { peer: e.peer.name }) : t("esc_inbound", { peer: e.peer.name });
     const rows = [
       el("p", {},
-        el("span", { class: `status-pill st-esc-${e.state}`, "data-state": e.state }, label("states", e.state)), " ",
+        // A notice is taken as it arrives: "accepted" there means received, not that anyone accepted anything.
+        el("span", { class: `status-pill st-esc-${e.state}`, "data-state": e.state },
+          e.kind === "request_awareness" && e.state === "accepted" ? t("esc_notice_received") : label("states", e.state)), " ",
         el("strong", {}, direction), " · ", label("kinds", e.kind),
         e.remote_folio ? [" · ", el("span", { class: "mono", "data-remote-folio": e.remote_folio }, e.remote_folio)] : null,
         e.remote_status ? [" · ", t("remote_status", { status: config.incident_statuses[e.remote_status] || e.remote_status })] : null,
@@ -348,6 +360,12 @@ export class InterstatePanel {
           el("tr", { "data-resource": r.id, class: r.active ? "" : "muted" },
             el("td", { class: "mono" }, r.name),
             el("td", {}, el("span", { class: `status-pill st-${r.status_internal}` }, config.interstate.resource_statuses[r.status_internal] || r.status)))))));
+    }
+    if (config.can_dispatch && !this.compact && e === this.upgradable()) {
+      rows.push(el("p", { class: "esc-actions" },
+        el("button", { type: "button", class: "primary", "data-action": "upgrade", disabled: this.busy || undefined,
+          onclick: () => this.escalate(e.peer.code, "request_for_service") },
+          t("esc_upgrade", { peer: e.peer.code }), el("kbd", {}, "X"))));
     }
     if (config.can_supervise && !this.compact && e.direction === "outbound" && LIVE.has(e.state)) {
       const stuck = e.state === "pending" || e.state === "failed" || Boolean(e.last_error); // something to (re)send
