@@ -609,12 +609,14 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
 def _hand_back(escalation: Escalation, *, by) -> None:
     """The peer no longer handles our incident (the share was cancelled, or the peer closed its own while a
     unit of ours stays on it): it is ours alone again, and our dispatch clock runs."""
+    # Its dispatch clock runs again only where no unit of ours was ever sent (else it stopped at that dispatch).
+    text = (
+        _("%(peer)s ya no lo atiende: queda a cargo de este centro")
+        if escalation.incident.first_dispatched_at
+        else _("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
+    )
     incident_services.set_handled_by(
-        incident=escalation.incident,
-        center_code="",
-        text=_("%(peer)s ya no lo atiende: corre de nuevo el reloj de despacho")
-        % {"peer": escalation.peer.name},
-        by=by,
+        incident=escalation.incident, center_code="", text=text % {"peer": escalation.peer.name}, by=by
     )
 
 

@@ -263,8 +263,10 @@ def test_a_handed_over_incident_stays_open_while_a_unit_of_ours_is_on_it(
     ours.refresh_from_db()
     assert escalation.state == "closed"
     assert ours.status != "closed" and ours.assignments.filter(active=True).count() == 1
-    # It is ours alone again: not handled by CDMX, so our dispatch clock runs.
+    # It is ours alone again: not handled by CDMX. Our unit was sent already: no dispatch clock to run again.
     assert ours.handled_by_center == ""
+    said = ours.timeline.filter(text__contains="ya no lo atiende").values_list("text", flat=True)
+    assert list(said) == ["C5 Ciudad de México ya no lo atiende: queda a cargo de este centro"]
     # And it can go to CDMX again (it flared up): a new request on the same share, under a new request id.
     old_request = escalation.request_id
     again = services.escalate_incident(
