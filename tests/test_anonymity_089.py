@@ -12,18 +12,12 @@ from cad.logging import JsonFormatter
 from incidents import services
 from incidents.models import Call, CallDisposition, Incident, Line
 
+TIP = {"line": "089", "disposition": "new_incident", "incident_type_code": "10104", "lat": 19.3, "lon": -99.6}
+
 
 @pytest.mark.parametrize("source", ["device", "carrier"])
 def test_089_refuses_the_tipsters_handset_location(call_taker, api_client_for, accident_type, source):
-    body = {
-        "line": "089",
-        "disposition": "new_incident",
-        "incident_type_code": "10104",
-        "lat": 19.3,
-        "lon": -99.6,
-        "location_source": source,
-        "location_accuracy_m": 12,
-    }
+    body = {**TIP, "location_source": source, "location_accuracy_m": 12}
     response = api_client_for(call_taker).post("/api/v1/calls/", body)
     assert response.status_code == 400
     assert "location_source" in response.json()["fields"]
@@ -35,14 +29,7 @@ def test_an_089_incident_is_not_placed_again_by_the_tipsters_handset(
     call_taker, dispatcher, api_client_for, accident_type, source
 ):
     """Placing the incident later (the location endpoint) is the same handset: refused, nothing changed."""
-    body = {
-        "line": "089",
-        "disposition": "new_incident",
-        "incident_type_code": "10104",
-        "lat": 19.3,
-        "lon": -99.6,
-    }
-    folio = api_client_for(call_taker).post("/api/v1/calls/", body).json()["call"]["incident"]
+    folio = api_client_for(call_taker).post("/api/v1/calls/", TIP).json()["call"]["incident"]
     moved = {"lat": 19.31, "lon": -99.61, "source": source}
     response = api_client_for(dispatcher).post(f"/api/v1/incidents/{folio}/location", moved)
     assert response.status_code == 400, response.content
