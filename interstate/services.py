@@ -867,9 +867,10 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
         .first()
     )
     if used is not None:
-        upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and used[2] == Escalation.Direction.INBOUND
-        if upgrade and used[3] == EscalationKind.REQUEST_AWARENESS and used[1] == Escalation.State.ACCEPTED:
-            return _receive_upgrade(lock_escalation(pk=used[0]), document)
+        upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and _held_notice(*used[1:])
+        held = lock_escalation(pk=used[0]) if upgrade else None
+        if held is not None and _held_notice(held.state, held.direction, held.kind):  # still, under its lock
+            return _receive_upgrade(held, document)
         raise MessageRefused(
             _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
         )
@@ -908,6 +909,15 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
     return 202, _answer(escalation, ACCEPTED, "awareness recorded")
+
+
+def _held_notice(state: str, direction: str, kind: str) -> bool:
+    """A peer's notice we hold, which its sender may turn into a request for service."""
+    return (
+        kind == EscalationKind.REQUEST_AWARENESS
+        and direction == Escalation.Direction.INBOUND
+        and state == Escalation.State.ACCEPTED
+    )
 
 
 def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]:
