@@ -87,6 +87,9 @@ def api_exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        # A JSON null body: DRF says "No data provided" as a literal gettext never sees (code "null").
+        if [getattr(d, "code", None) for d in fields.get("non_field_errors", ())] == ["null"]:
+            fields = {**fields, "non_field_errors": [_("Se espera un objeto JSON.")]}
         response.data = {
             "message": str(_("Datos inválidos; revise los campos marcados.")),
             "code": "invalid",

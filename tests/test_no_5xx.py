@@ -65,6 +65,21 @@ def test_a_malformed_body_is_a_400_in_the_users_language(call_taker, api_client_
     assert response.json() == {"message": "JSON inválido.", "code": "parse_error", "fields": {}}
 
 
+@pytest.mark.parametrize("body", [b"null", b"[1, 2]", b'"texto"'])
+def test_a_body_that_is_not_an_object_is_refused_in_spanish(
+    center, dispatcher, accident_type, api_client_for, body
+):
+    """DRF's Spanish catalogue left "No data provided" in English and named Python's types ("es un list")."""
+    from tests.factories import open_incident
+
+    folio = open_incident(center=center, by=dispatcher, incident_type=accident_type).folio
+    response = api_client_for(dispatcher).post(
+        f"/api/v1/incidents/{folio}/notes", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"non_field_errors": ["Se espera un objeto JSON."]}
+
+
 def test_a_session_request_over_the_body_limit_gets_the_json_error(call_taker, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     client = Client()
