@@ -145,6 +145,7 @@ def _interstate_strings() -> dict:
     return {
         "origin_label": _("Recibido de otro centro:"),
         "origin_text": _("%(peer)s (%(code)s), folio %(folio)s"),
+        "origin_call": _("llamada en %(code)s a las %(time)s"),
         "is_origin_title": _("Escalado por %(peer)s, folio %(folio)s"),
         # The origin centre cancelled its request (queue tag "← MEX MEX-… · cancelada", and the detail).
         "origin_cancelled": _("cancelada"),

@@ -60,6 +60,9 @@ class EscalationOutput(serializers.Serializer):
     remote_folio = serializers.CharField()
     remote_status = serializers.CharField()
     remote_resources = RemoteResourceOutput(many=True)
+    remote_call_at = serializers.DateTimeField(
+        allow_null=True, help_text="Inbound: when the emergency call reached the sender (its EIDO)."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -135,6 +135,7 @@ class EidoFacts:
     notes: list[dict] = field(default_factory=list)
     resources: list[dict] = field(default_factory=list)
     vehicles: list[dict] = field(default_factory=list)
+    call_started_at: datetime | None = None  # the first call's callStartTimestamp, at the sender
 
 
 # --- Identifiers ------------------------------------------------------------------------------
@@ -730,6 +731,8 @@ def read_eido(document: dict) -> EidoFacts:
     for vehicle in document.get("vehicleComponent") or []:
         facts.vehicles.append({"id": vehicle["$id"], **vehicle_facts(vehicle)})
     calls = document.get("callComponent") or []
+    started = [_aware(call.get("callStartTimestamp")) for call in calls]
+    facts.call_started_at = min((at for at in started if at), default=None)
     if calls and all(str(call.get("localCallType")) == Line.ANONYMOUS for call in calls):
         facts.line = Line.ANONYMOUS
     else:
@@ -747,6 +750,15 @@ def read_eido(document: dict) -> EidoFacts:
                 facts.callback_number = tel.removeprefix("tel:")[:20]
             break
     return facts
+
+
+def _aware(value) -> datetime | None:
+    """An ISO 8601 time with its offset, else None (the schema checks no format; a bad one is left out)."""
+    try:
+        at = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
 
 
 def vehicle_facts(vehicle: dict) -> dict:

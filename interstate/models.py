@@ -218,6 +218,9 @@ class Escalation(models.Model):
     requested_at = models.DateTimeField(verbose_name=_("solicitado"), default=timezone.now, db_index=True)
     delivered_at = models.DateTimeField(verbose_name=_("entregado"), null=True, blank=True)
     answered_at = models.DateTimeField(verbose_name=_("respondido"), null=True, blank=True)
+    # Inbound: when the emergency call reached the sender (its EIDO's first callStartTimestamp), beside our
+    # receipt time: how old the emergency already is when it arrives here.
+    remote_call_at = models.DateTimeField(verbose_name=_("llamada en el otro centro"), null=True, blank=True)
     created_at = models.DateTimeField(verbose_name=_("creado"), auto_now_add=True)
     updated_at = models.DateTimeField(verbose_name=_("actualizado"), auto_now=True)
 

@@ -45,6 +45,7 @@ def escalation_summary(escalation: Escalation, *, attempts: int | None = None) -
         "remote_folio": escalation.remote_folio,
         "remote_status": escalation.remote_status,
         "remote_resources": escalation.remote_resources,
+        "remote_call_at": escalation.remote_call_at.isoformat() if escalation.remote_call_at else None,
         "created_at": escalation.created_at.isoformat(),
         "updated_at": escalation.updated_at.isoformat(),
     }

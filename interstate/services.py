@@ -903,6 +903,7 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
         remote_folio=facts.folio,
         remote_status=facts.status[:32],
         remote_resources=facts.resources,
+        remote_call_at=facts.call_started_at,
     )
     _merge_notes(escalation, facts, fresh=True)
     _announce(escalation, attempts=0)
@@ -927,15 +928,11 @@ def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]
     escalation.kind, escalation.state = EscalationKind.REQUEST_FOR_SERVICE, Escalation.State.PENDING
     escalation.requested_at, escalation.answered_at = timezone.now(), None
     escalation.remote_status, escalation.remote_resources = facts.status[:32], facts.resources
+    escalation.remote_call_at = escalation.remote_call_at or facts.call_started_at
     escalation.save(
         update_fields=[
-            "kind",
-            "state",
-            "requested_at",
-            "answered_at",
-            "remote_status",
-            "remote_resources",
-            "updated_at",
+            *("kind", "state", "requested_at", "answered_at", "remote_status", "remote_resources"),
+            *("remote_call_at", "updated_at"),
         ]
     )
     _merge_notes(escalation, facts)

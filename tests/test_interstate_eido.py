@@ -79,6 +79,13 @@ def test_emitted_eido_validates_and_carries_the_incident(worked_incident):
     assert facts.status == "en_route" and facts.type_code == "10104"
     assert facts.caller_name == "Juana Pérez" and facts.callback_number == "+525512345678"
     assert [r["status_internal"] for r in facts.resources] == ["en_route"]
+    # When the call reached the sender (the receiver shows how old the emergency is); a time without an offset,
+    # or not a time, is left out rather than guessed.
+    first_call = worked_incident.calls.order_by("arrived_at").first()
+    assert abs((facts.call_started_at - first_call.arrived_at).total_seconds()) < 1
+    for bad in ("2026-11-28T10:00:00", "ayer", 12):
+        document["callComponent"][0]["callStartTimestamp"] = bad
+        assert eido.read_eido(document).call_started_at is None
 
 
 def test_the_eido_costs_the_same_queries_however_many_notes(worked_incident, dispatcher):

@@ -54,7 +54,7 @@ def _last_audit():
     return PeerRequestLog.objects.order_by("-id").first()
 
 
-def test_request_for_service_creates_a_linked_incident_in_the_queue(client, cdmx, remote, center):
+def test_request_for_service_creates_a_linked_incident_in_the_queue(client, cdmx, remote, center, dispatcher):
     request_id, response = _rfs(client, cdmx, remote)
     assert response.status_code == 202, response.content
     answer = response.json()
@@ -74,6 +74,13 @@ def test_request_for_service_creates_a_linked_incident_in_the_queue(client, cdmx
         request_id,
     )
     assert escalation.remote_folio == remote.folio
+    # The emergency's age: when the call reached CDMX, beside when it reached us.
+    remote_call = remote.calls.get()
+    assert abs((escalation.remote_call_at - remote_call.arrived_at).total_seconds()) < 1
+    shown = APIClient()
+    shown.force_authenticate(dispatcher)
+    [summary] = shown.get(f"/api/v1/incidents/{local.folio}/interstate").json()["escalations"]
+    assert summary["remote_call_at"] == escalation.remote_call_at.isoformat()
     types = list(local.center.events.values_list("type", flat=True))
     assert "incident.created" in types and "interstate.escalation" in types
     assert not OutboxMessage.objects.filter(escalation=escalation).exists()  # nothing echoed back

@@ -72,6 +72,10 @@ def test_call_taker_escalates_with_one_key_it_arrives_in_the_other_centres_queue
     # A CDMX dispatcher opens it: origin and the answer keys; Y accepts.
     arrived.click()
     expect(cdmx_page.locator("#esc-origin")).to_contain_text(folio)
+    # How old the emergency is: when the 9-1-1 call reached MEX, beside our own arrival time.
+    expect(cdmx_page.locator("#esc-origin .esc-origin-call")).to_contain_text(
+        re.compile(r"llamada en MEX a las \d\d:")
+    )
     answer = cdmx_page.locator("#d-interstate .esc-answer")
     expect(answer).to_contain_text(folio)
     # R, then Enter without a reason, is refused out loud (it used to do nothing).

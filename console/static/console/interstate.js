@@ -291,7 +291,11 @@ export class InterstatePanel {
       const inbound = d.escalations.find((e) => e.direction === "inbound");
       parts.push(el("p", { class: "esc-origin", id: "esc-origin" },
         el("strong", {}, t("origin_label")), " ",
-        t("origin_text", { peer: inbound ? inbound.peer.name : d.origin_center, code: d.origin_center, folio: d.origin_folio })));
+        t("origin_text", { peer: inbound ? inbound.peer.name : d.origin_center, code: d.origin_center, folio: d.origin_folio }),
+        // How old the emergency already was when it got here: the call's time at the sender (its EIDO).
+        inbound && inbound.remote_call_at
+          ? [" · ", el("span", { class: "esc-origin-call" }, t("origin_call", { code: d.origin_center, time: clock(inbound.remote_call_at) }))]
+          : null));
       // The origin withdrew its request: said, not acted on (the incident stays open; its dispatcher decides).
       if (inbound && inbound.state === "cancelled") {
         parts.push(el("p", { class: "esc-origin-cancelled", id: "esc-origin-cancelled", role: "status" },
