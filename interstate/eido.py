@@ -641,7 +641,7 @@ def content_errors(document: dict) -> dict[str, list[str]]:
         items = document.get(key) or []
         for index, item in enumerate([items] if isinstance(items, dict) else items):
             stamp = item.get("lastUpdateTimeStamp") if isinstance(item, dict) else None
-            if stamp is not None and not _is_instant(stamp):
+            if stamp is not None and instant(stamp) is None:
                 where = key if key == "incidentComponent" else f"{key}[{index}]"
                 problems[f"eido.{where}.lastUpdateTimeStamp"] = [
                     _("Fecha y hora ISO 8601 con zona horaria, p. ej. 2026-11-28T13:11:28-06:00.")
@@ -649,12 +649,14 @@ def content_errors(document: dict) -> dict[str, list[str]]:
     return problems
 
 
-def _is_instant(value) -> bool:
+def instant(value) -> datetime | None:
+    """An ISO 8601 time with its offset, else None: NENA's schema checks no format, and a time without an
+    offset would be guessed."""
     try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
+        at = parse_datetime(value) if isinstance(value, str) else None
     except ValueError:
-        return False
-    return parsed is not None and parsed.tzinfo is not None
+        return None
+    return at if at is not None and at.tzinfo is not None else None
 
 
 def _pidf_problem(text) -> str | None:
@@ -731,7 +733,7 @@ def read_eido(document: dict) -> EidoFacts:
     for vehicle in document.get("vehicleComponent") or []:
         facts.vehicles.append({"id": vehicle["$id"], **vehicle_facts(vehicle)})
     calls = document.get("callComponent") or []
-    started = [_aware(call.get("callStartTimestamp")) for call in calls]
+    started = [instant(call.get("callStartTimestamp")) for call in calls]
     facts.call_started_at = min((at for at in started if at), default=None)
     if calls and all(str(call.get("localCallType")) == Line.ANONYMOUS for call in calls):
         facts.line = Line.ANONYMOUS
@@ -750,15 +752,6 @@ def read_eido(document: dict) -> EidoFacts:
                 facts.callback_number = tel.removeprefix("tel:")[:20]
             break
     return facts
-
-
-def _aware(value) -> datetime | None:
-    """An ISO 8601 time with its offset, else None (the schema checks no format; a bad one is left out)."""
-    try:
-        at = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return at if at is not None and at.tzinfo is not None else None
 
 
 def vehicle_facts(vehicle: dict) -> dict:

@@ -207,11 +207,14 @@ def response_times(*, center_id: int, since) -> list[dict]:
         if kind != EscalationKind.REQUEST_FOR_SERVICE:
             continue
         group["requests"] += 1
-        if answered is None:
-            group["unanswered"] += state not in (Escalation.State.CANCELLED, Escalation.State.FAILED)
-            continue
-        group["rejected" if state == Escalation.State.REJECTED else "accepted"] += 1
-        group["_answer"].append((answered - requested).total_seconds())
+        if state == Escalation.State.REJECTED:  # final (one rejected before answered_at existed has none)
+            group["rejected"] += 1
+        elif answered:
+            group["accepted"] += 1
+        elif state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
+            group["unanswered"] += 1
+        if answered:
+            group["_answer"].append((answered - requested).total_seconds())
     result = []
     for group in groups.values():
         delivery, answer = group.pop("_delivery"), group.pop("_answer")

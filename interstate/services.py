@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Subquery
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from shapely.errors import ShapelyError
 from shapely.geometry import shape
@@ -978,8 +977,8 @@ def _late(written: str | None, now) -> str:
     """The marker of a peer's note that arrived LATE_NOTE_S or more after it was written (the peer or the link
     was down): its entry has the arrival time, so the text says "(escrita a las 07:50:47; llegó 3 min
     después)". Empty for a note on time."""
-    at = parse_datetime(written) if isinstance(written, str) else None
-    if at is None or at.tzinfo is None or (now - at).total_seconds() < LATE_NOTE_S:
+    at = eido.instant(written)
+    if at is None or (now - at).total_seconds() < LATE_NOTE_S:
         return ""
     return " " + _("(escrita a las %(time)s; llegó %(minutes)s min después)") % {
         "time": timezone.localtime(at).strftime("%H:%M:%S"),
