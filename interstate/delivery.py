@@ -38,11 +38,10 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cad.db import RowShape
-from cad.events import record_event
 from incidents.models import Incident
 from interstate import outbox, signing
 from interstate.models import Escalation, OutboxMessage, Peer, PeerRequestLog
-from interstate.selectors import escalation_summary
+from interstate.services import escalation_changed
 
 logger = logging.getLogger(__name__)
 MESSAGES_PATH = "/api/v1/interstate/messages"
@@ -409,7 +408,7 @@ def _record_delivery(message: OutboxMessage, answer: dict, *, owner: str) -> boo
             fields += ["state", "remote_folio"]
         if fields:
             # Drains go in order and stop at a failure, so a message after this one was never tried.
-            _escalation_changed(escalation, fields, attempts=0)
+            escalation_changed(escalation, *fields, attempts=0)
     released, more = _release_and_check(message.stream_id, owner)
     return released and more and _acquire(message.stream_id, owner)
 
@@ -433,7 +432,7 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
             escalation.state = Escalation.State.FAILED
             fields.append("state")
         # Every failed attempt, even with the same error: the console shows the attempt count live.
-        _escalation_changed(escalation, fields, attempts=None if dead else message.attempts + 1)
+        escalation_changed(escalation, *fields, attempts=None if dead else message.attempts + 1)
     logger.warning(
         "interstate delivery failed",
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},
@@ -464,18 +463,6 @@ def _lock_escalation_of(message: OutboxMessage) -> Escalation | None:
     escalation.incident = Incident.from_db(DEFAULT_DB_ALIAS, LIGHT_INCIDENT, incident)
     escalation.peer = message.peer
     return escalation
-
-
-def _escalation_changed(escalation: Escalation, fields: list[str], *, attempts: int | None = None) -> None:
-    escalation.save(update_fields=[*fields, "updated_at"])
-    record_event(
-        type="interstate.escalation",
-        center_id=escalation.incident.center_id,
-        payload={
-            "folio": escalation.incident.folio,
-            "escalation": escalation_summary(escalation, attempts=attempts),
-        },
-    )
 
 
 # --- Sweeper ----------------------------------------------------------------------------------

@@ -339,9 +339,11 @@ def _outbox_append(escalation: Escalation, kind: str, *, with_eido: bool = False
     )
 
 
-def _changed(escalation: Escalation, *fields: str) -> None:
+def escalation_changed(escalation: Escalation, *fields: str, attempts: int | None = None) -> None:
+    """Save the escalation's changed `fields` and tell the centre's consoles (`attempts`: the delivery's attempt
+    count, when the caller knows it)."""
     escalation.save(update_fields=[*fields, "updated_at"])
-    _announce(escalation)
+    _announce(escalation, attempts=attempts)
 
 
 def _announce(escalation: Escalation, *, attempts: int | None = None) -> None:
@@ -589,7 +591,7 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
     escalation.last_error = ""
     if request_delivered:
         _outbox_append(escalation, OutboxMessage.Kind.CANCEL, reason=reason)
-    _changed(escalation, "state", "reason", "last_error")
+    escalation_changed(escalation, "state", "reason", "last_error")
     _note(
         escalation,
         (
@@ -637,7 +639,7 @@ def escalation_retry(*, escalation_id: int, center_id: int, by) -> Escalation:
         escalation.state = (
             Escalation.State.SENT if request_delivered or not outbound else Escalation.State.PENDING
         )
-    _changed(escalation, "state")
+    escalation_changed(escalation, "state")
     # A supervisor's retry is sent now, even while the peer's circuit is open (its backoff would otherwise
     # keep it waiting, or hand the probe to another share): this drain is the probe. The last error stays
     # on the share until a send succeeds.
@@ -673,7 +675,7 @@ def escalation_accept(*, escalation_id: int, center_id: int, by) -> Escalation:
         text="accepted",
         incident=escalation.incident.folio,
     )
-    _changed(escalation, "state", "answered_at")
+    escalation_changed(escalation, "state", "answered_at")
     _note(
         escalation,
         _("Solicitud de %(peer)s aceptada: este centro lo atiende") % {"peer": escalation.peer.name},
@@ -699,7 +701,7 @@ def escalation_reject(*, escalation_id: int, center_id: int, reason: str, by) ->
         text=reason,
         incident=escalation.incident.folio,
     )
-    _changed(escalation, "state", "reason", "answered_at")
+    escalation_changed(escalation, "state", "reason", "answered_at")
     if escalation.incident.status != IncidentStatus.CLOSED:
         incident_services.close_incident(
             folio=escalation.incident.folio,
@@ -1037,7 +1039,7 @@ def _receive_update(escalation: Escalation, message: dict) -> tuple[int, dict]:
             },
         )
         _close_handed_over(escalation, facts)
-    _changed(escalation, *fields)
+    escalation_changed(escalation, *fields)
     return 200, _answer(escalation, ACCEPTED, "applied")
 
 
@@ -1102,7 +1104,7 @@ def _receive_cancel(escalation: Escalation, reason: str) -> tuple[int, dict]:
     if escalation.state != Escalation.State.CANCELLED:
         escalation.state = Escalation.State.CANCELLED
         escalation.reason = reason or escalation.reason
-        _changed(escalation, "state", "reason")
+        escalation_changed(escalation, "state", "reason")
         _note(
             escalation,
             (_("%(peer)s canceló la solicitud: %(reason)s") if reason else _("%(peer)s canceló la solicitud"))
@@ -1129,7 +1131,7 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
             escalation.state = Escalation.State.REJECTED
             escalation.reason = text
             note = _("%(peer)s rechazó la solicitud: %(reason)s")
-        _changed(escalation, "state", "reason", "remote_folio", "answered_at")
+        escalation_changed(escalation, "state", "reason", "remote_folio", "answered_at")
         _note(
             escalation,
             note % {"peer": escalation.peer.name, "folio": escalation.remote_folio, "reason": text},

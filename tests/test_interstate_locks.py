@@ -34,16 +34,17 @@ def test_a_delivery_and_a_note_on_the_shared_incident_do_not_deadlock(
     )
     message = delivery._next_pending(escalation.stream_id)
 
-    # The delivery holds its locks and pauses right before it records its event; the note comes in then.
+    # The delivery holds its locks and pauses right before it saves the escalation and records its event; the
+    # note comes in then.
     holding, go = threading.Event(), threading.Event()
-    record_event = delivery.record_event
+    escalation_changed = delivery.escalation_changed
 
-    def paused_record_event(**kwargs):
+    def paused_escalation_changed(*args, **kwargs):
         holding.set()
         go.wait(10)
-        return record_event(**kwargs)
+        return escalation_changed(*args, **kwargs)
 
-    monkeypatch.setattr(delivery, "record_event", paused_record_event)
+    monkeypatch.setattr(delivery, "escalation_changed", paused_escalation_changed)
     errors = []
 
     def run(target):
