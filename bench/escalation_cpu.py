@@ -50,7 +50,7 @@ services.peer_register(code="MEX", name="C5 MEX", base_url="http://mex.invalid",
                        inbound_secret={SECRET!r})
 """
 SENDER = """
-import json, sys, time
+import cProfile, json, os, sys, time
 import httpx
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -96,12 +96,17 @@ with CaptureQueriesContext(connection) as escalating:
     one = escalate(folios[20])
 with CaptureQueriesContext(connection) as draining:
     delivery.drain_stream(stream_id=one.stream_id)
+profiles = os.environ.get("BENCH_PROFILE_DIR")
+profiler = cProfile.Profile(time.process_time) if profiles else None
 started = time.process_time()
+if profiler: profiler.enable()
 escalations = [escalate(folio) for folio in folios[21:]]
+if profiler: profiler.disable(); profiler.dump_stats(f"{profiles}/escalate.prof"); profiler = cProfile.Profile(time.process_time); profiler.enable()
 escalated = time.process_time()
 for escalation in escalations:
     delivery.drain_stream(stream_id=escalation.stream_id)
 drained = time.process_time()
+if profiler: profiler.disable(); profiler.dump_stats(f"{profiles}/drain.prof")
 body = OutboxMessage.objects.filter(escalation=escalations[-1]).order_by("id").first().body
 with open(out, "w") as fh:
     json.dump(body, fh)
@@ -113,7 +118,7 @@ print("RESULT " + json.dumps({
 }))
 """
 RECEIVER = """
-import json, sys, time, uuid
+import cProfile, json, os, sys, time, uuid
 from django.db import connection
 from django.test import Client
 from tests.interstate_harness import peer_headers
@@ -138,9 +143,13 @@ for _ in range(20):
 statements = []  # (the test client's request_started signal resets a CaptureQueriesContext's log)
 with connection.execute_wrapper(lambda execute, sql, *args: statements.append(sql) or execute(sql, *args)):
     post()
+profiles = os.environ.get("BENCH_PROFILE_DIR")
+profiler = cProfile.Profile(time.process_time) if profiles else None
 started = time.process_time()
+if profiler: profiler.enable()
 for _ in range(count):
     post()
+if profiler: profiler.disable(); profiler.dump_stats(f"{profiles}/inbound.prof")
 received = time.process_time()
 cursor = connection.connection.cursor()
 raw_started = time.process_time()
@@ -190,6 +199,12 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=300, help="escalations measured per run (300)")
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (3)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="also write cProfile stats of each step of the last run (escalate/drain/inbound.prof) to DIR "
+        "(the profiler slows the steps: read their times from a run without it)",
+    )
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith("postgres"):
@@ -197,6 +212,9 @@ def main() -> None:
             "Set DATABASE_URL to a PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/cad)."
         )
     base = {**run.served_env(), "DATABASE_URL": database_url, "REDIS_URL": "", "DJANGO_SECRET_KEY": SECRET}
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        base["BENCH_PROFILE_DIR"] = str(Path(args.profile).resolve())
     centres = {
         code: run.instance_env(base, code=code, public_url=f"http://{code.lower()}.invalid")
         for code in ("MEX", "CDMX")
