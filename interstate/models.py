@@ -327,6 +327,12 @@ class InboundMessage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["peer", "idempotency_key"], name="uniq_inbound_key_per_peer")
         ]
+        # A cancel of a request that had not reached us is looked up when (if) the request comes.
+        indexes = [
+            models.Index(
+                fields=["peer", "request_id"], condition=Q(kind="cancel"), name="inbound_cancel_by_request"
+            )
+        ]
 
 
 class PeerNonce(models.Model):

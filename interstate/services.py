@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Subquery
+from django.db.models import Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from shapely.errors import ShapelyError
@@ -581,15 +581,14 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
         raise InvalidTransition(_("Solo se cancela un escalamiento enviado."))
     if escalation.state in (Escalation.State.CANCELLED, Escalation.State.REJECTED):
         raise InvalidTransition(_("El escalamiento ya terminó."))
-    pending = escalation.outbox.filter(state=OutboxMessage.State.PENDING)
-    request_delivered = escalation.outbox.filter(
-        kind__in=REQUEST_KIND.values(), state=OutboxMessage.State.DELIVERED
-    ).exists()
-    pending.update(state=OutboxMessage.State.DEAD, last_error=_("Cancelado"))
+    may_have_it = _request_may_have_arrived(escalation)
+    escalation.outbox.filter(state=OutboxMessage.State.PENDING).update(
+        state=OutboxMessage.State.DEAD, last_error=_("Cancelado")
+    )
     escalation.state = Escalation.State.CANCELLED
     escalation.reason = reason or escalation.reason
     escalation.last_error = ""
-    if request_delivered:
+    if may_have_it:
         _outbox_append(escalation, OutboxMessage.Kind.CANCEL, reason=reason)
     escalation_changed(escalation, "state", "reason", "last_error")
     _note(
@@ -605,6 +604,18 @@ def escalation_cancel(*, escalation_id: int, center_id: int, reason: str = "", b
     if escalation.incident.handled_by_center == escalation.peer.code:
         _hand_back(escalation, by=by)
     return escalation
+
+
+def _request_may_have_arrived(escalation: Escalation) -> bool:
+    """Whether the peer may hold the request: delivered, or tried (a timed-out attempt may still be applied
+    there), or on its way now (its stream is leased to a drain)."""
+    tried = escalation.outbox.filter(kind__in=REQUEST_KIND.values()).filter(
+        Q(state=OutboxMessage.State.DELIVERED) | Q(attempts__gt=0)
+    )
+    return (
+        tried.exists()
+        or OutboxStream.objects.filter(pk=escalation.stream_id, lease_until__gt=timezone.now()).exists()
+    )
 
 
 def _hand_back(escalation: Escalation, *, by) -> None:
@@ -814,6 +825,17 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
     request_id = message["requestId"]
     if kind in (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS):
         return _receive_request(peer, kind, request_id, message["eido"])
+    if kind == OutboxMessage.Kind.CANCEL:
+        _serialize_request_id(peer, request_id)
+        if not Escalation.objects.filter(peer=peer, request_id=request_id).exists():
+            # A request that never reached us, or not yet (its sender timed out and cancelled while it was
+            # on its way): this cancel is kept (InboundMessage) and the request is refused if it comes.
+            return 200, {
+                "requestId": request_id,
+                "responseCode": ACCEPTED,
+                "responseText": "nothing to cancel",
+                "incident": "",
+            }
     escalation = _shared(peer, request_id)
     if kind == OutboxMessage.Kind.UPDATE:
         return _receive_update(escalation, message)
@@ -861,7 +883,16 @@ def _incident_type_for(facts: eido.EidoFacts) -> IncidentType:
     return found
 
 
+def _serialize_request_id(peer: Peer, request_id: str) -> None:
+    """Until commit, hold a lock on the peer's request id, so that a request and a cancel of it that arrive
+    together are applied one after the other (SQLite serializes every write transaction anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [peer.pk, request_id])
+
+
 def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> tuple[int, dict]:
+    _serialize_request_id(peer, request_id)
     used = (
         Escalation.objects.filter(peer=peer, request_id=request_id)
         .values_list("pk", "state", "direction", "kind")
@@ -874,6 +905,14 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
             return _receive_upgrade(held, document)
         raise MessageRefused(
             _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
+        )
+    if InboundMessage.objects.filter(
+        peer=peer, kind=OutboxMessage.Kind.CANCEL, request_id=request_id
+    ).exists():
+        raise MessageRefused(
+            _("%(peer)s ya canceló la solicitud %(id)s.") % {"peer": peer.code, "id": request_id},
+            code="cancelled",
+            status=409,
         )
     facts = eido.read_eido(document)
     anonymous = facts.line == Line.ANONYMOUS
@@ -1144,4 +1183,14 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
                 % {"peer": escalation.peer.name},
                 by=escalation.peer.service_user,
             )
+    elif escalation.state == Escalation.State.CANCELLED and code == ACCEPTED:
+        # It accepted before our cancel reached it (the cancel follows): nobody there may act on it unseen.
+        _note(
+            escalation,
+            _(
+                "%(peer)s aceptó la solicitud ya cancelada (folio %(folio)s); se le envió la cancelación. "
+                "Confírmelo con su mesa: el incidente sigue a cargo de este centro."
+            )
+            % {"peer": escalation.peer.name, "folio": str(message.get("incident") or "")[:64]},
+        )
     return 200, _answer(escalation, ACCEPTED, "response recorded")

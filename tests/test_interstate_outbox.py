@@ -464,6 +464,39 @@ def test_cancel_before_and_after_the_peer_got_the_request(
     validate_message("cancelREequest", sent.outbox.get(kind="cancel").body)
     sent.refresh_from_db()
     assert sent.state == "cancelled"
+    # A request tried and timed out may still be applied there: the cancel goes after it.
+    tried = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    peer_http.answers = [httpx.ReadTimeout("CDMX no respondió")]
+    with pytest.raises(delivery.PeerUnavailable):  # a task would retry it later
+        delivery.drain_escalation(escalation_id=tried.id)
+    assert tried.outbox.get().attempts == 1
+    services.escalation_cancel(escalation_id=tried.id, center_id=center.id, reason="", by=supervisor)
+    assert list(tried.outbox.order_by("id").values_list("kind", "state")) == [
+        ("requestForService", "dead"),
+        ("cancel", "pending"),
+    ]
+
+
+def test_an_acceptance_after_our_cancel_is_flagged_on_the_incident(
+    cdmx, center, dispatcher, supervisor, accident_type, peer_http
+):
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    delivery.drain_escalation(escalation_id=escalation.id)
+    services.escalation_cancel(escalation_id=escalation.id, center_id=center.id, by=supervisor)
+    answer = {
+        "requestId": escalation.request_id,
+        "response": {"requestId": escalation.request_id, "responseCode": 200, "responseText": "ok"},
+        "incident": "CDMX-2026-000007",
+    }
+    status, _body = services.receive_message(
+        peer=cdmx, idempotency_key="late-accept", wire_key="response", message=answer
+    )
+    assert status == 200
+    escalation.refresh_from_db()
+    escalation.incident.refresh_from_db()
+    assert escalation.state == "cancelled" and escalation.incident.handled_by_center == ""
+    note = escalation.incident.timeline.filter(kind="note").order_by("-id").first()
+    assert "aceptó la solicitud ya cancelada (folio CDMX-2026-000007)" in note.text
 
 
 def test_task_is_configured_to_survive_workers_and_outages(settings):

@@ -382,6 +382,23 @@ def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remot
     )
 
 
+def test_a_cancel_that_overtakes_its_request_is_kept_and_the_request_refused(client, cdmx, remote):
+    """The sender timed out on its request and cancelled it; the cancel got here first (or the request never
+    does): answered 200, and the request, if it arrives after all, opens nothing."""
+    peer, secret = cdmx
+    request_id = f"urn:uuid:{uuid.uuid4()}"
+    cancel = post_message(client, peer, secret, message("cancel", request_id, reason="Lo atendemos aquí"))
+    assert cancel.status_code == 200, cancel.content
+    assert cancel.json()["responseText"] == "nothing to cancel"
+    incidents = Incident.objects.count()
+    _, late = _rfs(client, cdmx, remote, request_id=request_id)
+    assert late.status_code == 409 and late.json()["code"] == "cancelled", late.content
+    assert Incident.objects.count() == incidents and not Escalation.objects.filter(request_id=request_id)
+    assert (_last_audit().status_code, _last_audit().result) == (409, "cancelled")
+    # Another request id is not affected.
+    assert _rfs(client, cdmx, remote)[1].status_code == 202
+
+
 def test_the_peer_reads_the_current_eido_of_what_is_shared_with_it(client, cdmx, remote):
     peer, secret = cdmx
     request_id, created = _rfs(client, cdmx, remote)
