@@ -30,7 +30,7 @@ from geo.models import Jurisdiction
 from interstate import eido, services, signing
 from interstate.models import Escalation, Peer, PeerRequestLog
 from interstate.selectors import escalation_shared_with
-from interstate.validation import SchemaErrors, validate_message
+from interstate.validation import SchemaErrors, null_character_paths, validate_message
 
 PROTOCOL = "c4cad-interstate/1"
 
@@ -202,19 +202,23 @@ class PeerApiView(APIView):
         audit = getattr(self, "audit", {"action": self.audit_action})
         peer = getattr(request._request, "interstate_peer", None)
         data = response.data if isinstance(response.data, dict) else {}
+
+        def text(value, limit: int) -> str:  # what a peer sent may hold U+0000, which PostgreSQL cannot store
+            return str(value or "").replace("\x00", "\ufffd")[:limit]
+
         PeerRequestLog.objects.create(
             peer=peer,
-            peer_code=peer.code if peer else getattr(request._request, "interstate_key_id", ""),
+            peer_code=text(peer.code if peer else getattr(request._request, "interstate_key_id", ""), 64),
             direction=PeerRequestLog.Direction.INBOUND,
             method=request.method,
-            path=request._request.path[:300],
+            path=text(request._request.path, 300),
             action=(audit.get("action") or self.audit_action)[:32],
-            request_id=str(audit.get("request_id") or "")[:100],
-            incident_folio=str(audit.get("incident_folio") or data.get("incident") or "")[:32],
+            request_id=text(audit.get("request_id"), 100),
+            incident_folio=text(audit.get("incident_folio") or data.get("incident"), 32),
             status_code=response.status_code,
             result=("ok" if response.status_code < 400 else str(data.get("code") or "error"))[:64],
-            remote_addr=(request.META.get("REMOTE_ADDR") or "")[:64],
-            detail=str(data.get("message") or data.get("responseText") or "")[:500],
+            remote_addr=text(request.META.get("REMOTE_ADDR"), 64),
+            detail=text(data.get("message") or data.get("responseText"), 500),
         )
         return response
 
@@ -295,6 +299,12 @@ class PeerMessageApi(PeerApiView):
     )
     def post(self, request):
         message = request.data
+        if nulls := null_character_paths(message):  # before anything of it is stored, the audit included
+            raise services.MessageRefused(
+                _("El mensaje contiene caracteres nulos (U+0000): no se pueden guardar."),
+                code="invalid_message",
+                fields={path: [_("Caracteres nulos no están permitidos.")] for path in nulls},
+            )
         wire_key = services.message_kind(message)
         self.audit.update(
             action=services.KIND_OF_WIRE_KEY[wire_key],

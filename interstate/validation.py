@@ -116,6 +116,25 @@ def _errors(validator: Draft4Validator, document, prefix: str = "") -> list[str]
     ]
 
 
+def null_character_paths(document, path: str = "") -> list[str]:
+    """Where `document` (parsed JSON) holds U+0000 in a key or a string, as "a/b/0" paths (at most
+    MAX_ERRORS): valid JSON, but PostgreSQL's text cannot store it."""
+    found: list[str] = []
+    if isinstance(document, str):
+        if "\x00" in document:
+            found.append(path or "<root>")
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            here = f"{path}/{key}" if path else str(key)
+            if "\x00" in str(key):
+                found.append(here)
+            found += null_character_paths(value, here)
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            found += null_character_paths(value, f"{path}/{index}" if path else str(index))
+    return found[:MAX_ERRORS]
+
+
 def eido_errors(document, *, prefix: str = "") -> list[str]:
     return _errors(eido_validator(), document, prefix)
 

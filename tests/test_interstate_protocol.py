@@ -382,6 +382,28 @@ def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remot
     )
 
 
+def test_null_characters_are_refused_with_their_paths_and_audited(client, cdmx, remote):
+    """Valid JSON that PostgreSQL cannot store: a clear 400 (a 5xx would have the sender retry it for ever),
+    audited, nothing written."""
+    peer, secret = cdmx
+    request_id = f"urn:uuid:{uuid.uuid4()}"
+    body = message("requestForService", request_id, source=remote)
+    body["eido"]["notesComponent"][0]["notesActionComments"] = "hola\x00mundo"
+    incidents = Incident.objects.count()
+    response = post_message(client, peer, secret, body)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_message", response.content
+    assert list(response.json()["fields"]) == ["eido/notesComponent/0/notesActionComments"]
+    assert Incident.objects.count() == incidents
+    assert (_last_audit().status_code, _last_audit().result) == (400, "invalid_message")
+    response = post_message(client, peer, secret, message("cancel", "a\x00b"))
+    assert response.status_code == 400
+    assert set(response.json()["fields"]) == {"requestId", "cancelREequest/requestId"}
+    path = "/api/v1/interstate/incidents/a%00b"
+    response = client.get(path, **signed(peer, secret, "GET", "/api/v1/interstate/incidents/a\x00b"))
+    assert response.status_code in (401, 404), response.content
+    assert _last_audit().status_code == response.status_code
+
+
 def test_a_cancel_that_overtakes_its_request_is_kept_and_the_request_refused(client, cdmx, remote):
     """The sender timed out on its request and cancelled it; the cancel got here first (or the request never
     does): answered 200, and the request, if it arrives after all, opens nothing."""
