@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "cad.context_processors.csrf_cookie",
             ],
         },
     },
@@ -224,7 +225,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Per instance: two centres on one host (run.py interstate) share a browser's cookies, ports aside; a shared
+# CSRF cookie would be rotated by a login to the other centre and fail this one's forms with 403.
 SESSION_COOKIE_NAME = f"{INSTANCE}_sessionid" if INSTANCE else "sessionid"
+CSRF_COOKIE_NAME = f"{INSTANCE}_csrftoken" if INSTANCE else "csrftoken"
 # Login throttling (django-axes): after CAD_LOGIN_FAILURE_LIMIT wrong passwords for one account from one
 # address, that pair is locked out for CAD_LOGIN_COOLOFF_MIN minutes (the address as cad.proxies resolves
 # it). Administrators unlock with `python manage.py axes_reset_username <user>`.

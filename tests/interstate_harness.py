@@ -116,20 +116,23 @@ def wait_until(predicate: Callable, *, timeout: float, interval: float = 0.05, w
         time.sleep(interval)
 
 
-def login(base: str, username: str, *, cookie: str, password: str = PASSWORD) -> httpx.Client:
-    """An httpx client logged in through the real login form (session cookie `cookie`), CSRF header set."""
+def login(
+    base: str, username: str, *, cookie: str, csrf_cookie: str = "csrftoken", password: str = PASSWORD
+) -> httpx.Client:
+    """An httpx client logged in through the real login form (session cookie `cookie`, CSRF cookie
+    `csrf_cookie`: both per instance), CSRF header set."""
     client = httpx.Client(base_url=base, timeout=15)
     client.get("/login/")
     response = client.post(
         "/login/",
-        data={"username": username, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+        data={"username": username, "password": password, "csrfmiddlewaretoken": client.cookies[csrf_cookie]},
         headers={"Referer": f"{base}/login/"},
     )
     if response.status_code not in (200, 302) or cookie not in client.cookies:
         raise HarnessError(
             f"login of {username} at {base} failed: {response.status_code} {response.text[:200]}"
         )
-    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    client.headers["X-CSRFToken"] = client.cookies[csrf_cookie]
     client.headers["Referer"] = f"{base}/"
     return client
 
@@ -171,6 +174,7 @@ class Centre:
         self.base = f"http://127.0.0.1:{port}"
         self.instance = env["CAD_INSTANCE"]
         self.cookie = f"{self.instance}_sessionid"
+        self.csrf_cookie = f"{self.instance}_csrftoken"
         self.procs: dict[str, subprocess.Popen] = {}
         self.frozen: set[str] = set()
         self._clients: dict[str, httpx.Client] = {}
@@ -315,7 +319,9 @@ class Centre:
         """A client logged in as `username` (one per user, reused; sessions live in the database, so they
         survive a web restart)."""
         if username not in self._clients:
-            self._clients[username] = login(self.base, username, cookie=self.cookie)
+            self._clients[username] = login(
+                self.base, username, cookie=self.cookie, csrf_cookie=self.csrf_cookie
+            )
         return self._clients[username]
 
     @contextmanager

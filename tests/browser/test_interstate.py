@@ -9,7 +9,14 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import login_page
 from tests.browser.test_console import _take_call
-from tests.interstate_harness import ZOCALO, escalation_of, interstate_of, open_call, wait_until
+from tests.interstate_harness import (
+    PASSWORD,
+    ZOCALO,
+    escalation_of,
+    interstate_of,
+    open_call,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -319,3 +326,41 @@ def test_the_request_banner_goes_once_answered_and_a_request_the_origin_cancels_
     expect(page.locator(f'#queue-body tr[data-folio="{first_remote}"] .tag-origin')).to_have_text(
         f"← MEX {first}"
     )
+
+
+def test_one_browser_logged_in_to_both_centres_keeps_each_ones_forms_and_api_working(browser, two_centres):
+    """Both centres on one host share the browser's cookies (ports aside): each has its own CSRF cookie, so
+    logging in to CDMX does not fail MEX's forms and API calls with 403 (it did with one shared cookie)."""
+    mex, cdmx = two_centres.mex, two_centres.cdmx
+    context, mex_page = login_page(browser, mex.base, "despachador")
+    try:
+        cdmx_page = context.new_page()
+        cdmx_page.goto(f"{cdmx.base}/login/")
+        cdmx_page.fill("#id_username", "despachador")
+        cdmx_page.fill("#id_password", PASSWORD)
+        with cdmx_page.expect_navigation():
+            cdmx_page.click("form[action='/login/'] button[type=submit]")
+        names = {cookie["name"] for cookie in context.cookies()}
+        assert {mex.csrf_cookie, cdmx.csrf_cookie, mex.cookie, cdmx.cookie} <= names, names
+
+        for page in (mex_page, cdmx_page):
+            page.goto("/console/" if page is mex_page else f"{cdmx.base}/console/")
+            expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15_000)
+            # An API write from the console's own code: refused for the folio (404), not for CSRF (403).
+            status = page.evaluate(
+                """async () => {
+                    const { api } = await import('/static/console/common.js');
+                    try { await api('incidents/NO-EXISTE/notes', { method: 'POST', body: { text: 'x' } }); }
+                    catch (error) { return error.status; }
+                    return 200;
+                }"""
+            )
+            assert status == 404, status
+            # The language form (a plain POST with the page's CSRF token).
+            page.select_option("#lang-select", "en")
+            with page.expect_navigation():
+                page.click(".lang-form button[type=submit]")
+            expect(page.locator("html")).to_have_attribute("lang", "en", timeout=10_000)
+            expect(page.locator("body")).not_to_contain_text("CSRF")
+    finally:
+        context.close()

@@ -10,7 +10,10 @@ export function t(key, params = {}) {
 }
 
 function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  // The cookie's name is per centre (two centres on one host share a browser's cookies): the page says it.
+  const meta = document.querySelector('meta[name="csrf-cookie"]');
+  const name = ((meta && meta.content) || "csrftoken").replace(/[^\w-]/g, "");
+  const match = document.cookie.match(new RegExp(`(?:^|;\\s*)${name}=([^;]+)`));
   return match ? decodeURIComponent(match[1]) : "";
 }
 
