@@ -499,7 +499,8 @@ def _escalate(peer: Peer, *, folio: str, center_id: int, kind: str, reason: str,
         )
         escalation.stream = _new_stream(escalation)  # its request goes out at once: saved with its stream
         escalation.save()
-    _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True)
+    # Why we ask travels with the request (the envelope's `reason`, as a cancel's), for the peer's dispatcher.
+    _outbox_append(escalation, REQUEST_KIND[kind], with_eido=True, **({"reason": reason} if reason else {}))
     _announce(escalation, attempts=0)
     return escalation
 
@@ -823,8 +824,9 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
     if kind == OutboxMessage.Kind.VEHICLE_SIGHTING:
         return vehicles.receive_vehicle_sighting(peer, message)
     request_id = message["requestId"]
+    reason = str(message.get("reason") or "").strip()[:500]
     if kind in (OutboxMessage.Kind.REQUEST_FOR_SERVICE, OutboxMessage.Kind.REQUEST_AWARENESS):
-        return _receive_request(peer, kind, request_id, message["eido"])
+        return _receive_request(peer, kind, request_id, message["eido"], reason)
     if kind == OutboxMessage.Kind.CANCEL:
         _serialize_request_id(peer, request_id)
         if not Escalation.objects.filter(peer=peer, request_id=request_id).exists():
@@ -840,7 +842,7 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
     if kind == OutboxMessage.Kind.UPDATE:
         return _receive_update(escalation, message)
     if kind == OutboxMessage.Kind.CANCEL:
-        return _receive_cancel(escalation, str(message.get("reason") or "")[:500])
+        return _receive_cancel(escalation, reason)
     return _receive_response(escalation, message)
 
 
@@ -891,7 +893,7 @@ def _serialize_request_id(peer: Peer, request_id: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [peer.pk, request_id])
 
 
-def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> tuple[int, dict]:
+def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, reason: str) -> tuple[int, dict]:
     _serialize_request_id(peer, request_id)
     used = (
         Escalation.objects.filter(peer=peer, request_id=request_id)
@@ -902,7 +904,7 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
         upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and _held_notice(*used[1:])
         held = lock_escalation(pk=used[0]) if upgrade else None
         if held is not None and _held_notice(held.state, held.direction, held.kind):  # still, under its lock
-            return _receive_upgrade(held, document)
+            return _receive_upgrade(held, document, reason)
         raise MessageRefused(
             _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
         )
@@ -944,8 +946,10 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict) -> 
         remote_status=facts.status[:32],
         remote_resources=facts.resources,
         remote_call_at=facts.call_started_at,
+        reason=reason,
     )
     _merge_notes(escalation, facts, fresh=True)
+    _note_reason(escalation)
     _announce(escalation, attempts=0)
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
@@ -961,7 +965,15 @@ def _held_notice(state: str, direction: str, kind: str) -> bool:
     )
 
 
-def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]:
+def _note_reason(escalation: Escalation) -> None:
+    if escalation.reason:
+        _note(
+            escalation,
+            _("Motivo de %(peer)s: %(reason)s") % {"peer": escalation.peer.name, "reason": escalation.reason},
+        )
+
+
+def _receive_upgrade(escalation: Escalation, document: dict, reason: str) -> tuple[int, dict]:
     """The peer notified us of this incident and now asks us to take it (docs/interstate.md §3): the copy we
     have becomes a request for service, waiting for a dispatcher's answer as a new one would."""
     facts = eido.read_eido(document)
@@ -969,10 +981,11 @@ def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]
     escalation.requested_at, escalation.answered_at = timezone.now(), None
     escalation.remote_status, escalation.remote_resources = facts.status[:32], facts.resources
     escalation.remote_call_at = escalation.remote_call_at or facts.call_started_at
+    escalation.reason = reason
     escalation.save(
         update_fields=[
             *("kind", "state", "requested_at", "answered_at", "remote_status", "remote_resources"),
-            *("remote_call_at", "updated_at"),
+            *("remote_call_at", "reason", "updated_at"),
         ]
     )
     _merge_notes(escalation, facts)
@@ -981,6 +994,7 @@ def _receive_upgrade(escalation: Escalation, document: dict) -> tuple[int, dict]
         _("%(peer)s pide ahora que este centro lo atienda (solicitud de servicio)")
         % {"peer": escalation.peer.name},
     )
+    _note_reason(escalation)
     _announce(escalation)
     return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
 

@@ -98,6 +98,7 @@ def test_escalation_and_its_message_are_written_in_the_transaction(
     validate_message("requestForService", message.body)
     assert message.body["requestId"] == escalation.request_id
     assert message.body["eido"]["incidentComponent"]["internalIncidentId"] == incident.folio
+    assert message.body["reason"] == "cruza a CDMX"  # for the peer's dispatcher
     assert any(cb.__qualname__.startswith("enqueue") for cb in callbacks)  # delivery only after commit
 
     class Rollback(Exception):

@@ -382,6 +382,19 @@ def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remot
     )
 
 
+def test_the_reason_of_a_request_reaches_the_receivers_dispatcher(client, cdmx, remote):
+    peer, secret = cdmx
+    body = message(
+        "requestForService", f"urn:uuid:{uuid.uuid4()}", source=remote, reason="La patrulla no llega"
+    )
+    response = post_message(client, peer, secret, body)
+    assert response.status_code == 202, response.content
+    local = Incident.objects.get(folio=response.json()["incident"])
+    assert Escalation.objects.get(incident=local).reason == "La patrulla no llega"
+    notes = list(local.timeline.filter(kind="note").values_list("text", flat=True))
+    assert notes[-1] == f"Motivo de {peer.name}: La patrulla no llega"
+
+
 def test_null_characters_are_refused_with_their_paths_and_audited(client, cdmx, remote):
     """Valid JSON that PostgreSQL cannot store: a clear 400 (a 5xx would have the sender retry it for ever),
     audited, nothing written."""
