@@ -30,6 +30,12 @@ def scrub(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """`center`: the centre's code, on every line (settings.LOGGING)."""
+
+    def __init__(self, *args, center: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.center = center
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
@@ -37,6 +43,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.center:
+            entry["center"] = self.center
         for key, value in vars(record).items():
             if key in _STANDARD or key.startswith("_"):
                 continue

@@ -427,7 +427,8 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "cad.logging.JsonFormatter"}},
+    # Each line names its centre: `run.py interstate` interleaves two centres' processes on one terminal.
+    "formatters": {"json": {"()": "cad.logging.JsonFormatter", "center": CAD["CENTER_CODE"]}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -435,3 +436,6 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+# Celery's own lines (its default formats) with the centre's code, as the JSON lines have it.
+CELERY_WORKER_LOG_FORMAT = f"[%(asctime)s: %(levelname)s/%(processName)s] {CAD['CENTER_CODE']} %(message)s"
+CELERY_WORKER_TASK_LOG_FORMAT = f"[%(asctime)s: %(levelname)s/%(processName)s] {CAD['CENTER_CODE']} %(task_name)s[%(task_id)s]: %(message)s"

@@ -21,6 +21,13 @@ def test_log_lines_are_json_and_redact_caller_identity():
     assert entry["line"] == "089"
     assert entry["caller_name"] == "[redacted]"
     assert "Juan" not in JsonFormatter().format(record)
+    # Each line names its centre (two centres' processes share a terminal under run.py interstate).
+    assert json.loads(JsonFormatter(center="CDMX").format(record))["center"] == "CDMX"
+
+
+def test_logs_are_configured_with_the_centres_code(settings):
+    assert settings.LOGGING["formatters"]["json"]["center"] == settings.CAD["CENTER_CODE"]
+    assert f"] {settings.CAD['CENTER_CODE']} " in settings.CELERY_WORKER_TASK_LOG_FORMAT
 
 
 @pytest.mark.django_db
