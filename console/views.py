@@ -155,11 +155,11 @@ def _interstate_strings() -> dict:
         "flag_near": _("A %(km)s km del área de %(peer)s."),
         "escalate_to": _("Escalar a %(peer)s"),
         "notify_to": _("Avisar a %(peer)s"),
-        "escalated_to": _("Solicitud de servicio enviada a %(peer)s."),
-        "notified_to": _("Aviso enviado a %(peer)s."),
+        "escalated_to": _("Solicitud de servicio para %(peer)s registrada; se entrega en segundo plano."),
+        "notified_to": _("Aviso para %(peer)s registrado; se entrega en segundo plano."),
         "answer_prompt": _("%(peer)s solicita atender este incidente (su folio %(folio)s)."),
         "inbound_banner": _(
-            "%(peer)s escala su incidente %(remote)s: %(folio)s, acéptelo (Y) o rechácelo (R)."
+            "%(peer)s pide atender su incidente %(remote)s (aquí %(folio)s): acéptelo (Y) o rechácelo (R)."
         ),
         "esc_accept": _("Aceptar"),
         "esc_reject": _("Rechazar"),

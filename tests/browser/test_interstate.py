@@ -281,7 +281,7 @@ def test_the_request_banner_goes_once_answered_and_a_request_the_origin_cancels_
             f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
         )
         assert created.status_code == 201, created.text
-        expect(banner).to_contain_text(f"escala su incidente {folio}", timeout=15_000)
+        expect(banner).to_contain_text(f"pide atender su incidente {folio}", timeout=15_000)
         remote = wait_until(
             lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio"
         )
