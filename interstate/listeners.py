@@ -10,11 +10,12 @@ indexed lookup (plus the detection check when it is created or moved).
 from django.db import connection
 from django.utils.translation import gettext as _
 
+from cad.errors import InvalidTransition
 from cad.events import record_event
 from cad.models import Event, EventStream
 from incidents.models import Incident
 from interstate import detection, services
-from interstate.models import AutoEscalationPolicy, Escalation, Peer
+from interstate.models import AutoEscalationPolicy, Escalation, EscalationKind, Peer
 
 # The shares of an incident, in plain SQL: this runs for every incident event of the centre (the ORM's query
 # building cost several times the lookup; docs/benchmarks.md, escalation).
@@ -41,11 +42,37 @@ def on_event(event: Event) -> None:
         _detect(event, folio)
     if event.type == "incident.created":
         return  # nothing can be shared yet (escalations are made after the incident exists)
+    if event.type == "incident.closed":
+        _refuse_closing_unanswered(folio, event.center_id)
     with connection.cursor() as cursor:  # ids only: write_update loads (and locks) what it sends
         cursor.execute(_SHARED_SQL, [folio, event.center_id, *Escalation.SHARED_STATES])
         shared = cursor.fetchall()
     for escalation_id, peer_id in shared:
         services.write_update(escalation_id=escalation_id, peer_id=peer_id)
+
+
+def _refuse_closing_unanswered(folio: str, center_id: int) -> None:
+    """A request for service still waiting for our answer keeps its incident open: closed unanswered, the
+    requester would wait for an answer that never comes, believing the incident handled. Rejecting it (with
+    the reason) closes it."""
+    waiting = (
+        Escalation.objects.filter(
+            incident__folio=folio,
+            incident__center_id=center_id,
+            direction=Escalation.Direction.INBOUND,
+            kind=EscalationKind.REQUEST_FOR_SERVICE,
+            state=Escalation.State.PENDING,
+        )
+        .select_related("peer")
+        .first()
+    )
+    if waiting is not None:
+        raise InvalidTransition(
+            _(
+                "Antes de cerrar, responda la solicitud de %(peer)s: acéptela (Y) o recházela con el motivo (R)."
+            )
+            % {"peer": waiting.peer.name}
+        )
 
 
 def _detect(event: Event, folio: str) -> None:

@@ -382,6 +382,25 @@ def test_updates_and_reads_of_what_is_not_shared_are_refused(client, cdmx, remot
     )
 
 
+def test_a_request_waiting_for_our_answer_keeps_its_incident_open(client, cdmx, remote, dispatcher):
+    """Closed unanswered, the requester would wait for an answer that never comes: answer first (a rejection,
+    with its reason, closes it)."""
+    _, response = _rfs(client, cdmx, remote)
+    folio = response.json()["incident"]
+    console = APIClient()
+    console.force_authenticate(dispatcher)
+    closing = console.post(f"/api/v1/incidents/{folio}/close", {"disposition": "Atendido"}, format="json")
+    assert closing.status_code == 409, closing.content
+    assert "responda la solicitud de" in closing.json()["message"]
+    assert Incident.objects.get(folio=folio).status == "pending"
+    escalation = Escalation.objects.get(incident__folio=folio)
+    rejected = console.post(
+        f"/api/v1/escalations/{escalation.id}/reject", {"reason": "Duplicado de CDMX-1"}, format="json"
+    )
+    assert rejected.status_code == 200, rejected.content
+    assert Incident.objects.get(folio=folio).status == "closed"
+
+
 def test_the_reason_of_a_request_reaches_the_receivers_dispatcher(client, cdmx, remote):
     peer, secret = cdmx
     body = message(
