@@ -161,6 +161,9 @@ def _interstate_strings() -> dict:
         "inbound_banner": _(
             "%(peer)s pide atender su incidente %(remote)s (aquí %(folio)s): acéptelo (Y) o rechácelo (R)."
         ),
+        "outbound_rejected_banner": _(
+            "%(peer)s rechazó la solicitud de %(folio)s: %(reason)s. El incidente sigue a cargo de este centro."
+        ),
         "esc_accept": _("Aceptar"),
         "esc_reject": _("Rechazar"),
         "esc_reject_reason": _("Motivo del rechazo"),

@@ -364,3 +364,26 @@ def test_one_browser_logged_in_to_both_centres_keeps_each_ones_forms_and_api_wor
             expect(page.locator("body")).not_to_contain_text("CSRF")
     finally:
         context.close()
+
+
+def test_a_rejection_is_told_to_every_dispatcher_of_the_requester(two_centres, console_of):
+    """CDMX rejects MEX's request: MEX's dispatchers get a banner with the reason, even one not looking at
+    that incident (only the row's tag changed; a rejection was easy to miss)."""
+    mex, cdmx = two_centres.mex, two_centres.cdmx
+    page = console_of(mex)
+    folio = open_call(mex)
+    created = mex.session("despachador").post(
+        f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
+    )
+    assert created.status_code == 201, created.text
+    remote = wait_until(lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio")
+    (inbound,) = interstate_of(cdmx, remote)["escalations"]
+    rejected = cdmx.session("despachador").post(
+        f"/api/v1/escalations/{inbound['id']}/reject", json={"reason": "Sin unidades disponibles"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text(
+        f"rechazó la solicitud de {folio}: Sin unidades disponibles", timeout=15_000
+    )
+    expect(banner).to_contain_text("sigue a cargo de este centro")

@@ -93,6 +93,14 @@ function announceInbound(folio, escalation) {
   }
 }
 
+/** Our request for service was just rejected (live): every dispatcher is told, not only one looking at the
+ * incident — it stays ours, and its dispatch clock runs. */
+function announceRejection(folio, escalation, before) {
+  if (escalation.direction !== "outbound" || escalation.kind !== "request_for_service") return;
+  if (escalation.state !== "rejected" || before === "rejected" || !config.can_dispatch) return;
+  showBanner(t("outbound_rejected_banner", { peer: escalation.peer.name, folio, reason: escalation.reason || "—" }), "alert");
+}
+
 function label(group, value) {
   return (config.interstate && config.interstate[group] && config.interstate[group][value]) || value;
 }
@@ -166,8 +174,10 @@ export class InterstatePanel {
     const payload = envelope.payload || {};
     if (envelope.type === "interstate.flagged") rememberFlags(payload.folio, payload.peers);
     else if (envelope.type === "interstate.escalation" && payload.escalation) {
+      const before = factsOf(payload.folio).states[payload.escalation.peer.code];
       rememberEscalation(payload.folio, payload.escalation);
       announceInbound(payload.folio, payload.escalation);
+      announceRejection(payload.folio, payload.escalation, before && before.state);
     } else return false;
     if (!this.data || payload.folio !== this.folio) return false;
     if (envelope.type === "interstate.flagged") this.data.flags = payload.peers || [];
