@@ -164,6 +164,9 @@ def _interstate_strings() -> dict:
         "outbound_rejected_banner": _(
             "%(peer)s rechazó la solicitud de %(folio)s: %(reason)s. El incidente sigue a cargo de este centro."
         ),
+        "peer_disabled": _(
+            "El enlace con %(peer)s está deshabilitado: lo pendiente espera a que un administrador lo habilite."
+        ),
         "esc_accept": _("Aceptar"),
         "esc_reject": _("Rechazar"),
         "esc_reject_reason": _("Motivo del rechazo"),

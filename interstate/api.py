@@ -32,6 +32,9 @@ class PeerOutput(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=Peer.Kind.choices)
+    enabled = serializers.BooleanField(
+        required=False, help_text="In an escalation: false while an administrator has the link disabled."
+    )
 
 
 class RemoteResourceOutput(serializers.Serializer):

@@ -35,7 +35,12 @@ def escalation_summary(escalation: Escalation, *, attempts: int | None = None) -
         "id": escalation.id,
         "request_id": escalation.request_id,
         "folio": escalation.incident.folio,
-        "peer": {"code": escalation.peer.code, "name": escalation.peer.name, "kind": escalation.peer.kind},
+        "peer": {
+            "code": escalation.peer.code,
+            "name": escalation.peer.name,
+            "kind": escalation.peer.kind,
+            "enabled": escalation.peer.enabled,
+        },
         "direction": escalation.direction,
         "kind": escalation.kind,
         "state": escalation.state,

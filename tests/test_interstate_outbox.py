@@ -24,6 +24,7 @@ from interstate.models import (
     Peer,
     PeerRequestLog,
 )
+from interstate.selectors import escalations_for_incident
 from interstate.tasks import deliver_stream, sweep_outbox
 from interstate.validation import validate_message
 from tests.factories import UnitFactory, open_incident
@@ -439,10 +440,14 @@ def test_a_disabled_peer_pauses_delivery_and_enabling_resumes(
     escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
     services.peer_set_enabled(code="CDMX", enabled=False)
     assert delivery.drain_escalation(escalation_id=escalation.id) == 0 and not peer_http.requests
+    # The console says why nothing moves (it read "pending" with no error).
+    (shown,) = escalations_for_incident(incident_id=escalation.incident_id)
+    assert shown["peer"]["enabled"] is False
     with django_capture_on_commit_callbacks() as callbacks:
         services.peer_set_enabled(code="CDMX", enabled=True)
     assert callbacks  # a drain is enqueued for the waiting escalation
     assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+    assert escalations_for_incident(incident_id=escalation.incident_id)[0]["peer"]["enabled"] is True
 
 
 def test_cancel_before_and_after_the_peer_got_the_request(
@@ -514,7 +519,7 @@ def test_console_api_and_its_permissions(
     incident = _inside(center, call_taker, accident_type)
     taker = api_client_for(call_taker)
     assert taker.get("/api/v1/interstate/peers").json() == [
-        {"code": "CDMX", "name": "C5 Ciudad de México", "kind": "state"}
+        {"code": "CDMX", "name": "C5 Ciudad de México", "kind": "state", "enabled": True}
     ]
     created = taker.post(
         f"/api/v1/incidents/{incident.folio}/escalations", {"peer": "CDMX", "reason": "pide apoyo"}

@@ -366,6 +366,9 @@ export class InterstatePanel {
     if (e.last_error && LIVE.has(e.state)) {
       rows.push(el("p", { class: "esc-error", role: "status" }, t("last_error", { attempts: e.attempts, error: e.last_error })));
     }
+    if (e.peer.enabled === false && LIVE.has(e.state)) { // an administrator cut the link: nothing goes or comes
+      rows.push(el("p", { class: "esc-error", role: "status", "data-peer-disabled": e.peer.code }, t("peer_disabled", { peer: e.peer.name })));
+    }
     if (e.state === "rejected" && e.reason) rows.push(el("p", { class: "muted" }, t("rejected_reason", { reason: e.reason })));
     if (e.remote_resources && e.remote_resources.length) {
       rows.push(el("table", { class: "esc-units" },
