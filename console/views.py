@@ -167,6 +167,7 @@ def _interstate_strings() -> dict:
         "peer_disabled": _(
             "El enlace con %(peer)s está deshabilitado: lo pendiente espera a que un administrador lo habilite."
         ),
+        "request_reason": _("Motivo: %(reason)s"),
         "esc_accept": _("Aceptar"),
         "esc_reject": _("Rechazar"),
         "esc_reject_reason": _("Motivo del rechazo"),

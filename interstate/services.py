@@ -949,7 +949,6 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
         reason=reason,
     )
     _merge_notes(escalation, facts, fresh=True)
-    _note_reason(escalation)
     _announce(escalation, attempts=0)
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
@@ -963,14 +962,6 @@ def _held_notice(state: str, direction: str, kind: str) -> bool:
         and direction == Escalation.Direction.INBOUND
         and state == Escalation.State.ACCEPTED
     )
-
-
-def _note_reason(escalation: Escalation) -> None:
-    if escalation.reason:
-        _note(
-            escalation,
-            _("Motivo de %(peer)s: %(reason)s") % {"peer": escalation.peer.name, "reason": escalation.reason},
-        )
 
 
 def _receive_upgrade(escalation: Escalation, document: dict, reason: str) -> tuple[int, dict]:
@@ -994,7 +985,6 @@ def _receive_upgrade(escalation: Escalation, document: dict, reason: str) -> tup
         _("%(peer)s pide ahora que este centro lo atienda (solicitud de servicio)")
         % {"peer": escalation.peer.name},
     )
-    _note_reason(escalation)
     _announce(escalation)
     return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
 

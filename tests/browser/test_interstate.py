@@ -278,10 +278,12 @@ def test_the_request_banner_goes_once_answered_and_a_request_the_origin_cancels_
     def request_for_service() -> tuple[str, str]:
         folio = open_call(mex)
         created = mex.session("despachador").post(
-            f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
+            f"/api/v1/incidents/{folio}/escalations",
+            json={"peer": "CDMX", "kind": "request_for_service", "reason": "Persecución hacia CDMX"},
         )
         assert created.status_code == 201, created.text
         expect(banner).to_contain_text(f"pide atender su incidente {folio}", timeout=15_000)
+        expect(banner).to_contain_text("Motivo: Persecución hacia CDMX")  # why MEX asks
         remote = wait_until(
             lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio"
         )
@@ -298,6 +300,9 @@ def test_the_request_banner_goes_once_answered_and_a_request_the_origin_cancels_
     row = page.locator(f'#queue-body tr[data-folio="{remote}"]')
     row.click()
     expect(page.locator("#d-interstate .esc-answer")).to_contain_text(folio)
+    expect(page.locator("#d-interstate .esc-answer .esc-reason")).to_have_text(
+        "Motivo: Persecución hacia CDMX"
+    )
     page.locator("#detail").focus()
     page.keyboard.press("y")
     expect(page.locator('#d-interstate .esc-inbound [data-state="accepted"]')).to_be_visible(timeout=5_000)
@@ -362,6 +367,11 @@ def test_one_browser_logged_in_to_both_centres_keeps_each_ones_forms_and_api_wor
                 page.click(".lang-form button[type=submit]")
             expect(page.locator("html")).to_have_attribute("lang", "en", timeout=10_000)
             expect(page.locator("body")).not_to_contain_text("CSRF")
+            # Back to Spanish: the choice is saved on the user, whom the other tests here share.
+            page.select_option("#lang-select", "es-mx")
+            with page.expect_navigation():
+                page.click(".lang-form button[type=submit]")
+            expect(page.locator("html")).to_have_attribute("lang", "es-mx", timeout=10_000)
     finally:
         context.close()
 

@@ -87,7 +87,8 @@ function announceInbound(folio, escalation) {
   if (announced.get(escalation.id)) return;
   // A notice is not announced; a notice its sender turns into a request for service is, as a new request.
   if (escalation.kind === "request_for_service" && config.can_dispatch) {
-    const text = t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio });
+    let text = t("inbound_banner", { peer: escalation.peer.name, remote: escalation.remote_folio, folio });
+    if (escalation.reason) text += ` ${t("request_reason", { reason: escalation.reason })}`;
     announced.set(escalation.id, text);
     showBanner(text, "alert");
   }
@@ -341,6 +342,7 @@ export class InterstatePanel {
     const reason = this.rejectReason;
     return el("div", { class: "esc-answer", role: "group", "data-escalation": escalation.id },
       el("p", {}, t("answer_prompt", { peer: escalation.peer.name, folio: escalation.remote_folio })),
+      escalation.reason ? el("p", { class: "esc-reason" }, t("request_reason", { reason: escalation.reason })) : null,
       el("button", { type: "button", class: "primary", "data-action": "accept", disabled: this.busy || undefined,
         onclick: () => this.act(escalation, "accept") }, t("esc_accept"), el("kbd", {}, "Y")),
       el("form", { class: "field-row", onsubmit: (event) => {
