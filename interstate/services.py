@@ -1134,6 +1134,9 @@ def _follow_relocation(escalation: Escalation, facts: eido.EidoFacts) -> None:
         center_id=incident.center_id,
         by=escalation.peer.service_user,
         expected_version=None,
+        # The peer reports where its incident is now: followed even outside our area (flagged, not refused;
+        # nobody here is there to confirm), or the share would fail on every later update.
+        confirm_outside_area=True,
         lat=facts.lat,
         lon=facts.lon,
         address=facts.address or incident.address,

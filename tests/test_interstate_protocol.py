@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from geo.services import DATA_DIR, import_geojson_file
 from incidents import services as incident_services
 from incidents.models import Call, Incident, TimelineEntry
 from interstate.models import Escalation, InboundMessage, OutboxMessage, PeerRequestLog
@@ -129,6 +130,31 @@ def test_updates_apply_in_sequence_and_stale_ones_are_discarded(client, cdmx, re
     assert notes == ["Dos heridos", "Llegó la patrulla", "Traslado al hospital"]  # merged by $id: no repeats
     escalation = Escalation.objects.get(incident=local)
     assert escalation.in_seq == 3
+
+
+def test_a_relocation_outside_our_area_is_followed(client, cdmx, remote):
+    import_geojson_file(path=DATA_DIR / "15-estado-de-mexico.geojson")  # our service area: Estado de México
+    """The peer moved its incident (a pursuit, a corrected point): our copy follows even outside our service
+    area (the peer reports where it is; nobody here is there to confirm). It was refused 400, which failed
+    the share for good."""
+    peer, secret = cdmx
+    request_id, created = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=created.json()["incident"])
+    incident_services.update_incident(
+        folio=remote.folio,
+        center_id=remote.center_id,
+        by=remote.created_by,
+        expected_version=None,
+        confirm_outside_area=True,
+        lat=19.4000,
+        lon=-99.1500,
+    )
+    remote.refresh_from_db()
+    response = post_message(client, peer, secret, message("update", request_id, source=remote, sequence=1))
+    assert response.status_code == 200, response.content
+    local.refresh_from_db()
+    assert (round(local.lat, 4), round(local.lon, 4)) == (19.4, -99.15)
+    assert local.outside_service_area
 
 
 def test_a_note_that_arrives_late_says_when_it_was_written(client, cdmx, remote, accident_type):
