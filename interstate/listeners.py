@@ -98,7 +98,8 @@ def _auto_escalate(event: Event, folio: str, flags: list[dict], origin: str) -> 
         "peer"
     )
     wanted: dict[str, str] = {}
-    for policy in policies.order_by("kind"):  # request_for_service sorts before request_awareness
+    # A request for service wins over a notice for the same peer, whichever policy is broader.
+    for policy in sorted(policies, key=lambda policy: policy.kind != EscalationKind.REQUEST_FOR_SERVICE):
         targets = [policy.peer.code] if policy.peer_id else sorted(flagged)
         for code in targets:
             if code in flagged and code != origin:
@@ -106,10 +107,12 @@ def _auto_escalate(event: Event, folio: str, flags: list[dict], origin: str) -> 
     if not wanted:
         return
     incident = Incident.objects.only("id", "created_by_id").get(folio=folio, center_id=event.center_id)
+    # Once shared with a peer, a rule never shares again: a rejection or a cancel is a person's decision, which
+    # a later location fix must not override (re-escalating is for a person too).
     already = set(
-        Escalation.objects.filter(incident=incident, peer__code__in=wanted)
-        .exclude(state__in=[Escalation.State.REJECTED, Escalation.State.CANCELLED])
-        .values_list("peer__code", flat=True)
+        Escalation.objects.filter(incident=incident, peer__code__in=wanted).values_list(
+            "peer__code", flat=True
+        )
     )
     enabled = set(Peer.objects.filter(code__in=wanted, enabled=True).values_list("code", flat=True))
     for code, kind in sorted(wanted.items()):

@@ -8,6 +8,7 @@ See docs/interstate.md for the wire protocol these rows implement.
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -112,6 +113,8 @@ class AutoEscalationPolicy(models.Model):
         _("clave CNIE"),
         max_length=5,
         help_text=_("Tipo (1 dígito), subtipo (3) o clave (5)."),
+        # Only these lengths are compared (type, subtype, code): any other could never match.
+        validators=[RegexValidator(r"^\d(\d\d(\d\d)?)?$", _("Escriba 1, 3 o 5 dígitos de la clave CNIE."))],
     )
     kind = models.CharField(_("tipo de escalamiento"), max_length=24, choices=Kind.choices)
     enabled = models.BooleanField(_("habilitada"), default=True)

@@ -9,6 +9,7 @@ import re
 
 import httpx
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
@@ -243,6 +244,36 @@ def test_policies_escalate_flagged_incidents_of_their_type(cdmx, center, call_ta
         center=center, by=call_taker, incident_type=accident_type, lat=FAR_FROM_CDMX[0], lon=FAR_FROM_CDMX[1]
     )
     assert not Escalation.objects.filter(incident=far).exists()
+
+
+def test_a_request_policy_wins_over_a_broader_notice_policy_and_no_rule_overrides_a_rejection(
+    cdmx, center, call_taker, dispatcher, accident_type
+):
+    AutoEscalationPolicy.objects.create(peer=None, type_prefix="1", kind="request_awareness")
+    AutoEscalationPolicy.objects.create(peer=cdmx, type_prefix="10104", kind="request_for_service")
+    incident = _inside(center, call_taker, accident_type)
+    (escalation,) = Escalation.objects.filter(incident=incident)
+    assert escalation.kind == "request_for_service"
+    # CDMX rejects it; a location fix later (still in CDMX) must not ask again.
+    Escalation.objects.filter(pk=escalation.pk).update(state=Escalation.State.REJECTED)
+    incident_services.update_incident(
+        folio=incident.folio,
+        center_id=center.id,
+        by=dispatcher,
+        expected_version=None,
+        confirm_outside_area=True,
+        lat=INSIDE_CDMX[0] + 0.0001,
+        lon=INSIDE_CDMX[1],
+    )
+    assert Escalation.objects.filter(incident=incident).count() == 1
+
+
+@pytest.mark.parametrize("prefix", ["ABC", "1010", "101041", ""])
+def test_a_policy_prefix_that_could_never_match_is_refused(prefix):
+    policy = AutoEscalationPolicy(peer=None, type_prefix=prefix, kind="request_awareness")
+    with pytest.raises(ValidationError) as refused:
+        policy.full_clean()
+    assert "type_prefix" in refused.value.message_dict
 
 
 def test_a_notice_becomes_a_request_for_service_on_the_same_share(
