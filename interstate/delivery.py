@@ -80,7 +80,14 @@ def signed_request(
     **audit_fields,
 ) -> httpx.Response:
     """One signed request to a peer, audited (`audit_fields`: request_id, incident_folio). Raises
-    PeerUnavailable on network errors and timeouts."""
+    PeerUnavailable on network errors and timeouts, PeerRefused without our credential for it."""
+    if not (peer.outbound_key_id and peer.outbound_secret_encrypted):
+        raise PeerRefused(
+            _(
+                "Sin credencial de envío para %(peer)s: nada se le envía sin firmar (interstate_peer rotate-secret)."
+            )
+            % {"peer": peer.code}
+        )
     all_headers = {
         "Content-Type": "application/json",
         **(headers or {}),
@@ -336,7 +343,7 @@ def drain_stream(*, stream_id: int, owner: str | None = None) -> int:
         return delivered
     message = _next_pending(stream_id)
     while True:
-        if message is None or not message.peer.enabled or not _may_send(message.peer):
+        if message is None or not message.peer.can_send or not _may_send(message.peer):
             _released, more = _release_and_check(stream_id, owner)
             # A message committed while we were releasing would otherwise wait for the sweeper.
             if message is None and more and _acquire(stream_id, owner):
@@ -471,9 +478,13 @@ def due_streams(*, limit: int = 500) -> list[int]:
     passed after a failure), whose peer is enabled and whose lease nobody holds. A peer whose circuit is open
     gets nothing until its probe time, then ONE stream (its oldest due message's): the probe."""
     now = timezone.now()
-    due = OutboxMessage.objects.filter(
-        state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
-    ).filter(Q(stream__lease_until__isnull=True) | Q(stream__lease_until__lt=now))
+    due = (
+        OutboxMessage.objects.filter(
+            state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
+        )
+        .exclude(peer__outbound_key_id="")  # no credential yet: it waits (peer_set_outbound_credentials)
+        .filter(Q(stream__lease_until__isnull=True) | Q(stream__lease_until__lt=now))
+    )
     streams = list(
         due.filter(peer__probe_after__isnull=True).values_list("stream_id", flat=True).distinct()[:limit]
     )

@@ -77,6 +77,11 @@ class Peer(models.Model):
         return f"{self.code} — {self.name}"
 
     @property
+    def can_send(self) -> bool:
+        """Enabled, and holding the credential the peer issued us: nothing goes to it unsigned."""
+        return self.enabled and bool(self.outbound_key_id and self.outbound_secret_encrypted)
+
+    @property
     def outbound_secret(self) -> str:
         return secrets.decrypt(self.outbound_secret_encrypted) if self.outbound_secret_encrypted else ""
 

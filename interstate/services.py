@@ -234,6 +234,8 @@ def peer_set_outbound_credentials(*, code: str, key_id: str, secret: str) -> Pee
     peer.outbound_key_id = key_id
     peer.outbound_secret = secret
     peer.save(update_fields=["outbound_key_id", "outbound_secret_encrypted", "updated_at"])
+    if peer.enabled:  # what waited for a credential goes now
+        outbox.enqueue_waiting(peer.id)
     return peer
 
 

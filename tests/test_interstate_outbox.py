@@ -465,6 +465,23 @@ def test_sweeper_reenqueues_due_messages_of_enabled_peers(
     assert escalation.outbox.get().state == "pending"
 
 
+def test_nothing_goes_to_a_peer_we_hold_no_credential_for_until_it_is_set(
+    center, dispatcher, accident_type, peer_http, django_capture_on_commit_callbacks
+):
+    """Registered without the key the peer issued us (interstate_peer add without --outbound-*): its messages
+    wait, unsent — they went out at once, signed with an empty key and secret."""
+    register_cdmx(outbound_key_id="", outbound_secret="")
+    escalation = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 0 and not peer_http.requests
+    assert delivery.due_streams() == []
+    assert escalation.outbox.get().state == "pending"
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.peer_set_outbound_credentials(code="CDMX", key_id="mex-at-cdmx", secret="s" * 40)
+    assert callbacks  # what waited is enqueued at once
+    assert delivery.drain_escalation(escalation_id=escalation.id) == 1
+    assert peer_http.requests[0]["headers"]["X-CAD-Key-Id"] == "mex-at-cdmx"
+
+
 def test_a_disabled_peer_pauses_delivery_and_enabling_resumes(
     cdmx, center, dispatcher, accident_type, peer_http, django_capture_on_commit_callbacks
 ):
