@@ -247,7 +247,15 @@ class Escalation(models.Model):
                 name="one_live_escalation_per_incident_peer",
             ),
         ]
-        indexes = [models.Index(fields=["incident", "state"], name="escalation_incident_state")]
+        indexes = [
+            models.Index(fields=["incident", "state"], name="escalation_incident_state"),
+            # A peer's request for an incident whose earlier share it cancelled finds our copy (still open?).
+            models.Index(
+                fields=["peer", "remote_folio"],
+                condition=Q(direction="inbound", state="cancelled"),
+                name="escalation_cancelled_inbound",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.incident_id} ↔ {self.peer_id} ({self.direction}, {self.state})"

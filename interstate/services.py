@@ -919,6 +919,10 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
             status=409,
         )
     facts = eido.read_eido(document)
+    is_request = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE
+    copy = _open_copy_of_cancelled_share(peer, facts.folio)
+    if copy is not None:
+        return _receive_again(copy, peer, is_request, request_id, facts, reason)
     anonymous = facts.line == Line.ANONYMOUS
     call = incident_services.take_call(
         center=peer.service_user.center,
@@ -935,7 +939,6 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
         origin_center=peer.code,
         origin_folio=facts.folio,
     )
-    is_request = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE
     escalation = Escalation.objects.create(
         request_id=request_id,
         incident=call.incident,
@@ -951,6 +954,56 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
         reason=reason,
     )
     _merge_notes(escalation, facts, fresh=True)
+    _announce(escalation, attempts=0)
+    if is_request:
+        return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
+    return 202, _answer(escalation, ACCEPTED, "awareness recorded")
+
+
+def _open_copy_of_cancelled_share(peer: Peer, folio: str) -> Incident | None:
+    """Our still open copy of the peer's incident `folio`, whose earlier share the peer cancelled (locked):
+    a new request for it comes back to that copy, not to a second one."""
+    if not folio:
+        return None
+    cancelled = Escalation.objects.filter(
+        peer=peer,
+        remote_folio=folio,
+        direction=Escalation.Direction.INBOUND,
+        state=Escalation.State.CANCELLED,
+    ).values("incident_id")
+    return (
+        Incident.objects.select_for_update()
+        .filter(pk__in=cancelled)
+        .exclude(status=IncidentStatus.CLOSED)
+        .order_by("-id")
+        .first()
+    )
+
+
+def _receive_again(
+    incident: Incident, peer: Peer, is_request: bool, request_id: str, facts: eido.EidoFacts, reason: str
+) -> tuple[int, dict]:
+    escalation = Escalation.objects.create(
+        request_id=request_id,
+        incident=incident,
+        peer=peer,
+        direction=Escalation.Direction.INBOUND,
+        kind=EscalationKind.REQUEST_FOR_SERVICE if is_request else EscalationKind.REQUEST_AWARENESS,
+        state=Escalation.State.PENDING if is_request else Escalation.State.ACCEPTED,
+        remote_incident_id=facts.incident_id[:200],
+        remote_folio=facts.folio,
+        remote_status=facts.status[:32],
+        remote_resources=facts.resources,
+        remote_call_at=facts.call_started_at,
+        reason=reason,
+    )
+    _merge_notes(escalation, facts)
+    _note(
+        escalation,
+        _("%(peer)s vuelve a compartir su incidente %(folio)s, cuya solicitud anterior canceló")
+        % {"peer": peer.name, "folio": facts.folio},
+        locked=True,
+    )
     _announce(escalation, attempts=0)
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")

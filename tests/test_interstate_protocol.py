@@ -461,6 +461,28 @@ def test_null_characters_are_refused_with_their_paths_and_audited(client, cdmx, 
     assert _last_audit().status_code == response.status_code
 
 
+def test_a_new_request_after_a_cancel_comes_back_to_our_open_copy(client, cdmx, remote):
+    """The peer cancelled its request and asks again (the same incident): one copy here, not two open ones
+    (a dispatcher could send units twice)."""
+    peer, secret = cdmx
+    first_id, first = _rfs(client, cdmx, remote)
+    local = Incident.objects.get(folio=first.json()["incident"])
+    post_message(client, peer, secret, message("cancel", first_id, reason="Error de captura"))
+    second_id, second = _rfs(client, cdmx, remote)
+    assert second.status_code == 202 and second.json()["incident"] == local.folio, second.content
+    assert Incident.objects.filter(origin_folio=remote.folio).count() == 1
+    states = dict(Escalation.objects.filter(incident=local).values_list("request_id", "state"))
+    assert states == {first_id: "cancelled", second_id: "pending"}
+    assert "vuelve a compartir su incidente" in local.timeline.filter(kind="note").last().text
+    # Closed here in between: a new request opens a new copy.
+    post_message(client, peer, secret, message("cancel", second_id))
+    incident_services.close_incident(
+        folio=local.folio, center_id=local.center_id, disposition="Atendido", by=local.created_by
+    )
+    _, third = _rfs(client, cdmx, remote)
+    assert third.status_code == 202 and third.json()["incident"] != local.folio
+
+
 def test_a_cancel_that_overtakes_its_request_is_kept_and_the_request_refused(client, cdmx, remote):
     """The sender timed out on its request and cancelled it; the cancel got here first (or the request never
     does): answered 200, and the request, if it arrives after all, opens nothing."""
