@@ -439,7 +439,7 @@ def _record_failure(message: OutboxMessage, error: str, *, dead: bool, owner: st
             escalation.state = Escalation.State.FAILED
             fields.append("state")
         # Every failed attempt, even with the same error: the console shows the attempt count live.
-        escalation_changed(escalation, *fields, attempts=None if dead else message.attempts + 1)
+        escalation_changed(escalation, *fields, attempts=message.attempts + 1)
     logger.warning(
         "interstate delivery failed",
         extra={"peer": message.peer.code, "message_id": message.pk, "dead": dead, "error": error[:300]},

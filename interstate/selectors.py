@@ -13,11 +13,13 @@ from interstate.models import Escalation, EscalationKind, OutboxMessage, Peer, P
 
 
 def with_attempts(escalations: QuerySet[Escalation]) -> QuerySet[Escalation]:
-    """Each escalation's `pending_attempts`: the attempts of its first pending message (0 when none), read in
-    the same statement (for escalation_summary's `attempts` over a list)."""
-    first_pending = OutboxMessage.objects.filter(
-        escalation=OuterRef("pk"), state=OutboxMessage.State.PENDING
-    ).order_by("id")
+    """Each escalation's `pending_attempts`: the attempts of its first undelivered message, waiting or given up
+    (0 when none), read in the same statement (for escalation_summary's `attempts` over a list)."""
+    first_pending = (
+        OutboxMessage.objects.filter(escalation=OuterRef("pk"))
+        .exclude(state=OutboxMessage.State.DELIVERED)
+        .order_by("id")
+    )
     return escalations.annotate(pending_attempts=Coalesce(Subquery(first_pending.values("attempts")[:1]), 0))
 
 
@@ -25,7 +27,7 @@ def escalation_summary(escalation: Escalation, *, attempts: int | None = None) -
     """One escalation as the console shows it (API answers and `interstate.escalation` events agree)."""
     if attempts is None:
         attempts = (
-            escalation.outbox.filter(state=OutboxMessage.State.PENDING)
+            escalation.outbox.exclude(state=OutboxMessage.State.DELIVERED)
             .order_by("id")
             .values_list("attempts", flat=True)
             .first()

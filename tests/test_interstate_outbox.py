@@ -356,6 +356,10 @@ def test_a_refused_message_fails_the_escalation_until_a_supervisor_retries(
     # What the peer said, not its raw JSON.
     assert (escalation.state, escalation.last_error) == ("failed", "HTTP 400: no (refused)")
     assert escalation.outbox.get().state == "dead"
+    # The console counts the attempt of a message given up too (it read "intento 0").
+    assert escalations_for_incident(incident_id=escalation.incident_id)[0]["attempts"] == 1
+    told = Event.objects.filter(type="interstate.escalation").order_by("-seq").first()
+    assert told.payload["escalation"]["attempts"] == 1
     services.escalation_retry(escalation_id=escalation.id, center_id=center.id, by=supervisor)
     assert delivery.drain_escalation(escalation_id=escalation.id) == 1
     escalation.refresh_from_db()
