@@ -8,7 +8,7 @@ See docs/interstate.md for the wire protocol these rows implement.
 import uuid
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -32,7 +32,12 @@ class Peer(models.Model):
         MUNICIPAL = "municipal", _("Municipal")
 
     code = models.CharField(
-        _("código"), max_length=16, unique=True, help_text=_("Clave del centro, p. ej. CDMX")
+        _("código"),
+        max_length=16,
+        unique=True,
+        help_text=_("Clave del centro, p. ej. CDMX"),
+        # It names the peer's account and key ids, and appears in folios and console tags.
+        validators=[RegexValidator(r"^[A-Z0-9_-]{2,16}$", _("De 2 a 16 letras mayúsculas, dígitos, - o _."))],
     )
     kind = models.CharField(_("tipo"), max_length=16, choices=Kind.choices, default=Kind.STATE)
     name = models.CharField(_("nombre"), max_length=160)
@@ -47,6 +52,7 @@ class Peer(models.Model):
     border_km = models.FloatField(
         _("distancia a la frontera (km)"),
         default=default_border_km,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text=_("Se marcan los incidentes a esta distancia o menos del área del centro."),
     )
     outbound_key_id = models.CharField(_("clave de envío"), max_length=64, blank=True)

@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -604,6 +604,31 @@ def test_console_api_and_its_permissions(
         api_client_for(supervisor).post(f"/api/v1/escalations/{escalation['id']}/cancel", {}).json()["state"]
         == "cancelled"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["ZZ Z"], "letras mayúsculas"),
+        (["JAL", "--border-km", "-3"], "border_km"),
+        (["JAL", "--outbound-key-id", "k", "--outbound-secret-file", "/nonexistent"], "No se pudo leer"),
+    ],
+)
+def test_peer_command_refuses_bad_input_with_a_message(center, args, says):
+    """An operator's typo gets a sentence, not a traceback, and nothing is written."""
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "interstate_peer",
+            "add",
+            *args,
+            "--name",
+            "C4 Jalisco",
+            "--base-url",
+            "http://jal.invalid",
+            stdout=io.StringIO(),
+        )
+    assert says in str(refused.value)
+    assert not Peer.objects.exists()
 
 
 def test_peer_command_registers_lists_rotates_and_refreshes(center, monkeypatch, tmp_path):

@@ -21,7 +21,13 @@ from interstate.selectors import peer_list_for_admin
 
 
 def _read_secret(source: str) -> str:
-    text = sys.stdin.readline() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.readline() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(
+            _("No se pudo leer el secreto de envío (%(source)s): %(error)s")
+            % {"source": source, "error": exc}
+        ) from exc
     secret = text.strip()
     if not secret:
         raise CommandError(_("El secreto de envío está vacío (%(source)s).") % {"source": source})
