@@ -310,6 +310,10 @@ class ResponseTimesOutput(serializers.Serializer):
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
     unanswered = serializers.IntegerField(help_text="Requests for service still waiting for an answer.")
+    withdrawn = serializers.IntegerField(
+        help_text="Requests for service cancelled by their sender or failed before any answer "
+        "(accepted + rejected + withdrawn + unanswered = requests)."
+    )
     delivery_p50_s = FloatField(allow_null=True, help_text="Request → the peer took it (outbound only).")
     delivery_p90_s = FloatField(allow_null=True)
     answer_p50_s = FloatField(

@@ -184,7 +184,8 @@ def _nearest_rank(values: list[float], q: float) -> float | None:
 
 def response_times(*, center_id: int, since) -> list[dict]:
     """Response times between centres since `since`, per peer and direction, of escalations requested since
-    then: how many; of the requests for service, how many were accepted, rejected or not answered yet; and in
+    then: how many; of the requests for service, how many were accepted, rejected, cancelled or failed before an
+    answer (`withdrawn`) or not answered yet (so the four add up to `requests`); and in
     seconds (median and p90, nearest rank), from the request to its delivery (outbound: the peer took it) and
     to its answer (outbound: the peer's dispatcher; inbound: ours)."""
     rows = (
@@ -206,7 +207,7 @@ def response_times(*, center_id: int, since) -> list[dict]:
         group = groups.setdefault(
             (code, direction),
             {"peer": code, "peer_name": name, "direction": direction, "escalations": 0, "requests": 0,
-             "accepted": 0, "rejected": 0, "unanswered": 0, "_delivery": [], "_answer": []},
+             "accepted": 0, "rejected": 0, "unanswered": 0, "withdrawn": 0, "_delivery": [], "_answer": []},
         )  # fmt: skip
         group["escalations"] += 1
         if delivered:
@@ -218,7 +219,9 @@ def response_times(*, center_id: int, since) -> list[dict]:
             group["rejected"] += 1
         elif answered:
             group["accepted"] += 1
-        elif state not in (Escalation.State.CANCELLED, Escalation.State.FAILED):
+        elif state in (Escalation.State.CANCELLED, Escalation.State.FAILED):
+            group["withdrawn"] += 1  # cancelled by its sender or never delivered, before any answer
+        else:
             group["unanswered"] += 1
         if answered:
             group["_answer"].append((answered - requested).total_seconds())

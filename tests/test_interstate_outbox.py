@@ -25,7 +25,7 @@ from interstate.models import (
     Peer,
     PeerRequestLog,
 )
-from interstate.selectors import escalations_for_incident
+from interstate.selectors import escalations_for_incident, response_times
 from interstate.tasks import deliver_stream, sweep_outbox
 from interstate.validation import validate_message
 from tests.factories import UnitFactory, open_incident
@@ -533,6 +533,20 @@ def test_cancel_before_and_after_the_peer_got_the_request(
         ("requestForService", "dead"),
         ("cancel", "pending"),
     ]
+
+
+def test_response_times_count_every_request_once(cdmx, center, dispatcher, supervisor, accident_type):
+    """Accepted, rejected, withdrawn (cancelled or failed before an answer) and unanswered add up to the
+    requests: a supervisor's table did not add up (a cancelled request was counted nowhere)."""
+    since = timezone.now() - timezone.timedelta(hours=1)
+    waiting = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    cancelled = _escalate(_inside(center, dispatcher, accident_type), dispatcher)
+    services.escalation_cancel(escalation_id=cancelled.id, center_id=center.id, by=supervisor)
+    _escalate(_inside(center, dispatcher, accident_type), dispatcher, kind="request_awareness")
+    (row,) = response_times(center_id=center.id, since=since)
+    assert (row["escalations"], row["requests"], row["withdrawn"], row["unanswered"]) == (3, 2, 1, 1)
+    assert row["accepted"] + row["rejected"] + row["withdrawn"] + row["unanswered"] == row["requests"]
+    assert waiting.state == "pending"
 
 
 def test_an_acceptance_after_our_cancel_is_flagged_on_the_incident(

@@ -791,6 +791,7 @@ def test_response_times_between_centres_per_peer_and_direction(
         "accepted": 1,
         "rejected": 0,
         "unanswered": 0,
+        "withdrawn": 0,
         "delivery_p50_s": 2.0,
         "delivery_p90_s": 2.0,
         "answer_p50_s": 30.0,
