@@ -35,7 +35,9 @@ AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antigua
 # The audit's result codes (PeerRequestLog.result: "ok", "network_error" or the refusal's code, ours or the
 # peer's) as a supervisor reads them; the page keeps the code beside the label (support staff, the filter).
 AUDIT_RESULTS = {
-    "ok": gettext_lazy("Aceptada"),
+    "ok": gettext_lazy(
+        "Procesada"
+    ),  # the request went through (not "accepted": a rejection is processed too)
     "error": gettext_lazy("Error"),
     "network_error": gettext_lazy("Sin respuesta (red)"),
     "not_signed": gettext_lazy("Sin firma"),
@@ -67,6 +69,9 @@ AUDIT_DETAILS = {
     "ignored: share ended": gettext_lazy("Ignorada: ya no se comparte"),
     "cancelled": gettext_lazy("Cancelación registrada"),
     "response recorded": gettext_lazy("Respuesta registrada"),
+    "acceptance recorded": gettext_lazy("Aceptación registrada"),
+    "rejection recorded": gettext_lazy("Rechazo registrado"),
+    "nothing to cancel": gettext_lazy("Nada que cancelar: la solicitud no había llegado"),
     "published": gettext_lazy("Alerta publicada"),
     "withdraw": gettext_lazy("Alerta retirada"),
     "expire": gettext_lazy("Alerta vencida"),

@@ -1222,7 +1222,9 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
         raise MessageRefused(_("No hay solicitud de servicio que responder."), code="not_shared", status=404)
     response = message["response"]
     code, text = response.get("responseCode"), str(response.get("responseText") or "")[:500]
+    recorded = "response recorded"  # (the audit reads these words: dashboard.views.AUDIT_DETAILS)
     if escalation.state in (Escalation.State.PENDING, Escalation.State.SENT, Escalation.State.FAILED):
+        recorded = "acceptance recorded" if code == ACCEPTED else "rejection recorded"
         escalation.remote_folio = str(message.get("incident") or escalation.remote_folio)[:64]
         escalation.answered_at = timezone.now()
         if code == ACCEPTED:
@@ -1255,4 +1257,4 @@ def _receive_response(escalation: Escalation, message: dict) -> tuple[int, dict]
             )
             % {"peer": escalation.peer.name, "folio": str(message.get("incident") or "")[:64]},
         )
-    return 200, _answer(escalation, ACCEPTED, "response recorded")
+    return 200, _answer(escalation, ACCEPTED, recorded)

@@ -151,7 +151,7 @@ def test_the_supervisors_audit_shows_labels_with_the_code_kept(cdmx, supervisor,
             detail="queued for a dispatcher · CDMX-7",
         ),
         "applied": _audit(action="update", status_code=200, result="ok", detail="applied"),
-        "response": _audit(action="response", status_code=200, result="ok", detail="response recorded"),
+        "response": _audit(action="response", status_code=200, result="ok", detail="rejection recorded"),
         "unknown": _audit(action="update", status_code=418, result="teapot_code", detail="something new"),
     }
     client.force_login(supervisor)
@@ -163,17 +163,17 @@ def test_the_supervisors_audit_shows_labels_with_the_code_kept(cdmx, supervisor,
 
     assert 'Sin respuesta (red) <span class="raw-code mono">network_error</span>' in row("network")
     assert ">CDMX no respondió a tiempo (5 s)</td>" in row("network")
-    assert 'Aceptada <span class="raw-code mono">ok</span>' in row("queued")
+    assert 'Procesada <span class="raw-code mono">ok</span>' in row("queued")
     assert 'title="queued for a dispatcher · CDMX-7">En espera de un despachador · CDMX-7</td>' in row(
         "queued"
     )
     assert 'title="applied">Aplicada</td>' in row("applied")
-    assert 'title="response recorded">Respuesta registrada</td>' in row("response")
+    assert 'title="rejection recorded">Rechazo registrado</td>' in row("response")
     assert "<td>teapot_code</td>" in row("unknown") and "<td>something new</td>" in row("unknown")
     client.cookies["cad_language"] = "en"
     english = client.get("/dashboard/interstate/").content.decode()
     assert (
-        'Accepted <span class="raw-code mono">ok</span>' in english and ">Response recorded</td>" in english
+        'Processed <span class="raw-code mono">ok</span>' in english and ">Rejection recorded</td>" in english
     )
 
 
