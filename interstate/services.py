@@ -939,25 +939,7 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
         origin_center=peer.code,
         origin_folio=facts.folio,
     )
-    escalation = Escalation.objects.create(
-        request_id=request_id,
-        incident=call.incident,
-        peer=peer,
-        direction=Escalation.Direction.INBOUND,
-        kind=EscalationKind.REQUEST_FOR_SERVICE if is_request else EscalationKind.REQUEST_AWARENESS,
-        state=Escalation.State.PENDING if is_request else Escalation.State.ACCEPTED,
-        remote_incident_id=facts.incident_id[:200],
-        remote_folio=facts.folio,
-        remote_status=facts.status[:32],
-        remote_resources=facts.resources,
-        remote_call_at=facts.call_started_at,
-        reason=reason,
-    )
-    _merge_notes(escalation, facts, fresh=True)
-    _announce(escalation, attempts=0)
-    if is_request:
-        return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
-    return 202, _answer(escalation, ACCEPTED, "awareness recorded")
+    return _new_inbound_share(call.incident, peer, is_request, request_id, facts, reason, fresh=True)
 
 
 def _open_copy_of_cancelled_share(peer: Peer, folio: str) -> Incident | None:
@@ -983,6 +965,30 @@ def _open_copy_of_cancelled_share(peer: Peer, folio: str) -> Incident | None:
 def _receive_again(
     incident: Incident, peer: Peer, is_request: bool, request_id: str, facts: eido.EidoFacts, reason: str
 ) -> tuple[int, dict]:
+    incident_services.add_note(
+        folio=incident.folio,
+        center_id=incident.center_id,
+        text=_("%(peer)s vuelve a compartir su incidente %(folio)s, cuya solicitud anterior canceló")
+        % {"peer": peer.name, "folio": facts.folio},
+        by=peer.service_user,
+        data={"peer": peer.code},
+        locked=incident,
+    )
+    return _new_inbound_share(incident, peer, is_request, request_id, facts, reason)
+
+
+def _new_inbound_share(
+    incident: Incident,
+    peer: Peer,
+    is_request: bool,
+    request_id: str,
+    facts: eido.EidoFacts,
+    reason: str,
+    *,
+    fresh: bool = False,
+) -> tuple[int, dict]:
+    """The peer's share of `facts` on our copy `incident` (`fresh`: just opened from them), its notes merged
+    and the consoles told; the answer to the peer."""
     escalation = Escalation.objects.create(
         request_id=request_id,
         incident=incident,
@@ -997,13 +1003,7 @@ def _receive_again(
         remote_call_at=facts.call_started_at,
         reason=reason,
     )
-    _merge_notes(escalation, facts)
-    _note(
-        escalation,
-        _("%(peer)s vuelve a compartir su incidente %(folio)s, cuya solicitud anterior canceló")
-        % {"peer": peer.name, "folio": facts.folio},
-        locked=True,
-    )
+    _merge_notes(escalation, facts, fresh=fresh)
     _announce(escalation, attempts=0)
     if is_request:
         return 202, _answer(escalation, QUEUED, "queued for a dispatcher")
