@@ -81,7 +81,7 @@ def signed_request(
 ) -> httpx.Response:
     """One signed request to a peer, audited (`audit_fields`: request_id, incident_folio). Raises
     PeerUnavailable on network errors and timeouts, PeerRefused without our credential for it."""
-    if not (peer.outbound_key_id and peer.outbound_secret_encrypted):
+    if not peer.has_outbound_credential:
         raise PeerRefused(
             _(
                 "Sin credencial de envío para %(peer)s: nada se le envía sin firmar (interstate_peer rotate-secret)."
@@ -482,7 +482,9 @@ def due_streams(*, limit: int = 500) -> list[int]:
         OutboxMessage.objects.filter(
             state=OutboxMessage.State.PENDING, next_attempt_at__lte=now, peer__enabled=True
         )
-        .exclude(peer__outbound_key_id="")  # no credential yet: it waits (peer_set_outbound_credentials)
+        # no credential yet (Peer.has_outbound_credential): it waits (peer_set_outbound_credentials)
+        .exclude(peer__outbound_key_id="")
+        .exclude(peer__outbound_secret_encrypted="")
         .filter(Q(stream__lease_until__isnull=True) | Q(stream__lease_until__lt=now))
     )
     streams = list(

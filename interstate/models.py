@@ -83,9 +83,13 @@ class Peer(models.Model):
         return f"{self.code} — {self.name}"
 
     @property
+    def has_outbound_credential(self) -> bool:
+        """We hold the key id and secret the peer issued us: nothing goes to it unsigned."""
+        return bool(self.outbound_key_id and self.outbound_secret_encrypted)
+
+    @property
     def can_send(self) -> bool:
-        """Enabled, and holding the credential the peer issued us: nothing goes to it unsigned."""
-        return self.enabled and bool(self.outbound_key_id and self.outbound_secret_encrypted)
+        return self.enabled and self.has_outbound_credential
 
     @property
     def outbound_secret(self) -> str:

@@ -831,7 +831,8 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
         return _receive_request(peer, kind, request_id, message["eido"], reason)
     if kind == OutboxMessage.Kind.CANCEL:
         _serialize_request_id(peer, request_id)
-        if not Escalation.objects.filter(peer=peer, request_id=request_id).exists():
+        escalation = lock_escalation(peer=peer, request_id=request_id)
+        if escalation is None:
             # A request that never reached us, or not yet (its sender timed out and cancelled while it was
             # on its way): this cancel is kept (InboundMessage) and the request is refused if it comes.
             return 200, {
@@ -840,11 +841,10 @@ def _apply(peer: Peer, kind: str, message: dict) -> tuple[int, dict]:
                 "responseText": "nothing to cancel",
                 "incident": "",
             }
+        return _receive_cancel(escalation, reason)
     escalation = _shared(peer, request_id)
     if kind == OutboxMessage.Kind.UPDATE:
         return _receive_update(escalation, message)
-    if kind == OutboxMessage.Kind.CANCEL:
-        return _receive_cancel(escalation, reason)
     return _receive_response(escalation, message)
 
 

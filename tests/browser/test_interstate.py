@@ -21,6 +21,18 @@ from tests.interstate_harness import (
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
+def _requested_of_cdmx(mex, cdmx) -> tuple[str, dict]:
+    """A MEX incident escalated to CDMX (request for service) by API: its folio and CDMX's inbound share."""
+    folio = open_call(mex)
+    created = mex.session("despachador").post(
+        f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
+    )
+    assert created.status_code == 201, created.text
+    remote = wait_until(lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio")
+    (inbound,) = interstate_of(cdmx, remote)["escalations"]
+    return folio, inbound
+
+
 @pytest.fixture
 def console_of(browser, two_centres):
     """console_of(centre, username) → that centre's dispatch console, logged in and live (console=False: just
@@ -210,13 +222,7 @@ def test_a_supervisor_sees_a_note_stuck_after_the_peer_accepted_and_cancels_with
     """A note that CDMX refuses after it accepted the incident: the share used to show "Aceptado" and nothing
     else, as if the note had arrived. Then the supervisor ends the share, asked first, with a reason."""
     mex, cdmx = two_centres.mex, two_centres.cdmx
-    folio = open_call(mex)
-    created = mex.session("despachador").post(
-        f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
-    )
-    assert created.status_code == 201, created.text
-    remote = wait_until(lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio")
-    (inbound,) = interstate_of(cdmx, remote)["escalations"]
+    folio, inbound = _requested_of_cdmx(mex, cdmx)
     assert cdmx.session("despachador").post(f"/api/v1/escalations/{inbound['id']}/accept").status_code == 200
     wait_until(lambda: escalation_of(mex, folio)["state"] == "accepted", timeout=20, what="accepted at MEX")
 
@@ -381,13 +387,7 @@ def test_a_rejection_is_told_to_every_dispatcher_of_the_requester(two_centres, c
     that incident (only the row's tag changed; a rejection was easy to miss)."""
     mex, cdmx = two_centres.mex, two_centres.cdmx
     page = console_of(mex)
-    folio = open_call(mex)
-    created = mex.session("despachador").post(
-        f"/api/v1/incidents/{folio}/escalations", json={"peer": "CDMX", "kind": "request_for_service"}
-    )
-    assert created.status_code == 201, created.text
-    remote = wait_until(lambda: escalation_of(mex, folio)["remote_folio"], timeout=20, what="CDMX's folio")
-    (inbound,) = interstate_of(cdmx, remote)["escalations"]
+    folio, inbound = _requested_of_cdmx(mex, cdmx)
     rejected = cdmx.session("despachador").post(
         f"/api/v1/escalations/{inbound['id']}/reject", json={"reason": "Sin unidades disponibles"}
     )
