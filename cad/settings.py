@@ -94,13 +94,19 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 if IS_POSTGRES:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Server-side parameter binding: psycopg sends parameters apart from the SQL instead of quoting them into
-    # it (Django's default), and prepares a statement it has run 5 times on a connection, so PostgreSQL stops
-    # parsing and planning it again. Measured on the escalation path (docs/benchmarks.md, 2026-11-28 A/B):
-    # a third less CPU in every process (web, worker, PostgreSQL). DB_SERVER_SIDE_BINDING=false for a pooler
-    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    # it (Django's default). Measured on the escalation path (docs/benchmarks.md, 2026-11-28 A/B): a third
+    # less CPU in every process (web, worker, PostgreSQL).
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
         "DB_SERVER_SIDE_BINDING", default=True
     )
+    # Prepared statements: psycopg prepares a statement it has run DB_PREPARE_THRESHOLD times on a connection,
+    # so PostgreSQL stops parsing and planning it again. Django turns this off unless OPTIONS asks for it.
+    # Measured on the escalation path (docs/benchmarks.md, 2026-11-29): PostgreSQL's CPU per escalation
+    # 11.6 → 7.0 ms. DB_SERVER_SIDE_BINDING=false or DB_PREPARE_THRESHOLD=0 for a pooler that cannot keep
+    # prepared statements (PgBouncer in transaction mode before 1.21).
+    prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+    if DATABASES["default"]["OPTIONS"]["server_side_binding"] and prepare_threshold > 0:
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold
     # Under ASGI each request runs on a thread of its own, so a persistent connection (CONN_MAX_AGE) is never
     # reused: every request would open a new PostgreSQL connection (a backend process, milliseconds). A pool
     # per process (psycopg_pool) lends each request an open connection instead. DB_POOL_MAX_SIZE=0 turns it

@@ -897,11 +897,8 @@ def _serialize_request_id(peer: Peer, request_id: str) -> None:
 
 def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, reason: str) -> tuple[int, dict]:
     _serialize_request_id(peer, request_id)
-    used = (
-        Escalation.objects.filter(peer=peer, request_id=request_id)
-        .values_list("pk", "state", "direction", "kind")
-        .first()
-    )
+    facts = eido.read_eido(document)
+    used, cancelled_copies = _earlier_shares(peer, request_id, facts.folio)
     if used is not None:
         upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and _held_notice(*used[1:])
         held = lock_escalation(pk=used[0]) if upgrade else None
@@ -918,9 +915,8 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
             code="cancelled",
             status=409,
         )
-    facts = eido.read_eido(document)
     is_request = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE
-    copy = _open_copy_of_cancelled_share(peer, facts.folio)
+    copy = _open_copy_of_cancelled_share(cancelled_copies)
     if copy is not None:
         return _receive_again(copy, peer, is_request, request_id, facts, reason)
     anonymous = facts.line == Line.ANONYMOUS
@@ -942,20 +938,33 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
     return _new_inbound_share(call.incident, peer, is_request, request_id, facts, reason, fresh=True)
 
 
-def _open_copy_of_cancelled_share(peer: Peer, folio: str) -> Incident | None:
-    """Our still open copy of the peer's incident `folio`, whose earlier share the peer cancelled (locked):
-    a new request for it comes back to that copy, not to a second one."""
-    if not folio:
+def _earlier_shares(peer: Peer, request_id: str, folio: str) -> tuple[tuple | None, list[int]]:
+    """In one statement: the share that already used `request_id` (pk, state, direction, kind), if any, and our
+    copies (incident ids) of the peer's incident `folio` whose earlier inbound share the peer cancelled."""
+    earlier = Q(request_id=request_id)
+    if folio:
+        earlier |= Q(
+            remote_folio=folio, direction=Escalation.Direction.INBOUND, state=Escalation.State.CANCELLED
+        )
+    used, cancelled_copies = None, []
+    for pk, state, direction, kind, row_request_id, incident_id in Escalation.objects.filter(
+        earlier, peer=peer
+    ).values_list("pk", "state", "direction", "kind", "request_id", "incident_id"):
+        if row_request_id == request_id:
+            used = (pk, state, direction, kind)
+        else:
+            cancelled_copies.append(incident_id)
+    return used, cancelled_copies
+
+
+def _open_copy_of_cancelled_share(incident_ids: list[int]) -> Incident | None:
+    """Of our copies whose earlier share the peer cancelled, the newest still open one (locked): a new request
+    for the peer's incident comes back to that copy, not to a second one."""
+    if not incident_ids:
         return None
-    cancelled = Escalation.objects.filter(
-        peer=peer,
-        remote_folio=folio,
-        direction=Escalation.Direction.INBOUND,
-        state=Escalation.State.CANCELLED,
-    ).values("incident_id")
     return (
         Incident.objects.select_for_update()
-        .filter(pk__in=cancelled)
+        .filter(pk__in=incident_ids)
         .exclude(status=IncidentStatus.CLOSED)
         .order_by("-id")
         .first()

@@ -131,6 +131,21 @@ def test_database_url_alone_keeps_the_in_process_layer():
     assert loaded["broker"] == ""
 
 
+@pytest.mark.django_db
+def test_on_postgresql_a_statement_run_five_times_is_prepared():
+    """PostgreSQL parses and plans a repeated statement once (DB_PREPARE_THRESHOLD); Django alone would not."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    marker = f"prepared-{uuid.uuid4().hex}"
+    for _ in range(6):
+        assert not Center.objects.filter(code=marker).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%cad_center%"]
+        )
+        assert cursor.fetchall(), "a statement run six times on this connection should be prepared"
+
+
 # --- cad.tasks.enqueue on the embedded path -------------------------------------------------
 _runs: dict[str, dict] = {}
 
