@@ -268,6 +268,7 @@ def main() -> None:
             "web_procs": args.web_procs,
             "concurrency": args.concurrency,
             "server_side_binding": os.environ.get("DB_SERVER_SIDE_BINDING", "true"),
+            "prepare_threshold": os.environ.get("DB_PREPARE_THRESHOLD", "5"),
         },
         results,
     )

@@ -38,9 +38,9 @@ def receive(request):
 urlpatterns = [path("in", receive)]
 
 database = environ.Env.db_url_config(os.environ.get("RAW_DATABASE_URL", "sqlite:///:memory:"))
-# As the product's settings do on PostgreSQL: server-side binding and a small pool per process.
+# As the product's settings do on PostgreSQL: server-side binding, prepared statements, a small pool per process.
 database.setdefault("OPTIONS", {}).update(
-    {"server_side_binding": True, "pool": {"min_size": 1, "max_size": 4}}
+    {"server_side_binding": True, "prepare_threshold": 5, "pool": {"min_size": 1, "max_size": 4}}
     if database["ENGINE"].endswith("postgresql")
     else {}
 )
