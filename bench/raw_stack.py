@@ -63,6 +63,15 @@ def _wait(condition, what: str, timeout: float, processes=()) -> None:
         time.sleep(0.1)
 
 
+def _accepts(port: int) -> bool:
+    """The receiver listens (the warm-up task is not retried: sent before Daphne listens, it was lost)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def _received(conn) -> int:
     return conn.execute(f"SELECT count(*) FROM {IN_TABLE}").fetchone()[0]  # noqa: S608 - constant
 
@@ -120,6 +129,7 @@ def measure(database_url: str, redis_url: str, *, rate: float, count: int, workd
             )  # fmt: skip
             with producer.connection_for_write() as broker:
                 broker.default_channel.queue_purge(QUEUE)
+            _wait(lambda: _accepts(port), "the receiver's port", START_TIMEOUT_S, processes)
             # Warm-up: one row end to end proves both are up (and loads their code) before the clock starts.
             warm = conn.execute(f"INSERT INTO {OUT_TABLE} DEFAULT VALUES RETURNING id").fetchone()[0]  # noqa: S608
             producer.send_task("raw.deliver", [warm])
