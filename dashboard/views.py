@@ -35,9 +35,8 @@ AUDIT_PAGE = 100  # entries per page of the audit (older ones: the "más antigua
 # The audit's result codes (PeerRequestLog.result: "ok", "network_error" or the refusal's code, ours or the
 # peer's) as a supervisor reads them; the page keeps the code beside the label (support staff, the filter).
 AUDIT_RESULTS = {
-    "ok": gettext_lazy(
-        "Procesada"
-    ),  # the request went through (not "accepted": a rejection is processed too)
+    # The request went through (not "accepted": a rejection is processed too).
+    "ok": gettext_lazy("Procesada"),
     "error": gettext_lazy("Error"),
     "network_error": gettext_lazy("Sin respuesta (red)"),
     "not_signed": gettext_lazy("Sin firma"),

@@ -903,7 +903,7 @@ def _receive_request(peer: Peer, kind: str, request_id: str, document: dict, rea
         upgrade = kind == OutboxMessage.Kind.REQUEST_FOR_SERVICE and _held_notice(*used[1:])
         held = lock_escalation(pk=used[0]) if upgrade else None
         if held is not None and _held_notice(held.state, held.direction, held.kind):  # still, under its lock
-            return _receive_upgrade(held, document, reason)
+            return _receive_upgrade(held, facts, reason)
         raise MessageRefused(
             _("El requestId %(id)s ya se usó.") % {"id": request_id}, code="duplicate_request", status=409
         )
@@ -1028,10 +1028,9 @@ def _held_notice(state: str, direction: str, kind: str) -> bool:
     )
 
 
-def _receive_upgrade(escalation: Escalation, document: dict, reason: str) -> tuple[int, dict]:
+def _receive_upgrade(escalation: Escalation, facts: eido.EidoFacts, reason: str) -> tuple[int, dict]:
     """The peer notified us of this incident and now asks us to take it (docs/interstate.md §3): the copy we
     have becomes a request for service, waiting for a dispatcher's answer as a new one would."""
-    facts = eido.read_eido(document)
     escalation.kind, escalation.state = EscalationKind.REQUEST_FOR_SERVICE, Escalation.State.PENDING
     escalation.requested_at, escalation.answered_at = timezone.now(), None
     escalation.remote_status, escalation.remote_resources = facts.status[:32], facts.resources
